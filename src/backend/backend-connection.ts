@@ -1,0 +1,202 @@
+// One connection from Ferry to a server: connect, optional TLS, client-side authentication, and
+// session tracking switched on. After connectBackend() resolves, the socket belongs to a session,
+// which reads it in forwarding mode.
+
+import net from "node:net";
+import tls from "node:tls";
+import type { Duplex } from "node:stream";
+import type { ServerConfig } from "../config/runtime-config.js";
+import {
+  CACHING_SHA2_PASSWORD, CLEAR_PASSWORD, CLIENT_CONNECT_ATTRS, CLIENT_CONNECT_WITH_DB, CLIENT_DEPRECATE_EOF,
+  CLIENT_FOUND_ROWS, CLIENT_IGNORE_SPACE, CLIENT_INTERACTIVE, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_LONG_PASSWORD,
+  CLIENT_MULTI_RESULTS, CLIENT_MULTI_STATEMENTS, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
+  CLIENT_PROTOCOL_41, CLIENT_PS_MULTI_RESULTS, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL,
+  CLIENT_TRANSACTIONS, COM_QUERY, ERR_HEADER, NATIVE_PASSWORD, OK_HEADER,
+} from "../protocol/constants.js";
+import { FerryError } from "../protocol/errors.js";
+import { FAST_AUTH_SUCCESS, PERFORM_FULL_AUTHENTICATION, REQUEST_PUBLIC_KEY, sha2EncryptPassword, sha2Token } from "../protocol/auth/caching-sha2.js";
+import { nativeTokenFromStage1, nativeStage1 } from "../protocol/auth/native-password.js";
+import { PacketStream } from "../protocol/packet-stream.js";
+import {
+  decodeErr, decodeHandshakeV10, decodeOk, encodeCommand, encodeHandshakeResponse, encodePacket, type HandshakeV10,
+  type SessionTrackInfo,
+} from "../protocol/packets.js";
+import { PacketReader } from "../protocol/reader.js";
+
+/** Client capabilities passed through to the backend because they change what the server sends. */
+const PASS_THROUGH = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT_LOCAL_FILES | CLIENT_IGNORE_SPACE | CLIENT_INTERACTIVE |
+  CLIENT_TRANSACTIONS | CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS | CLIENT_PS_MULTI_RESULTS | CLIENT_SESSION_TRACK |
+  CLIENT_DEPRECATE_EOF | CLIENT_LONG_PASSWORD;
+/** What Ferry itself needs from any backend. */
+const REQUIRED = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA;
+
+export interface BackendCredentials {
+  user: string;
+  /** plaintext, when known */
+  password: string | null;
+  /** SHA1(password), enough for mysql_native_password */
+  stage1: Buffer | null;
+}
+
+export interface BackendConnectOptions {
+  server: ServerConfig;
+  credentials: BackendCredentials;
+  database: string | null;
+  collation: number;
+  clientCapabilities: number;
+  attributes: Map<string, string>;
+  timeoutMs: number;
+  /** switch on session tracking (only when the client itself accepts tracking data) */
+  trackSession: boolean;
+}
+
+export interface BackendConnection {
+  socket: Duplex;
+  server: ServerConfig;
+  threadId: number;
+  serverVersion: string;
+  capabilities: number;
+  /** session state reported by the server during setup (initial variable values) */
+  initialTrack: SessionTrackInfo | null;
+  /** bytes already read past the connection phase (normally empty) */
+  leftover: Buffer;
+}
+
+const SESSION_TRACKING_SQL =
+  "SET session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON, session_track_transaction_info='STATE'";
+
+export async function connectBackend(o: BackendConnectOptions): Promise<BackendConnection> {
+  let socket: Duplex = net.connect({ host: o.server.host, port: o.server.port, noDelay: true });
+  const raw = socket as net.Socket;
+  const timer = setTimeout(() => raw.destroy(new FerryError(2013, "HY000", `backend ${o.server.address} did not complete login within ${o.timeoutMs} ms`, "backend")), o.timeoutMs);
+  try {
+    let stream = new PacketStream(socket);
+    const first = await stream.next();
+    if (first.payload[0] === ERR_HEADER) {
+      const e = decodeErr(first.payload);
+      throw new FerryError(e.errno, e.sqlState, `backend ${o.server.address} refused the connection: ${e.message}`, "backend");
+    }
+    const hs = decodeHandshakeV10(first.payload);
+    if (!(hs.capabilities & CLIENT_PROTOCOL_41)) throw new FerryError(2012, "HY000", `backend ${o.server.address} does not speak protocol 4.1`, "backend");
+    let caps = REQUIRED | (o.clientCapabilities & PASS_THROUGH & hs.capabilities);
+    if (hs.capabilities & CLIENT_CONNECT_ATTRS) caps |= CLIENT_CONNECT_ATTRS;
+    if (o.database) caps |= CLIENT_CONNECT_WITH_DB;
+    let seq = first.seq + 1;
+    let secure = false;
+    if (o.server.useSsl) {
+      if (!(hs.capabilities & CLIENT_SSL)) throw new FerryError(2026, "HY000", `backend ${o.server.address} does not offer TLS but use_ssl is set`, "backend");
+      caps |= CLIENT_SSL;
+      socket.write(encodeHandshakeResponse(sslRequest(caps, o.collation), seq++));
+      stream.detach();
+      socket = await startTls(raw, o.server.host);
+      stream = new PacketStream(socket);
+      secure = true;
+    }
+    const plugin = hs.authPluginName || NATIVE_PASSWORD;
+    socket.write(encodeHandshakeResponse({
+      capabilities: caps, maxPacketSize: 0x40000000, collation: o.collation || hs.collation, username: o.credentials.user,
+      authResponse: authToken(plugin, hs.authPluginData, o.credentials), database: o.database, authPluginName: plugin,
+      attributes: o.attributes, mariadbCapabilities: 0, sslRequest: false,
+    }, seq));
+    await authenticate(stream, socket, o, hs, plugin, secure);
+    let initialTrack: SessionTrackInfo | null = null;
+    if (o.trackSession && hs.capabilities & CLIENT_SESSION_TRACK) {
+      socket.write(encodeCommand(COM_QUERY, SESSION_TRACKING_SQL));
+      const p = await stream.next();
+      if (p.payload[0] === OK_HEADER) initialTrack = decodeOk(p.payload, caps).track;
+      else throw new FerryError(1105, "HY000", `backend ${o.server.address} refused session tracking: ${decodeErr(p.payload).message}`, "backend");
+    }
+    const leftover = stream.detach();
+    return { socket, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
+  } catch (e) {
+    socket.destroy();
+    if (e instanceof FerryError) throw e;
+    throw new FerryError(2013, "HY000", `backend ${o.server.address}: ${(e as Error).message}`, "backend");
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sslRequest(caps: number, collation: number) {
+  return {
+    capabilities: caps, maxPacketSize: 0x40000000, collation, username: "", authResponse: Buffer.alloc(0), database: null,
+    authPluginName: null, attributes: new Map<string, string>(), mariadbCapabilities: 0, sslRequest: true,
+  };
+}
+
+function startTls(socket: net.Socket, host: string): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const t = tls.connect({ socket, rejectUnauthorized: false, servername: net.isIP(host) ? undefined : host });
+    t.once("secureConnect", () => resolve(t));
+    t.once("error", reject);
+  });
+}
+
+function authToken(plugin: string, nonce: Buffer, c: BackendCredentials): Buffer {
+  switch (plugin) {
+    case NATIVE_PASSWORD: {
+      const stage1 = c.password !== null ? (c.password === "" ? null : nativeStage1(c.password)) : c.stage1;
+      return stage1 && stage1.length ? nativeTokenFromStage1(stage1, nonce) : Buffer.alloc(0);
+    }
+    case CACHING_SHA2_PASSWORD:
+      return c.password ? sha2Token(c.password, nonce) : Buffer.alloc(0);
+    case CLEAR_PASSWORD:
+      return Buffer.from((c.password ?? "") + "\0", "utf8");
+    default:
+      return Buffer.alloc(0);
+  }
+}
+
+async function authenticate(stream: PacketStream, socket: Duplex, o: BackendConnectOptions, hs: HandshakeV10, plugin: string, secure: boolean): Promise<void> {
+  let nonce = hs.authPluginData;
+  for (let round = 0; round < 8; round++) {
+    const p = await stream.next();
+    const h = p.payload[0];
+    if (h === OK_HEADER) return;
+    if (h === ERR_HEADER) {
+      const e = decodeErr(p.payload);
+      throw new FerryError(e.errno, e.sqlState, `backend ${o.server.address} refused login for '${o.credentials.user}': ${e.message}`, "backend");
+    }
+    if (h === 0xfe) { // AuthSwitchRequest
+      const r = new PacketReader(p.payload, 1);
+      plugin = r.nulString();
+      nonce = r.restBytes();
+      if (nonce.length && nonce[nonce.length - 1] === 0) nonce = nonce.subarray(0, nonce.length - 1);
+      if (plugin === CACHING_SHA2_PASSWORD && o.credentials.password === null) {
+        throw new FerryError(1045, "28000", `backend ${o.server.address} wants caching_sha2_password for '${o.credentials.user}', which needs a plaintext backend_password in Ferry's config`, "backend");
+      }
+      socket.write(encodePacket(p.seq + 1, authToken(plugin, nonce, o.credentials)));
+      continue;
+    }
+    if (h === 0x01 && plugin === CACHING_SHA2_PASSWORD) { // AuthMoreData
+      const status = p.payload[1];
+      if (status === FAST_AUTH_SUCCESS) continue;
+      if (status === PERFORM_FULL_AUTHENTICATION) {
+        const password = o.credentials.password ?? "";
+        if (secure) socket.write(encodePacket(p.seq + 1, Buffer.from(password + "\0", "utf8")));
+        else socket.write(encodePacket(p.seq + 1, Buffer.from([REQUEST_PUBLIC_KEY])));
+        continue;
+      }
+      // the server's public key, in answer to REQUEST_PUBLIC_KEY
+      const pem = p.payload.subarray(1).toString("latin1");
+      socket.write(encodePacket(p.seq + 1, sha2EncryptPassword(o.credentials.password ?? "", nonce, pem)));
+      continue;
+    }
+    throw new FerryError(2027, "HY000", `backend ${o.server.address} sent an unexpected packet (0x${h.toString(16)}) during login`, "backend");
+  }
+  throw new FerryError(2027, "HY000", `backend ${o.server.address}: login did not finish`, "backend");
+}
+
+/** Reads the server version from a server's greeting (used to advertise the backends' version). */
+export async function probeServerVersion(host: string, port: number, timeoutMs: number): Promise<string> {
+  const socket = net.connect({ host, port });
+  const timer = setTimeout(() => socket.destroy(new Error("timeout")), timeoutMs);
+  try {
+    const stream = new PacketStream(socket);
+    const p = await stream.next();
+    return decodeHandshakeV10(p.payload).serverVersion;
+  } finally {
+    clearTimeout(timer);
+    socket.destroy();
+  }
+}

@@ -1,0 +1,115 @@
+// Commands Ferry answers itself instead of forwarding: KILL (translated to the backend connection
+// that serves the target session) and COM_CHANGE_USER (re-authenticated by Ferry).
+
+import { randomBytes } from "node:crypto";
+import type { ServerConfig } from "../config/runtime-config.js";
+import {
+  CLIENT_CONNECT_ATTRS, CLIENT_PLUGIN_AUTH, CLIENT_SECURE_CONNECTION, COM_QUERY, ER_ACCESS_DENIED_ERROR,
+  ER_KILL_DENIED_ERROR, ER_NO_SUCH_THREAD, ERR_HEADER, SERVER_STATUS_AUTOCOMMIT,
+} from "../protocol/constants.js";
+import { FerryError } from "../protocol/errors.js";
+import { PacketStream } from "../protocol/packet-stream.js";
+import { decodeErr, encodeCommand, encodeErr, encodeOk } from "../protocol/packets.js";
+import { PacketReader } from "../protocol/reader.js";
+import { authenticateUser, HandshakeFailure } from "../frontend/client-handshake.js";
+import type { Session } from "./session.js";
+
+const NAMES: Record<number, string> = {
+  0x00: "COM_SLEEP", 0x05: "COM_CREATE_DB", 0x06: "COM_DROP_DB", 0x0b: "COM_CONNECT", 0x0f: "COM_TIME",
+  0x10: "COM_DELAYED_INSERT", 0x12: "COM_BINLOG_DUMP", 0x13: "COM_TABLE_DUMP", 0x14: "COM_CONNECT_OUT",
+  0x15: "COM_REGISTER_SLAVE", 0x1d: "COM_DAEMON", 0x1e: "COM_BINLOG_DUMP_GTID", 0xfa: "COM_STMT_BULK_EXECUTE",
+};
+
+export function commandName(cmd: number): string {
+  return `0x${cmd.toString(16).padStart(2, "0")}${NAMES[cmd] ? ` (${NAMES[cmd]})` : ""}`;
+}
+
+/** Runs one statement on a fresh connection to a server as the session's user (KILL must not queue behind the victim). */
+export async function runOnServer(s: Session, server: ServerConfig, sql: string): Promise<void> {
+  const conn = await s.connectTo(server, null);
+  try {
+    const stream = new PacketStream(conn.socket);
+    if (conn.leftover.length) throw new Error("unexpected data after login");
+    conn.socket.write(encodeCommand(COM_QUERY, sql));
+    const p = await stream.next();
+    if (p.payload[0] === ERR_HEADER) {
+      const e = decodeErr(p.payload);
+      // 1094: the thread already ended, which is what KILL wanted.
+      if (e.errno !== ER_NO_SUCH_THREAD) throw new FerryError(e.errno, e.sqlState, e.message, "backend");
+    }
+  } finally {
+    conn.socket.destroy();
+  }
+}
+
+export async function killSession(s: Session, id: number, query: boolean): Promise<Buffer> {
+  const target = s.deps.registry.find(id, s.backendAddress);
+  if (!target) return encodeErr(1, ER_NO_SUCH_THREAD, "HY000", `ferry: Unknown thread id: ${id}`);
+  if (target.userName !== s.userName) return encodeErr(1, ER_KILL_DENIED_ERROR, "HY000", `ferry: You are not owner of thread ${id}`);
+  if (target === s && !query) {
+    setImmediate(() => s.fatal(new FerryError(1927, "70100", "Connection was killed"), -1));
+    return encodeErr(1, 1927, "70100", "ferry: Connection was killed");
+  }
+  if (target === s) return encodeOk(1, { statusFlags: s.tracker.statusFlags }, s.auth.capabilities);
+  await target.kill(query);
+  s.deps.log.info({ session: s.id, target: target.id, query }, "KILL");
+  return encodeOk(1, { statusFlags: s.tracker.statusFlags }, s.auth.capabilities);
+}
+
+/** COM_CHANGE_USER: authenticate the new user, log in to a backend as that user, start a fresh session state. */
+export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
+  const caps = s.auth.capabilities;
+  const r = new PacketReader(payload, 1);
+  let username: string, token: Buffer, database: string | null = null, collation = s.auth.collation, plugin: string | null = null;
+  const attributes = new Map<string, string>();
+  try {
+    username = r.nulString();
+    token = caps & CLIENT_SECURE_CONNECTION ? r.bytes(r.u8()) : r.nulBytes();
+    if (r.remaining) database = r.nulString() || null;
+    if (r.remaining >= 2) collation = r.u16() & 0xff;
+    if (caps & CLIENT_PLUGIN_AUTH && r.remaining) plugin = r.nulString();
+    if (caps & CLIENT_CONNECT_ATTRS && r.remaining) {
+      const end = r.pos + r.lenenc();
+      while (r.pos < end) attributes.set(r.lenencString(), r.lenencString());
+    }
+  } catch (e) {
+    throw new FerryError(1043, "08S01", `refused COM_CHANGE_USER: malformed packet (${(e as Error).message})`, "client");
+  }
+  const host = (s.client as { remoteAddress?: string }).remoteAddress ?? "unknown";
+  const user = s.deps.config().users.get(username);
+  s.suspendClientReads();
+  const stream = new PacketStream(s.client, 1 << 20);
+  const denied = (seq: number) => new HandshakeFailure(new FerryError(ER_ACCESS_DENIED_ERROR, "28000",
+    `Access denied for user '${username}'@'${host}' (using password: ${token.length ? "YES" : "NO"})`, "client"), seq, s.client);
+  try {
+    if (!user || !user.active) throw denied(1);
+    // Always switch with a fresh salt: the token in COM_CHANGE_USER was made with the old one.
+    const salt = randomBytes(20).map((b) => 0x21 + (b % 0x5e));
+    const proof = await authenticateUser({
+      stream, conn: s.client, user, salt: Buffer.from(salt), token, clientPlugin: `${plugin ?? ""}\0switch`, clientCapabilities: caps,
+      seq: 1, secure: s.auth.secure, tls: s.deps.tls, sha2Cache: s.deps.sha2Cache, denied,
+    });
+    const newAuth = { ...s.auth, user, database: database ?? user.defaultSchema, collation, attributes, stage1: proof.stage1, password: proof.password };
+    const old = s.auth;
+    s.auth = newAuth;
+    let backend;
+    try {
+      backend = await s.openBackend(user.defaultHostgroup, newAuth.database);
+    } catch (e) {
+      s.auth = old;
+      throw e;
+    }
+    const previous = s.detachBackend();
+    previous?.socket.destroy();
+    s.tracker.reset();
+    s.tracker.schema = newAuth.database;
+    s.tracker.collation = collation;
+    s.attachBackend(backend);
+    s.resumeClientReads(stream.detach());
+    return encodeOk(proof.seq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, caps);
+  } catch (e) {
+    stream.detach();
+    throw e;
+  }
+}
+

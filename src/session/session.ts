@@ -1,0 +1,641 @@
+// One client session: the command loop between a client socket and its backend connection.
+//
+// Client side, a small state machine over packet headers: Idle (next bytes start a command),
+// Forward (rest of a command's packets), Wait (command sent, response pending: further client bytes
+// are held and the client paused), Infile (client streams LOAD DATA LOCAL file packets), Busy (Ferry
+// answers the command itself). Server side, the ResponseScanner walks the response in place and
+// the chunks go to the client unchanged. Handlers are bound once; nothing per packet allocates
+// except a Buffer view when a chunk holds more than the current command.
+
+import type { Duplex } from "node:stream";
+import type { Logger } from "pino";
+import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
+import { connectBackend, type BackendConnection } from "../backend/backend-connection.js";
+import {
+  CLIENT_DEPRECATE_EOF, CLIENT_SESSION_TRACK, COM_CHANGE_USER, COM_CREATE_DB, COM_DEBUG, COM_DROP_DB, COM_FIELD_LIST,
+  COM_INIT_DB, COM_PING, COM_PROCESS_INFO, COM_PROCESS_KILL, COM_QUERY, COM_QUIT, COM_REFRESH, COM_RESET_CONNECTION,
+  COM_SET_OPTION, COM_SHUTDOWN, COM_STATISTICS, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
+  COM_STMT_RESET, COM_STMT_SEND_LONG_DATA, CR_SERVER_LOST, ER_NET_PACKETS_OUT_OF_ORDER, ER_UNKNOWN_COM_ERROR,
+  FERRY_NO_BACKEND, HEADER_SIZE, MAX_PACKET_PAYLOAD, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_AUTOCOMMIT,
+  SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_LAST_ROW_SENT,
+} from "../protocol/constants.js";
+import { FerryError } from "../protocol/errors.js";
+import { decodeOk, encodeErr, encodeOk } from "../protocol/packets.js";
+import { ResponseScanner, Shape, type ScanListener } from "../protocol/response-scanner.js";
+import type { Router } from "../router/router.js";
+import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
+import type { TlsMaterial } from "../frontend/tls-material.js";
+import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
+import { StateTracker } from "./state-tracker.js";
+import type { SessionRegistry } from "./registry.js";
+import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
+
+const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
+
+/** Commands up to this size are assembled whole before dispatch; larger ones dispatch on a prefix. */
+const ASSEMBLE_LIMIT = 1 << 20;
+const PREFIX_LIMIT = 64 * 1024;
+
+export interface SessionDeps {
+  config(): RuntimeConfig;
+  router: Router;
+  registry: SessionRegistry<Session>;
+  log: Logger;
+  tls: TlsMaterial;
+  sha2Cache: Set<string>;
+}
+
+export class Session implements ScanListener {
+  readonly id: number;
+  client: Duplex;
+  auth: AuthenticatedClient;
+  backend: BackendConnection | null = null;
+  readonly tracker = new StateTracker();
+  private readonly scanner = new ResponseScanner(this);
+  readonly deps: SessionDeps;
+  private readonly log: Logger;
+
+  private cstate = C.Idle;
+  // client packet walker
+  private readonly chdr = Buffer.alloc(HEADER_SIZE);
+  private chdrHave = 0;
+  private cPktLeft = 0;
+  private cContinues = false; // current packet is 0xFFFFFF long: another follows
+  private assembly: Buffer | null = null; // a command start split across chunks
+  private assemblyHave = 0;
+  private assemblyNeed = 0;
+  private held: Buffer[] = []; // client bytes that arrived while a response was pending
+  // the command in flight
+  private cmd = -1;
+  private cmdFx: StatementEffects | null = null;
+  private cmdStmtId = 0;
+  private cmdCursor = false;
+  private cmdText: string | null = null;
+  private cmdFailed = false;
+  private internal = false; // a command Ferry sent itself: response not forwarded
+  private backendPaused = false;
+  private closed = false;
+
+  constructor(id: number, auth: AuthenticatedClient, deps: SessionDeps) {
+    this.id = id;
+    this.auth = auth;
+    this.client = auth.socket;
+    this.deps = deps;
+    this.log = deps.log.child({ session: id, user: auth.user.name });
+    this.onClientData = this.onClientData.bind(this);
+    this.onBackendData = this.onBackendData.bind(this);
+    this.onClientDrain = this.onClientDrain.bind(this);
+    this.onBackendDrain = this.onBackendDrain.bind(this);
+    this.onClientClose = this.onClientClose.bind(this);
+    this.onBackendClose = this.onBackendClose.bind(this);
+    this.onSocketError = this.onSocketError.bind(this);
+    this.tracker.schema = auth.database;
+    this.tracker.collation = auth.collation;
+  }
+
+  get userName(): string { return this.auth.user.name; }
+  get backendThreadId(): number { return this.backend ? this.backend.threadId : -1; }
+  get backendAddress(): string | null { return this.backend ? this.backend.server.address : null; }
+  private get deprecateEof(): boolean { return (this.auth.capabilities & CLIENT_DEPRECATE_EOF) !== 0; }
+
+  /** Connects the first backend and finishes the client's login with OK (or the backend's error). */
+  async start(): Promise<void> {
+    this.client.on("error", this.onSocketError);
+    this.client.on("close", this.onClientClose);
+    try {
+      this.attachBackend(await this.openBackend(this.auth.user.defaultHostgroup, this.auth.database));
+    } catch (e) {
+      const err = e instanceof FerryError ? e : new FerryError(FERRY_NO_BACKEND, "08S01", String(e));
+      this.log.warn({ err: err.message }, "session could not get a backend");
+      this.client.end(encodeErr(this.auth.nextSeq, err.errno, err.sqlState, err.message));
+      this.close();
+      return;
+    }
+    this.deps.registry.add(this);
+    this.client.write(encodeOk(this.auth.nextSeq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, this.auth.capabilities));
+    this.client.on("data", this.onClientData);
+    this.client.on("drain", this.onClientDrain);
+    if (this.auth.leftover.length) this.onClientData(this.auth.leftover);
+  }
+
+  /** Tries the hostgroup's servers best-first, a bounded number of times. */
+  async openBackend(hostgroup: number, database: string | null): Promise<BackendConnection> {
+    const cfg = this.deps.config();
+    const candidates = this.deps.router.candidates(hostgroup);
+    if (candidates.length === 0) throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: hostgroup ${hostgroup} has no ONLINE server`);
+    let last: FerryError | null = null;
+    const attempts = Math.min(cfg.proxy.backend_connect_attempts, candidates.length);
+    for (let i = 0; i < attempts; i++) {
+      const server = candidates[i];
+      this.deps.router.acquire(server.address);
+      try {
+        const conn = await this.connectTo(server, database);
+        this.deps.router.reportSuccess(server.address);
+        return conn;
+      } catch (e) {
+        this.deps.router.release(server.address);
+        last = e as FerryError;
+        // Errors about the login itself (bad credentials, unknown database) are the client's: report them.
+        if (last.errno === 1045 || last.errno === 1049 || last.errno === 1044) throw last;
+        this.deps.router.reportFailure(server.address);
+        this.log.warn({ server: server.address, err: last.message }, "backend connect failed");
+      }
+    }
+    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available in hostgroup ${hostgroup}: ${last?.message ?? "all servers failed"}`);
+  }
+
+  connectTo(server: ServerConfig, database: string | null): Promise<BackendConnection> {
+    const u = this.auth.user;
+    return connectBackend({
+      server,
+      credentials: { user: u.backendUser, password: u.backendPassword, stage1: u.backendPassword === null ? this.auth.stage1 : null },
+      database,
+      collation: this.auth.collation,
+      clientCapabilities: this.auth.capabilities,
+      attributes: this.auth.attributes,
+      timeoutMs: this.deps.config().proxy.backend_connect_timeout_ms,
+      trackSession: (this.auth.capabilities & CLIENT_SESSION_TRACK) !== 0,
+    });
+  }
+
+  attachBackend(b: BackendConnection): void {
+    this.backend = b;
+    if (b.initialTrack) this.tracker.applyTrack(b.initialTrack);
+    b.socket.on("data", this.onBackendData);
+    b.socket.on("drain", this.onBackendDrain);
+    b.socket.on("close", this.onBackendClose);
+    b.socket.on("error", this.onSocketError);
+  }
+
+  detachBackend(): BackendConnection | null {
+    const b = this.backend;
+    if (!b) return null;
+    b.socket.off("data", this.onBackendData);
+    b.socket.off("drain", this.onBackendDrain);
+    b.socket.off("close", this.onBackendClose);
+    b.socket.off("error", this.onSocketError);
+    this.backend = null;
+    this.deps.router.release(b.server.address);
+    return b;
+  }
+
+  // ---- client → backend ------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    this.processClient(chunk, 0);
+  }
+
+  private processClient(chunk: Buffer, pos: number): void {
+    const end = chunk.length;
+    while (pos < end && !this.closed) {
+      switch (this.cstate) {
+        case C.Wait:
+        case C.Busy:
+          this.hold(pos === 0 ? chunk : chunk.subarray(pos));
+          return;
+        case C.Idle:
+          pos = this.readCommandStart(chunk, pos, end);
+          break;
+        case C.Forward:
+        case C.Infile:
+          pos = this.forwardClientPackets(chunk, pos, end);
+          break;
+        case C.Closed:
+          return;
+      }
+    }
+  }
+
+  /** Hands the client socket to a connection-phase exchange (COM_CHANGE_USER). */
+  suspendClientReads(): void {
+    this.client.off("data", this.onClientData);
+    this.client.resume();
+  }
+
+  resumeClientReads(leftover: Buffer): void {
+    this.client.on("data", this.onClientData);
+    if (leftover.length) this.held.push(leftover);
+  }
+
+  private hold(bytes: Buffer): void {
+    this.held.push(bytes);
+    this.client.pause();
+  }
+
+  /** Reads a command's header and enough of its first packet to dispatch it. */
+  private readCommandStart(chunk: Buffer, pos: number, end: number): number {
+    if (this.assembly === null && end - pos >= HEADER_SIZE) {
+      const len = chunk[pos] | (chunk[pos + 1] << 8) | (chunk[pos + 2] << 16);
+      const need = HEADER_SIZE + (len <= ASSEMBLE_LIMIT ? len : PREFIX_LIMIT);
+      if (end - pos >= need) return this.dispatch(chunk, pos, end, len, chunk[pos + 3]);
+    }
+    // Split command start: collect header, then the bytes needed, into the assembly buffer.
+    if (this.assembly === null) {
+      this.assembly = Buffer.allocUnsafe(256);
+      this.assemblyHave = 0;
+      this.assemblyNeed = HEADER_SIZE;
+    }
+    while (pos < end) {
+      const n = Math.min(this.assemblyNeed - this.assemblyHave, end - pos);
+      if (this.assembly.length < this.assemblyNeed) {
+        const bigger = Buffer.allocUnsafe(this.assemblyNeed);
+        this.assembly.copy(bigger, 0, 0, this.assemblyHave);
+        this.assembly = bigger;
+      }
+      chunk.copy(this.assembly, this.assemblyHave, pos, pos + n);
+      this.assemblyHave += n;
+      pos += n;
+      if (this.assemblyHave < this.assemblyNeed) continue;
+      const a = this.assembly;
+      const len = a[0] | (a[1] << 8) | (a[2] << 16);
+      const need = HEADER_SIZE + (len <= ASSEMBLE_LIMIT ? len : PREFIX_LIMIT);
+      if (this.assemblyNeed < need) {
+        this.assemblyNeed = need;
+        continue;
+      }
+      this.assembly = null;
+      this.dispatch(a, 0, this.assemblyHave, len, a[3]);
+      return pos;
+    }
+    return pos;
+  }
+
+  /**
+   * Decides what to do with a command whose header starts at buf[pos]; the first packet's payload
+   * (or its prefix) is in buf. Returns the position in buf after what it consumed.
+   */
+  private dispatch(buf: Buffer, pos: number, end: number, len: number, seq: number): number {
+    const p = pos + HEADER_SIZE;
+    const avail = Math.min(len, end - p);
+    if (seq !== 0) {
+      this.fatal(new FerryError(ER_NET_PACKETS_OUT_OF_ORDER, "08S01", `refused packet: sequence id ${seq} where a new command must start at 0`, "client"), seq + 1);
+      return end;
+    }
+    if (len === 0) {
+      this.fatal(new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", "refused packet: empty command packet", "client"), 1);
+      return end;
+    }
+    const cmd = buf[p];
+    this.cmd = cmd;
+    this.cmdFx = null;
+    this.cmdText = null;
+    this.cmdFailed = false;
+    this.tracker.beforeCommand();
+    let shape: Shape;
+    switch (cmd) {
+      case COM_QUERY:
+        if (mayHaveEffects(buf, p + 1, p + avail)) {
+          this.cmdFx = analyzeStatements(buf.toString("utf8", p + 1, p + avail));
+          if (this.cmdFx.kill && len === avail) {
+            const k = this.cmdFx.kill;
+            this.runFerryCommand(killSession(this, k.id, k.query));
+            return p + len;
+          }
+        }
+        shape = Shape.Result;
+        break;
+      case COM_STMT_EXECUTE:
+        this.cmdStmtId = avail >= 5 ? buf.readUInt32LE(p + 1) : 0;
+        this.cmdCursor = avail >= 6 && (buf[p + 5] & 0x07) !== 0;
+        shape = Shape.Result;
+        break;
+      case COM_STMT_PREPARE:
+        this.cmdText = buf.toString("utf8", p + 1, p + avail);
+        shape = Shape.Prepare;
+        break;
+      case COM_STMT_FETCH:
+        this.cmdStmtId = avail >= 5 ? buf.readUInt32LE(p + 1) : 0;
+        shape = Shape.Fetch;
+        break;
+      case COM_STMT_CLOSE:
+        if (avail >= 5) this.tracker.onStmtClosed(buf.readUInt32LE(p + 1));
+        shape = Shape.None;
+        break;
+      case COM_STMT_SEND_LONG_DATA:
+        if (avail >= 5) this.tracker.onLongData(buf.readUInt32LE(p + 1));
+        shape = Shape.None;
+        break;
+      case COM_STMT_RESET:
+        this.cmdStmtId = avail >= 5 ? buf.readUInt32LE(p + 1) : 0;
+        shape = Shape.Simple;
+        break;
+      case COM_INIT_DB:
+        this.cmdText = buf.toString("utf8", p + 1, p + avail);
+        shape = Shape.Simple;
+        break;
+      case COM_PING: case COM_SET_OPTION: case COM_RESET_CONNECTION: case COM_DEBUG: case COM_REFRESH:
+      case COM_CREATE_DB: case COM_DROP_DB: case COM_SHUTDOWN:
+        shape = Shape.Simple;
+        break;
+      case COM_FIELD_LIST:
+        shape = Shape.FieldList;
+        break;
+      case COM_STATISTICS:
+        shape = Shape.Raw;
+        break;
+      case COM_PROCESS_INFO:
+        shape = Shape.Result;
+        break;
+      case COM_QUIT:
+        this.close();
+        return end;
+      case COM_PROCESS_KILL:
+        if (avail < 5) break;
+        this.runFerryCommand(killSession(this, buf.readUInt32LE(p + 1), false));
+        return p + len;
+      case COM_CHANGE_USER:
+        if (len !== avail) break;
+        this.runFerryCommand(changeUser(this, Buffer.from(buf.subarray(p, p + len))));
+        return p + len;
+      default:
+        break;
+    }
+    // @ts-expect-error shape is unassigned only for refused commands
+    if (shape === undefined) {
+      this.refuseCommand(cmd, len, avail);
+      return p + avail;
+    }
+    if (!this.backend) {
+      this.fatal(new FerryError(CR_SERVER_LOST, "HY000", "lost connection to the backend"), 1);
+      return end;
+    }
+    // Forward the command's first packet: whatever of it is in this buffer now, the rest as it comes.
+    const pktEnd = p + len;
+    const stop = Math.min(end, pktEnd);
+    this.writeBackend(pos === 0 && stop === buf.length ? buf : buf.subarray(pos, stop));
+    this.cPktLeft = pktEnd - stop;
+    this.cContinues = len === MAX_PACKET_PAYLOAD;
+    this.tracker.inCommand = true;
+    this.scanner.begin(shape, this.deprecateEof);
+    if (this.cPktLeft > 0 || this.cContinues) this.cstate = C.Forward;
+    else this.commandSent();
+    return stop;
+  }
+
+  /** Forwards the rest of a multi-packet command, or LOAD DATA LOCAL file packets. */
+  private forwardClientPackets(chunk: Buffer, pos: number, end: number): number {
+    const start = pos;
+    while (pos < end) {
+      if (this.cPktLeft > 0) {
+        const n = Math.min(this.cPktLeft, end - pos);
+        pos += n;
+        this.cPktLeft -= n;
+        if (this.cPktLeft > 0) break;
+      }
+      if (this.cstate === C.Forward && !this.cContinues) {
+        this.flushClientRange(chunk, start, pos);
+        this.commandSent();
+        return pos;
+      }
+      // next packet header: a continuation of the command, or the next file packet
+      while (this.chdrHave < HEADER_SIZE && pos < end) this.chdr[this.chdrHave++] = chunk[pos++];
+      if (this.chdrHave < HEADER_SIZE) break;
+      this.chdrHave = 0;
+      const len = this.chdr[0] | (this.chdr[1] << 8) | (this.chdr[2] << 16);
+      const wasContinuation = this.cContinues;
+      this.cPktLeft = len;
+      this.cContinues = len === MAX_PACKET_PAYLOAD;
+      if (this.cstate === C.Infile && len === 0 && !wasContinuation) {
+        // The empty packet ends the file; the server answers with OK or ERR.
+        this.flushClientRange(chunk, start, pos);
+        this.commandSent();
+        return pos;
+      }
+    }
+    this.flushClientRange(chunk, start, pos);
+    return pos;
+  }
+
+  private flushClientRange(chunk: Buffer, start: number, pos: number): void {
+    if (pos > start) this.writeBackend(start === 0 && pos === chunk.length ? chunk : chunk.subarray(start, pos));
+  }
+
+  /** The whole command is on its way to the backend. */
+  private commandSent(): void {
+    if (this.scanner.active) {
+      this.cstate = C.Wait;
+    } else {
+      // no response expected (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA)
+      this.tracker.inCommand = false;
+      this.cstate = C.Idle;
+    }
+  }
+
+  private writeBackend(bytes: Buffer): void {
+    const b = this.backend;
+    if (b && !b.socket.write(bytes)) this.client.pause();
+  }
+
+  private onBackendDrain(): void {
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy) this.client.resume();
+  }
+
+  private refuseCommand(cmd: number, len: number, avail: number): void {
+    // Skip whatever of the command is still to come, then answer; the connection stays usable.
+    this.cPktLeft = len - avail;
+    this.cContinues = len === MAX_PACKET_PAYLOAD;
+    const err = new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", `refused command ${commandName(cmd)}: not supported through Ferry`, "client");
+    this.client.write(encodeErr(1, err.errno, err.sqlState, err.message));
+    if (this.cPktLeft > 0 || this.cContinues) {
+      this.fatal(err, -1); // cannot resynchronise reliably on a large unknown command
+    }
+  }
+
+  // ---- backend → client ------------------------------------------------------------------
+
+  private onBackendData(chunk: Buffer): void {
+    if (!this.scanner.active) {
+      this.unsolicited(chunk);
+      return;
+    }
+    let r: number;
+    try {
+      r = this.scanner.scan(chunk, 0, chunk.length);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message, server: this.backendAddress }, "backend sent a malformed response");
+      this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to the backend: malformed response (${(e as Error).message})`, "backend"), -1);
+      return;
+    }
+    if (!this.internal) {
+      const out = r < 0 || r === chunk.length ? chunk : chunk.subarray(0, r);
+      if (!this.client.write(out) && this.backend) {
+        this.backend.socket.pause();
+        this.backendPaused = true;
+      }
+    }
+    if (r >= 0) {
+      this.responseDone();
+      if (r < chunk.length) this.unsolicited(chunk.subarray(r));
+    }
+  }
+
+  private onClientDrain(): void {
+    if (this.backendPaused && this.backend) {
+      this.backendPaused = false;
+      this.backend.socket.resume();
+    }
+  }
+
+  /** Data from a backend with no command in flight: an error before it disconnects us. */
+  private unsolicited(chunk: Buffer): void {
+    this.log.warn({ server: this.backendAddress, bytes: chunk.length, first: chunk[4] }, "unsolicited data from backend");
+  }
+
+  private responseDone(): void {
+    const t = this.tracker;
+    t.inCommand = false;
+    const ok = !this.cmdFailed;
+    if (this.cmdFx) t.applyEffects(this.cmdFx, ok);
+    if (ok) {
+      switch (this.cmd) {
+        case COM_INIT_DB: if (this.cmdText !== null) t.onInitDb(this.cmdText); break;
+        case COM_STMT_RESET: t.onStmtReset(this.cmdStmtId); break;
+        case COM_RESET_CONNECTION: t.reset(); break;
+      }
+    }
+    if (this.internal) {
+      this.internal = false;
+    }
+    this.cstate = C.Idle;
+    this.resumeClient();
+  }
+
+  /** Replays bytes held while a response was pending, then lets the client socket flow again. */
+  resumeClient(): void {
+    while (this.held.length && this.cstate === C.Idle && !this.closed) {
+      const next = this.held.shift()!;
+      this.processClient(next, 0);
+    }
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed) this.client.resume();
+  }
+
+  // ScanListener
+  onOk(buf: Buffer, start: number, end: number, status: number): void {
+    // Full decode only when there is something to read beyond the status flags.
+    if (status & SERVER_SESSION_STATE_CHANGED || buf[start + 2] !== 0) {
+      try {
+        const ok = decodeOk(buf, this.backend ? this.backend.capabilities : this.auth.capabilities, start, end);
+        this.tracker.applyOk(status, ok.lastInsertId, ok.track);
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, "could not decode OK packet");
+        this.tracker.applyStatus(status);
+      }
+    } else {
+      this.tracker.applyStatus(status);
+    }
+    this.afterStatus(status);
+  }
+
+  onEof(status: number): void {
+    this.tracker.applyStatus(status);
+    this.afterStatus(status);
+  }
+
+  private afterStatus(status: number): void {
+    if (this.cmd === COM_STMT_EXECUTE) this.tracker.onStmtExecuted(this.cmdStmtId, this.cmdCursor && (status & SERVER_STATUS_CURSOR_EXISTS) !== 0);
+    else if (this.cmd === COM_STMT_FETCH) this.tracker.onStmtFetchDone(this.cmdStmtId, (status & SERVER_STATUS_LAST_ROW_SENT) !== 0);
+  }
+
+  onErr(): void {
+    this.cmdFailed = true;
+  }
+
+  onLocalInfile(): void {
+    this.cstate = C.Infile;
+    this.cPktLeft = 0;
+    this.cContinues = false;
+    this.chdrHave = 0;
+    this.resumeClient();
+  }
+
+  onPrepareOk(stmtId: number, numColumns: number, numParams: number): void {
+    this.tracker.onPrepared({ clientId: stmtId, backendId: stmtId, sql: this.cmdText ?? "", numParams, numColumns, cursorOpen: false, longDataPending: false });
+  }
+
+  // ---- commands Ferry answers itself --------------------------------------------------------
+
+  private runFerryCommand(work: Promise<Buffer>): void {
+    this.cstate = C.Busy;
+    this.client.pause();
+    work.then((reply) => {
+      if (this.closed) return;
+      this.client.write(reply);
+      this.cstate = C.Idle;
+      this.resumeClient();
+    }, (e: Error) => {
+      if (e instanceof HandshakeFailure) return this.fatal(e.error, e.seq);
+      const err = e instanceof FerryError ? e : new FerryError(1105, "HY000", e.message);
+      this.fatal(err, 1);
+    });
+  }
+
+  /** Sends an ERR (when seq >= 0) and closes the session. */
+  fatal(err: FerryError, seq: number): void {
+    if (this.closed) return;
+    this.log.info({ errno: err.errno, err: err.message }, "closing session");
+    if (seq >= 0) this.client.end(encodeErr(seq, err.errno, err.sqlState, err.message));
+    this.close();
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------
+
+  private onSocketError(err: Error): void {
+    this.log.debug({ err: err.message }, "socket error");
+  }
+
+  private onClientClose(): void {
+    this.close();
+  }
+
+  private onBackendClose(): void {
+    if (this.closed) return;
+    const where = this.backendAddress;
+    this.detachBackend();
+    if (this.cstate === C.Wait || this.cstate === C.Forward || this.cstate === C.Infile) {
+      // Lost during a statement: the client gets an error for it, if the response had not started.
+      const seq = this.scanner.atPacketBoundary ? (this.scanner.lastSeq + 1) & 0xff : -1;
+      this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${where} during query`, "backend"), this.scannerStarted ? seq : 1);
+    } else {
+      this.log.info({ server: where }, "backend connection closed while idle");
+      this.close();
+    }
+  }
+
+  private get scannerStarted(): boolean {
+    return this.scanner.lastSeq > 0;
+  }
+
+  /** KILL: aborts the running statement, or ends the session. */
+  async kill(query: boolean): Promise<void> {
+    const b = this.backend;
+    if (query) {
+      if (!b || (this.cstate !== C.Wait && this.cstate !== C.Forward && this.cstate !== C.Infile)) return;
+      await runOnServer(this, b.server, `KILL QUERY ${b.threadId}`);
+      return;
+    }
+    if (b) {
+      await runOnServer(this, b.server, `KILL CONNECTION ${b.threadId}`).catch(() => undefined);
+    }
+    this.fatal(new FerryError(1927, "70100", "Connection was killed"), -1);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.cstate = C.Closed;
+    this.deps.registry.remove(this);
+    const b = this.detachBackend();
+    if (b) {
+      b.socket.on("error", () => undefined);
+      b.socket.end();
+      b.socket.destroy();
+    }
+    this.client.off("data", this.onClientData);
+    if (!this.client.destroyed) this.client.end();
+    setTimeout(() => this.client.destroy(), 1000).unref();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

@@ -1,0 +1,171 @@
+// Everything Ferry must know to recreate a session on another backend (DESIGN §5), and whether
+// the session can be moved right now. Fed from three places: the handshake, the statements the
+// client sends (StatementEffects, applied when the server accepts them) and the server's OK
+// packets (status flags, session tracking).
+
+import { SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
+import type { SessionTrackInfo } from "../protocol/packets.js";
+import type { StatementEffects } from "./statement-effects.js";
+
+export interface PreparedStatement {
+  clientId: number;
+  backendId: number;
+  sql: string;
+  numParams: number;
+  numColumns: number;
+  cursorOpen: boolean;
+  longDataPending: boolean;
+}
+
+export type PinReason =
+  | "transaction" | "temporary-table" | "named-lock" | "lock-tables" | "cursor" | "xa" | "long-data" | "found-rows" | "command";
+
+export class StateTracker {
+  schema: string | null = null;
+  collation = 0;
+  /** session system variables as last reported by the server (or noted from SET when it cannot track) */
+  readonly systemVariables = new Map<string, string>();
+  /** names assigned with SET @x / := / INTO @x; values are read before a move */
+  readonly userVariables = new Set<string>();
+  readonly prepared = new Map<number, PreparedStatement>();
+  readonly sqlPrepared = new Set<string>();
+  readonly tempTables = new Set<string>();
+  readonly namedLocks = new Set<string>();
+  lastInsertId = 0n;
+  statusFlags = SERVER_STATUS_AUTOCOMMIT;
+  transactionState: string | null = null; // SESSION_TRACK_TRANSACTION_STATE, when the server sends it
+  lockTables = false;
+  xaActive = false;
+  foundRowsPending = false;
+  /** a multi-packet command or LOAD DATA in progress */
+  inCommand = false;
+
+  get inTransaction(): boolean {
+    if (this.statusFlags & SERVER_STATUS_IN_TRANS) return true;
+    // "T"/"I" are the first characters of an active/implicit transaction in the tracker string ("________" when none).
+    return this.transactionState !== null && /[^_]/.test(this.transactionState[0] ?? "_");
+  }
+
+  get autocommit(): boolean {
+    return (this.statusFlags & SERVER_STATUS_AUTOCOMMIT) !== 0;
+  }
+
+  pinReasons(): PinReason[] {
+    const r: PinReason[] = [];
+    if (this.inCommand) r.push("command");
+    if (this.inTransaction) r.push("transaction");
+    if (this.tempTables.size) r.push("temporary-table");
+    if (this.namedLocks.size) r.push("named-lock");
+    if (this.lockTables) r.push("lock-tables");
+    if (this.xaActive) r.push("xa");
+    if (this.foundRowsPending) r.push("found-rows");
+    for (const s of this.prepared.values()) {
+      if (s.cursorOpen) { r.push("cursor"); break; }
+    }
+    for (const s of this.prepared.values()) {
+      if (s.longDataPending) { r.push("long-data"); break; }
+    }
+    return r;
+  }
+
+  get movable(): boolean {
+    return this.pinReasons().length === 0;
+  }
+
+  /** Called for every command before it is sent: FOUND_ROWS() is only meaningful right after the query it follows. */
+  beforeCommand(): void {
+    this.foundRowsPending = false;
+  }
+
+  /** Applies what a statement did, once the server answered without error (or with an error part-way through a multi-statement: then only the pinning effects). */
+  applyEffects(fx: StatementEffects, succeeded: boolean): void {
+    for (const n of fx.userVars) this.userVariables.add(n);
+    for (const n of fx.tempTablesCreated) this.tempTables.add(n);
+    for (const n of fx.locksAcquired) this.namedLocks.add(n);
+    if (fx.lockTables === true) this.lockTables = true;
+    if (fx.xa === "start") this.xaActive = true;
+    if (fx.calcFoundRows) this.foundRowsPending = true;
+    for (const n of fx.sqlPrepared) this.sqlPrepared.add(n);
+    if (!succeeded) return;
+    for (const n of fx.tempTablesDropped) {
+      this.tempTables.delete(n);
+      // DROP TABLE t also drops db.t when t was created with a qualified name in the current schema
+      if (this.schema) this.tempTables.delete(`${this.schema.toLowerCase()}.${n}`);
+    }
+    for (const n of fx.locksReleased) this.namedLocks.delete(n);
+    if (fx.releaseAllLocks) this.namedLocks.clear();
+    if (fx.lockTables === false) this.lockTables = false;
+    if (fx.xa === "end") this.xaActive = false;
+    for (const n of fx.sqlDeallocated) this.sqlPrepared.delete(n);
+    if (fx.useSchema !== null) this.schema = fx.useSchema;
+    for (const n of fx.sysVars) if (!this.systemVariables.has(n)) this.systemVariables.set(n, "");
+  }
+
+  /** Status flags, last insert id and session tracking from an OK packet. */
+  applyOk(statusFlags: number, lastInsertId: bigint, track: SessionTrackInfo | null): void {
+    this.statusFlags = statusFlags;
+    if (lastInsertId > 0n) this.lastInsertId = lastInsertId;
+    if (track) this.applyTrack(track);
+  }
+
+  applyTrack(track: SessionTrackInfo): void {
+    for (const [k, v] of track.systemVariables) this.systemVariables.set(k.toLowerCase(), v);
+    if (track.schema !== null) this.schema = track.schema || null;
+    if (track.transactionState !== null) this.transactionState = track.transactionState;
+  }
+
+  applyStatus(statusFlags: number): void {
+    this.statusFlags = statusFlags;
+  }
+
+  onInitDb(schema: string): void {
+    this.schema = schema;
+  }
+
+  onPrepared(stmt: PreparedStatement): void {
+    this.prepared.set(stmt.clientId, stmt);
+  }
+
+  onStmtExecuted(clientId: number, cursorOpened: boolean): void {
+    const s = this.prepared.get(clientId);
+    if (!s) return;
+    s.cursorOpen = cursorOpened;
+    s.longDataPending = false;
+  }
+
+  onStmtFetchDone(clientId: number, lastRowSent: boolean): void {
+    const s = this.prepared.get(clientId);
+    if (s && lastRowSent) s.cursorOpen = false;
+  }
+
+  onStmtReset(clientId: number): void {
+    const s = this.prepared.get(clientId);
+    if (s) { s.cursorOpen = false; s.longDataPending = false; }
+  }
+
+  onLongData(clientId: number): void {
+    const s = this.prepared.get(clientId);
+    if (s) s.longDataPending = true;
+  }
+
+  onStmtClosed(clientId: number): void {
+    this.prepared.delete(clientId);
+  }
+
+  /** COM_RESET_CONNECTION and COM_CHANGE_USER start the server session afresh. */
+  reset(): void {
+    this.systemVariables.clear();
+    this.userVariables.clear();
+    this.prepared.clear();
+    this.sqlPrepared.clear();
+    this.tempTables.clear();
+    this.namedLocks.clear();
+    this.lastInsertId = 0n;
+    this.statusFlags = SERVER_STATUS_AUTOCOMMIT;
+    this.transactionState = null;
+    this.lockTables = false;
+    this.xaActive = false;
+    this.foundRowsPending = false;
+  }
+}
+

@@ -1,0 +1,211 @@
+// What a client statement may do to session state, read from its tokens. The tracker applies
+// these effects when the server accepts the statement. Anything not recognised here has no
+// tracked effect; system variables are also reported by the server's session tracking.
+
+import { Tok, splitStatements, tokenize, type Token } from "../protocol/tokenizer.js";
+
+export interface StatementEffects {
+  userVars: string[];
+  sysVars: string[]; // session system variables assigned by SET (fallback when the server cannot track)
+  tempTablesCreated: string[];
+  tempTablesDropped: string[];
+  locksAcquired: string[];
+  locksReleased: string[];
+  releaseAllLocks: boolean;
+  lockTables: boolean | null; // true: LOCK TABLES / FTWRL, false: UNLOCK TABLES
+  xa: "start" | "end" | null;
+  sqlPrepared: string[];
+  sqlDeallocated: string[];
+  useSchema: string | null;
+  calcFoundRows: boolean;
+  /** set only when the whole text is one KILL statement */
+  kill: { query: boolean; id: number } | null;
+}
+
+function empty(): StatementEffects {
+  return {
+    userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],
+    releaseAllLocks: false, lockTables: null, xa: null, sqlPrepared: [], sqlDeallocated: [], useSchema: null,
+    calcFoundRows: false, kill: null,
+  };
+}
+
+const PLAIN_DML = new Set(["select", "insert", "update", "delete", "replace", "with", "values", "table", "show", "explain", "describe", "desc", "commit", "rollback", "begin", "start"]);
+
+/**
+ * Cheap byte-level pre-check on a COM_QUERY payload: false when the statement cannot have a
+ * tracked effect, so the hot path skips tokenizing. Plain DML qualifies when it has no ';', '@',
+ * and no "_lock" / "_calc" (GET_LOCK, RELEASE_LOCK, SQL_CALC_FOUND_ROWS) in any case.
+ */
+export function mayHaveEffects(buf: Buffer, start: number, end: number): boolean {
+  let p = start;
+  while (p < end && (buf[p] === 32 || buf[p] === 10 || buf[p] === 13 || buf[p] === 9 || buf[p] === 40)) p++;
+  let w = p;
+  while (w < end && ((buf[w] | 0x20) >= 97 && (buf[w] | 0x20) <= 122)) w++;
+  if (w - p < 2 || w - p > 8 || !PLAIN_DML.has(buf.toString("latin1", p, w).toLowerCase())) return true;
+  for (let i = w; i < end; i++) {
+    const c = buf[i];
+    if (c === 64 || c === 59) return true; // @ ;
+    if (c === 95 && i + 4 < end) { // _
+      const a = buf[i + 1] | 0x20, b = buf[i + 2] | 0x20, d = buf[i + 3] | 0x20, e = buf[i + 4] | 0x20;
+      if ((a === 108 && b === 111 && d === 99 && e === 107) || (a === 99 && b === 97 && d === 108 && e === 99)) return true;
+    }
+    if (c === 47 && buf[i + 1] === 42) return true; // comments may hide executable code
+  }
+  return false;
+}
+
+const word = (t: Token | undefined, ...w: string[]): boolean => t !== undefined && t.type === Tok.Word && w.includes(t.text);
+const nameOf = (t: Token | undefined): string | null =>
+  t && (t.type === Tok.Word || t.type === Tok.Ident || t.type === Tok.String) ? t.text : null;
+
+export function analyzeStatements(sql: string): StatementEffects {
+  const fx = empty();
+  const stmts = splitStatements(tokenize(sql));
+  for (const s of stmts) analyzeOne(s, fx);
+  if (stmts.length === 1) fx.kill = parseKill(stmts[0]);
+  return fx;
+}
+
+function analyzeOne(t: Token[], fx: StatementEffects): void {
+  const first = t[0]?.type === Tok.Word ? t[0].text : "";
+  // user variables assigned anywhere: @a := ..., INTO @a, @b
+  for (let i = 0; i < t.length; i++) {
+    const tok = t[i];
+    if (tok.type === Tok.UserVar && t[i + 1]?.type === Tok.Punct && t[i + 1].text === ":=") fx.userVars.push(tok.text);
+    if (word(tok, "into")) {
+      for (let j = i + 1; j < t.length && (t[j].type === Tok.UserVar || (t[j].type === Tok.Punct && t[j].text === ",")); j++) {
+        if (t[j].type === Tok.UserVar) fx.userVars.push(t[j].text);
+      }
+    }
+    if (tok.type === Tok.Word && t[i + 1]?.type === Tok.Punct && t[i + 1].text === "(") {
+      const arg = t[i + 2]?.type === Tok.String ? t[i + 2].text : null;
+      if (tok.text === "get_lock" && arg !== null) fx.locksAcquired.push(arg);
+      else if (tok.text === "release_lock" && arg !== null) fx.locksReleased.push(arg);
+      else if (tok.text === "release_all_locks") fx.releaseAllLocks = true;
+    }
+    if (word(tok, "sql_calc_found_rows")) fx.calcFoundRows = true;
+  }
+  switch (first) {
+    case "set": return analyzeSet(t, fx);
+    case "create": {
+      let i = 1;
+      if (word(t[i], "or") && word(t[i + 1], "replace")) i += 2;
+      if (word(t[i], "temporary") && word(t[i + 1], "table")) {
+        i += 2;
+        if (word(t[i], "if") && word(t[i + 1], "not") && word(t[i + 2], "exists")) i += 3;
+        const name = qualifiedName(t, i);
+        if (name) fx.tempTablesCreated.push(name);
+      }
+      return;
+    }
+    case "drop": {
+      let i = 1;
+      if (word(t[1], "prepare")) {
+        const name = nameOf(t[2]);
+        if (name) fx.sqlDeallocated.push(name.toLowerCase());
+        return;
+      }
+      if (word(t[i], "temporary")) i++;
+      if (!word(t[i], "table", "tables")) return;
+      i++;
+      if (word(t[i], "if") && word(t[i + 1], "exists")) i += 2;
+      while (i < t.length) {
+        const name = qualifiedName(t, i);
+        if (name) fx.tempTablesDropped.push(name);
+        while (i < t.length && !(t[i].type === Tok.Punct && t[i].text === ",")) i++;
+        i++;
+      }
+      return;
+    }
+    case "lock":
+      if (word(t[1], "table", "tables")) fx.lockTables = true;
+      return;
+    case "unlock":
+      if (word(t[1], "table", "tables")) fx.lockTables = false;
+      return;
+    case "flush":
+      if (t.some((x) => word(x, "lock")) && t.some((x) => word(x, "read"))) fx.lockTables = true;
+      return;
+    case "xa":
+      if (word(t[1], "start", "begin")) fx.xa = "start";
+      else if (word(t[1], "commit", "rollback")) fx.xa = "end";
+      return;
+    case "prepare": {
+      const name = nameOf(t[1]);
+      if (name) fx.sqlPrepared.push(name.toLowerCase());
+      return;
+    }
+    case "deallocate": {
+      const name = nameOf(t[2]);
+      if (word(t[1], "prepare") && name) fx.sqlDeallocated.push(name.toLowerCase());
+      return;
+    }
+    case "use": {
+      const name = nameOf(t[1]);
+      if (name) fx.useSchema = name;
+      return;
+    }
+  }
+}
+
+function qualifiedName(t: Token[], i: number): string | null {
+  const a = nameOf(t[i]);
+  if (!a) return null;
+  if (t[i + 1]?.type === Tok.Punct && t[i + 1].text === ".") {
+    const b = nameOf(t[i + 2]);
+    return b ? `${a}.${b}`.toLowerCase() : null;
+  }
+  return a.toLowerCase();
+}
+
+function analyzeSet(t: Token[], fx: StatementEffects): void {
+  // SET STATEMENT ... FOR <stmt> (MariaDB) changes nothing for the session itself.
+  if (word(t[1], "statement")) return;
+  let i = 1;
+  let scope: "session" | "global" = "session";
+  while (i < t.length) {
+    if (word(t[i], "global", "persist", "persist_only")) { scope = "global"; i++; continue; }
+    if (word(t[i], "session", "local")) { scope = "session"; i++; continue; }
+    const tok = t[i];
+    if (tok.type === Tok.UserVar) {
+      fx.userVars.push(tok.text);
+    } else if (tok.type === Tok.SysVar) {
+      const name = tok.text;
+      if (name.startsWith("global.")) { /* not session state */ }
+      else fx.sysVars.push(name.replace(/^(session|local)\./, ""));
+    } else if (word(tok, "names")) {
+      fx.sysVars.push("character_set_client", "character_set_connection", "character_set_results", "collation_connection");
+    } else if (word(tok, "character", "charset")) {
+      fx.sysVars.push("character_set_client", "character_set_results", "collation_connection");
+    } else if (word(tok, "transaction")) {
+      if (scope === "session") fx.sysVars.push("tx_isolation", "tx_read_only");
+    } else if (tok.type === Tok.Word && scope === "session") {
+      fx.sysVars.push(tok.text);
+    }
+    // skip to the next top-level comma
+    let depth = 0;
+    for (i++; i < t.length; i++) {
+      const x = t[i];
+      if (x.type === Tok.Punct) {
+        if (x.text === "(") depth++;
+        else if (x.text === ")") depth--;
+        else if (x.text === "," && depth === 0) { i++; break; }
+      }
+    }
+    scope = "session";
+  }
+}
+
+function parseKill(t: Token[]): { query: boolean; id: number } | null {
+  if (!word(t[0], "kill")) return null;
+  let i = 1;
+  if (word(t[i], "hard", "soft")) i++;
+  let query = false;
+  if (word(t[i], "query")) { query = true; i++; if (word(t[i], "id")) return null; }
+  else if (word(t[i], "connection")) i++;
+  if (word(t[i], "user")) return null;
+  if (t[i]?.type !== Tok.Number || t.length !== i + 1) return null;
+  const id = Number(t[i].text);
+  return Number.isSafeInteger(id) ? { query, id } : null;
+}
