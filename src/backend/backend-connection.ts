@@ -44,6 +44,8 @@ export interface BackendConnectOptions {
   database: string | null;
   collation: number;
   clientCapabilities: number;
+  /** MariaDB extended capabilities to request (only those Ferry offered its client) */
+  mariadbCapabilities: number;
   attributes: Map<string, string>;
   timeoutMs: number;
   /** switch on session tracking (only when the client itself accepts tracking data) */
@@ -96,7 +98,7 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
     socket.write(encodeHandshakeResponse({
       capabilities: caps, maxPacketSize: 0x40000000, collation: o.collation || hs.collation, username: o.credentials.user,
       authResponse: authToken(plugin, hs.authPluginData, o.credentials), database: o.database, authPluginName: plugin,
-      attributes: o.attributes, mariadbCapabilities: 0, sslRequest: false,
+      attributes: o.attributes, mariadbCapabilities: hs.capabilities & CLIENT_LONG_PASSWORD ? 0 : o.mariadbCapabilities & hs.mariadbCapabilities, sslRequest: false,
     }, seq));
     await authenticate(stream, socket, o, hs, plugin, secure);
     let initialTrack: SessionTrackInfo | null = null;

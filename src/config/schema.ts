@@ -39,17 +39,17 @@ export const configSchema = z.object({
     backend_connect_attempts: z.number().int().min(1).max(20).default(3),
     server_version: z.string().optional(),
     max_allowed_packet: z.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024 * 1024),
-  }).strict().default({} as never),
+  }).strict().prefault({}),
   tls: z.object({
     enabled: z.boolean().default(true),
     cert: z.string().optional(),
     key: z.string().optional(),
     rsa_private_key: z.string().optional(),
     rsa_public_key: z.string().optional(),
-  }).strict().default({} as never),
+  }).strict().prefault({}),
   log: z.object({
     level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  }).strict().default({} as never),
+  }).strict().prefault({}),
   servers: z.array(serverSchema).default([]),
   users: z.array(userSchema).default([]),
 }).strict().superRefine((c, ctx) => {

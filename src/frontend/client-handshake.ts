@@ -27,6 +27,13 @@ export const SERVER_CAPABILITIES = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT
   CLIENT_PS_MULTI_RESULTS | CLIENT_PLUGIN_AUTH | CLIENT_CONNECT_ATTRS | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
   CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS | CLIENT_SESSION_TRACK | CLIENT_DEPRECATE_EOF;
 
+/**
+ * MariaDB extended capabilities Ferry offers: only MARIADB_CLIENT_EXTENDED_METADATA, which adds
+ * type details (json, uuid, …) to column definitions that the scanner skips by length anyway.
+ * Capabilities that change the shape of responses (metadata caching, bulk, progress) are not offered.
+ */
+export const MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3;
+
 export interface HandshakeContext {
   connectionId: number;
   serverVersion: string;
@@ -40,6 +47,8 @@ export interface AuthenticatedClient {
   socket: Duplex;
   user: UserConfig;
   capabilities: number;
+  /** MariaDB extended capabilities the client asked for, of those Ferry offered */
+  mariadbCapabilities: number;
   collation: number;
   database: string | null;
   attributes: Map<string, string>;
@@ -73,7 +82,7 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
   if (ctx.tls.context) caps |= CLIENT_SSL;
   socket.write(encodeHandshakeV10({
     protocolVersion: 10, serverVersion: ctx.serverVersion, connectionId: ctx.connectionId, authPluginData: salt,
-    capabilities: caps, mariadbCapabilities: 0, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,
+    capabilities: caps, mariadbCapabilities: MARIADB_CLIENT_EXTENDED_METADATA, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,
     authPluginName: NATIVE_PASSWORD,
   }));
   let conn: Duplex = socket;
@@ -101,7 +110,8 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     clientCapabilities: resp.capabilities, seq: pkt.seq + 1, secure, tls: ctx.tls, sha2Cache: ctx.sha2Cache, denied });
   const database = resp.capabilities & CLIENT_CONNECT_WITH_DB ? resp.database : null;
   return {
-    socket: conn, user, capabilities: resp.capabilities, collation: resp.collation, database: database ?? user.defaultSchema,
+    socket: conn, user, capabilities: resp.capabilities,
+    mariadbCapabilities: resp.capabilities & 1 ? 0 : resp.mariadbCapabilities & MARIADB_CLIENT_EXTENDED_METADATA, collation: resp.collation, database: database ?? user.defaultSchema,
     attributes: resp.attributes, stage1: proof.stage1, password: proof.password, nextSeq: proof.seq, leftover: stream.detach(), secure,
   };
 }

@@ -152,6 +152,7 @@ export class Session implements ScanListener {
       database,
       collation: this.auth.collation,
       clientCapabilities: this.auth.capabilities,
+      mariadbCapabilities: this.auth.mariadbCapabilities,
       attributes: this.auth.attributes,
       timeoutMs: this.deps.config().proxy.backend_connect_timeout_ms,
       trackSession: (this.auth.capabilities & CLIENT_SESSION_TRACK) !== 0,
@@ -288,7 +289,7 @@ export class Session implements ScanListener {
           this.cmdFx = analyzeStatements(buf.toString("utf8", p + 1, p + avail));
           if (this.cmdFx.kill && len === avail) {
             const k = this.cmdFx.kill;
-            this.runFerryCommand(killSession(this, k.id, k.query));
+            this.runFerryCommand(() => killSession(this, k.id, k.query));
             return p + len;
           }
         }
@@ -341,11 +342,13 @@ export class Session implements ScanListener {
         return end;
       case COM_PROCESS_KILL:
         if (avail < 5) break;
-        this.runFerryCommand(killSession(this, buf.readUInt32LE(p + 1), false));
+        const target = buf.readUInt32LE(p + 1);
+        this.runFerryCommand(() => killSession(this, target, false));
         return p + len;
       case COM_CHANGE_USER:
         if (len !== avail) break;
-        this.runFerryCommand(changeUser(this, Buffer.from(buf.subarray(p, p + len))));
+        const payload = Buffer.from(buf.subarray(p, p + len));
+        this.runFerryCommand(() => changeUser(this, payload));
         return p + len;
       default:
         break;
@@ -554,10 +557,10 @@ export class Session implements ScanListener {
 
   // ---- commands Ferry answers itself --------------------------------------------------------
 
-  private runFerryCommand(work: Promise<Buffer>): void {
+  private runFerryCommand(work: () => Promise<Buffer>): void {
     this.cstate = C.Busy;
     this.client.pause();
-    work.then((reply) => {
+    work().then((reply) => {
       if (this.closed) return;
       this.client.write(reply);
       this.cstate = C.Idle;

@@ -1,0 +1,68 @@
+// Real mariadbd processes and a Ferry in front of them, shared by the tests of one file.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import mysql from "mysql2/promise";
+import { LocalMariadb } from "../../src/cli/local-mariadb.js";
+import { parseConfig } from "../../src/config/load.js";
+import { startFerry, type FerryServer } from "../../src/server.js";
+
+export const APP_USER = "app";
+export const APP_PASSWORD = "app-secret";
+
+export class Cluster {
+  readonly dir: string;
+  readonly servers: LocalMariadb[] = [];
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  static async start(n: number, args: string[] = []): Promise<Cluster> {
+    const c = new Cluster(mkdtempSync(join(tmpdir(), "ferry-test-")));
+    for (let i = 0; i < n; i++) {
+      const s = await LocalMariadb.create({ dir: join(c.dir, `s${i}`), args });
+      await s.sql(`CREATE USER '${APP_USER}'@'%' IDENTIFIED BY '${APP_PASSWORD}'; GRANT ALL ON *.* TO '${APP_USER}'@'%';
+        CREATE DATABASE app; CREATE USER 'other'@'%' IDENTIFIED BY 'other'; GRANT ALL ON app.* TO 'other'@'%';`);
+      c.servers.push(s);
+    }
+    return c;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((s) => s.stop()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Collects Ferry's JSON log lines so tests can assert on them (and on what they never contain). */
+export class LogSink extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.lines.push(...chunk.toString("utf8").split("\n").filter(Boolean));
+    cb();
+  }
+}
+
+export async function startProxy(cluster: Cluster, extra = "", users?: string): Promise<{ ferry: FerryServer; logs: LogSink }> {
+  const servers = cluster.servers.map((s) => `[[servers]]\nhost = "127.0.0.1"\nport = ${s.port}\nhostgroup = 0\n`).join("\n");
+  const text = `[proxy]\nlisten = "127.0.0.1:0"\n${extra}\n${servers}\n${users ?? `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`}`;
+  const logs = new LogSink();
+  const ferry = await startFerry(parseConfig(text, "test config"), { logLevel: "info", logDestination: logs });
+  return { ferry, logs };
+}
+
+export function connectVia(port: number, opts: mysql.ConnectionOptions = {}): Promise<mysql.Connection> {
+  return mysql.createConnection({ host: "127.0.0.1", port, user: APP_USER, password: APP_PASSWORD, database: "app", ...opts });
+}
+
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms); });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(t);
+  }
+}
