@@ -72,7 +72,7 @@ function analyzeOne(t: Token[], fx: StatementEffects): void {
   // user variables assigned anywhere: @a := ..., INTO @a, @b
   for (let i = 0; i < t.length; i++) {
     const tok = t[i];
-    if (tok.type === Tok.UserVar && t[i + 1]?.type === Tok.Punct && t[i + 1].text === ":=") fx.userVars.push(tok.text);
+    if (first !== "set" && tok.type === Tok.UserVar && t[i + 1]?.type === Tok.Punct && t[i + 1].text === ":=") fx.userVars.push(tok.text);
     if (word(tok, "into")) {
       for (let j = i + 1; j < t.length && (t[j].type === Tok.UserVar || (t[j].type === Tok.Punct && t[j].text === ",")); j++) {
         if (t[j].type === Tok.UserVar) fx.userVars.push(t[j].text);

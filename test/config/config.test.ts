@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseConfig } from "../../src/config/load.js";
+import { buildRuntimeConfig } from "../../src/config/runtime-config.js";
+
+describe("configuration", () => {
+  it("accepts the documented example and fills defaults", () => {
+    const c = parseConfig(`
+[proxy]
+listen = "127.0.0.1:6033"
+max_connections = 10000
+[[servers]]
+host = "127.0.0.1"
+port = 3310
+hostgroup = 0
+weight = 1
+[[users]]
+name = "app"
+password = "*6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9"
+default_hostgroup = 0
+`);
+    assert.equal(c.tls.enabled, true);
+    assert.equal(c.servers[0].status, "ONLINE");
+    const rt = buildRuntimeConfig(c);
+    assert.equal(rt.users.get("app")?.password, null, "a hash is not a plaintext password");
+    assert.equal(rt.users.get("app")?.nativeStage2?.toString("hex").toUpperCase(), "6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9");
+  });
+
+  it("names the key that is wrong", () => {
+    assert.throws(() => parseConfig(`[[servers]]\nhost = "a"\nport = "x"\n`), /servers\[0\]\.port/);
+    assert.throws(() => parseConfig(`[proxy]\nlisten = "nope"\n`), /proxy\.listen/);
+    assert.throws(() => parseConfig(`[proxy]\nmax_conections = 5\n`), /proxy.*max_conections|Unrecognized key/);
+    assert.throws(() => parseConfig(`[[users]]\nname = "a"\n[[users]]\nname = "a"\n`), /users\[1\]\.name: duplicate user/);
+    assert.throws(() => parseConfig(`this is = not toml =`), /not valid TOML/);
+  });
+});

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { analyzeStatements, mayHaveEffects } from "../../src/session/statement-effects.js";
+import { StateTracker } from "../../src/session/state-tracker.js";
+
+const fx = (sql: string) => analyzeStatements(sql);
+
+describe("statement effects and state tracker", () => {
+  it("skips tokenizing plain DML and catches anything that may change state", () => {
+    const b = (s: string) => { const x = Buffer.from(s); return mayHaveEffects(x, 0, x.length); };
+    assert.equal(b("SELECT c FROM sbtest1 WHERE id=5"), false);
+    assert.equal(b("insert into t values (1)"), false);
+    for (const s of ["SELECT @a", "select get_lock('x', 1)", "SELECT Release_Lock('x')", "SELECT SQL_CALC_FOUND_ROWS * FROM t", "SET @a=1",
+      "CREATE TEMPORARY TABLE t (a int)", "SELECT 1; SELECT 2", "select /*!99999 1 */", "LOCK TABLES t READ", "USE db"]) {
+      assert.equal(b(s), true, s);
+    }
+  });
+
+  it("reads user variables, system variables and SET NAMES from SET", () => {
+    const e = fx("SET @a = 1, @`b c` := 'x', SESSION sql_mode = 'ANSI', @@session.time_zone = '+00:00', @@global.max_connections = 10, NAMES utf8mb4");
+    assert.deepEqual(e.userVars, ["a", "b c"]);
+    assert.deepEqual(e.sysVars, ["sql_mode", "time_zone", "character_set_client", "character_set_connection", "character_set_results", "collation_connection"]);
+    assert.deepEqual(fx("SELECT 1 INTO @x, @y").userVars, ["x", "y"]);
+    assert.deepEqual(fx("SELECT @z := 5").userVars, ["z"]);
+    assert.deepEqual(fx("SET STATEMENT max_statement_time=1 FOR SELECT 1").sysVars, []);
+  });
+
+  it("pins on temporary tables until they are dropped", () => {
+    const t = new StateTracker();
+    t.applyEffects(fx("CREATE TEMPORARY TABLE IF NOT EXISTS tmp1 (a INT)"), true);
+    t.applyEffects(fx("create temporary table `Tmp2` (a int)"), true);
+    assert.deepEqual(t.pinReasons(), ["temporary-table"]);
+    t.applyEffects(fx("DROP TEMPORARY TABLE tmp1"), true);
+    assert.equal(t.movable, false);
+    t.applyEffects(fx("DROP TABLE IF EXISTS tmp2"), true);
+    assert.equal(t.movable, true);
+  });
+
+  it("pins on named locks until released, and on LOCK TABLES until UNLOCK TABLES", () => {
+    const t = new StateTracker();
+    t.applyEffects(fx("SELECT GET_LOCK('job', 10), GET_LOCK('other', 1)"), true);
+    assert.deepEqual(t.pinReasons(), ["named-lock"]);
+    t.applyEffects(fx("SELECT RELEASE_LOCK('job')"), true);
+    assert.equal(t.movable, false);
+    t.applyEffects(fx("SELECT RELEASE_ALL_LOCKS()"), true);
+    assert.equal(t.movable, true);
+    t.applyEffects(fx("LOCK TABLES t1 READ, t2 WRITE"), true);
+    assert.deepEqual(t.pinReasons(), ["lock-tables"]);
+    t.applyEffects(fx("UNLOCK TABLES"), true);
+    assert.equal(t.movable, true);
+  });
+
+  it("does not pin for a statement the server refused", () => {
+    const t = new StateTracker();
+    t.applyEffects(fx("CREATE TEMPORARY TABLE t (a INT)"), false);
+    // a failed CREATE still counts (conservative); a successful DROP clears it
+    t.applyEffects(fx("DROP TEMPORARY TABLE t"), false);
+    assert.equal(t.movable, false);
+    t.applyEffects(fx("DROP TEMPORARY TABLE t"), true);
+    assert.equal(t.movable, true);
+  });
+
+  it("tracks transactions from status flags, XA, FOUND_ROWS and SQL prepared statements", () => {
+    const t = new StateTracker();
+    t.applyStatus(0x0003);
+    assert.deepEqual(t.pinReasons(), ["transaction"]);
+    t.applyStatus(0x0002);
+    t.applyEffects(fx("XA START 'x'"), true);
+    assert.deepEqual(t.pinReasons(), ["xa"]);
+    t.applyEffects(fx("XA COMMIT 'x'"), true);
+    t.applyEffects(fx("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1"), true);
+    assert.deepEqual(t.pinReasons(), ["found-rows"]);
+    t.beforeCommand();
+    assert.equal(t.movable, true);
+    t.applyEffects(fx("PREPARE s1 FROM 'SELECT ?'"), true);
+    assert.deepEqual([...t.sqlPrepared], ["s1"]);
+    t.applyEffects(fx("DEALLOCATE PREPARE s1"), true);
+    assert.deepEqual([...t.sqlPrepared], []);
+  });
+
+  it("tracks binary prepared statements, cursors and long data", () => {
+    const t = new StateTracker();
+    t.onPrepared({ clientId: 1, backendId: 1, sql: "SELECT ?", numParams: 1, numColumns: 1, cursorOpen: false, longDataPending: false });
+    t.onStmtExecuted(1, true);
+    assert.deepEqual(t.pinReasons(), ["cursor"]);
+    t.onStmtFetchDone(1, true);
+    t.onLongData(1);
+    assert.deepEqual(t.pinReasons(), ["long-data"]);
+    t.onStmtExecuted(1, false);
+    assert.equal(t.movable, true);
+    t.onStmtClosed(1);
+    assert.equal(t.prepared.size, 0);
+  });
+
+  it("takes system variables and schema from session tracking", () => {
+    const t = new StateTracker();
+    t.applyOk(0x4002, 7n, { systemVariables: [["SQL_MODE", "ANSI"]], schema: "shop", stateChanged: true, transactionState: null });
+    assert.equal(t.systemVariables.get("sql_mode"), "ANSI");
+    assert.equal(t.schema, "shop");
+    assert.equal(t.lastInsertId, 7n);
+  });
+
+  it("recognises KILL statements Ferry must translate", () => {
+    assert.deepEqual(fx("KILL 5").kill, { query: false, id: 5 });
+    assert.deepEqual(fx("kill query 12").kill, { query: true, id: 12 });
+    assert.deepEqual(fx("KILL CONNECTION 3").kill, { query: false, id: 3 });
+    assert.equal(fx("KILL USER app").kill, null);
+    assert.equal(fx("KILL 5; SELECT 1").kill, null);
+  });
+});
