@@ -210,7 +210,7 @@ export class Session implements ScanListener {
   /** Hands the client socket to a connection-phase exchange (COM_CHANGE_USER). */
   suspendClientReads(): void {
     this.client.off("data", this.onClientData);
-    this.client.resume();
+    this.unpauseClient();
   }
 
   resumeClientReads(leftover: Buffer): void {
@@ -220,7 +220,24 @@ export class Session implements ScanListener {
 
   private hold(bytes: Buffer): void {
     this.held.push(bytes);
-    this.client.pause();
+    this.pauseClient();
+  }
+
+  // pause()/resume() on a socket schedule stream work even when nothing changes: only call them on a real change.
+  private clientPaused = false;
+
+  private pauseClient(): void {
+    if (!this.clientPaused) {
+      this.clientPaused = true;
+      this.client.pause();
+    }
+  }
+
+  private unpauseClient(): void {
+    if (this.clientPaused) {
+      this.clientPaused = false;
+      this.client.resume();
+    }
   }
 
   /** Reads a command's header and enough of its first packet to dispatch it. */
@@ -426,11 +443,11 @@ export class Session implements ScanListener {
 
   private writeBackend(bytes: Buffer): void {
     const b = this.backend;
-    if (b && !b.socket.write(bytes)) this.client.pause();
+    if (b && !b.socket.write(bytes)) this.pauseClient();
   }
 
   private onBackendDrain(): void {
-    if (this.cstate !== C.Wait && this.cstate !== C.Busy) this.client.resume();
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy) this.unpauseClient();
   }
 
   private refuseCommand(cmd: number, len: number, avail: number): void {
@@ -509,7 +526,7 @@ export class Session implements ScanListener {
       const next = this.held.shift()!;
       this.processClient(next, 0);
     }
-    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed) this.client.resume();
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed) this.unpauseClient();
   }
 
   // ScanListener
@@ -559,7 +576,7 @@ export class Session implements ScanListener {
 
   private runFerryCommand(work: () => Promise<Buffer>): void {
     this.cstate = C.Busy;
-    this.client.pause();
+    this.pauseClient();
     work().then((reply) => {
       if (this.closed) return;
       this.client.write(reply);

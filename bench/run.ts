@@ -1,0 +1,142 @@
+// Benchmark: sysbench through (a) the server directly, (b) Ferry, (c) HAProxy in TCP mode, in one run.
+// Prints a table of medians with ratios against direct and HAProxy, CPU µs per query of each proxy
+// process (from /proc/PID/stat), a bulk-transfer test (MB/s) and Ferry's peak RSS.
+//   node dist/bench/run.js [--time 5] [--runs 3]
+
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs, promisify } from "node:util";
+import { ensureMariadb, findBinary, freePort, LocalMariadb } from "../src/cli/local-mariadb.js";
+import { probeServerVersion } from "../src/backend/backend-connection.js";
+
+const run = promisify(execFile);
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const { values } = parseArgs({ options: { time: { type: "string", default: "5" }, runs: { type: "string", default: "3" }, "bulk-rows": { type: "string", default: "200000" } } });
+const TIME = Number(values.time), RUNS = Number(values.runs), BULK_ROWS = Number(values["bulk-rows"]);
+const HZ = 100; // USER_HZ on Linux
+
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return Number(f[11]) + Number(f[12]); // utime + stime
+}
+
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try { await probeServerVersion("127.0.0.1", port, 500); return; } catch { await new Promise((r) => setTimeout(r, 100)); }
+  }
+  throw new Error(`nothing answers on ${port}`);
+}
+
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+
+interface Target { name: string; port: number; pid: number | null }
+
+async function sysbench(test: string, port: number, threads: number): Promise<{ qps: number; p95: number; queries: number }> {
+  const { stdout } = await run("sysbench", [test, "--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${port}`, "--mysql-user=bench",
+    "--mysql-password=bench", "--mysql-db=sbtest", "--tables=4", "--table-size=10000", `--threads=${threads}`, `--time=${TIME}`,
+    "--report-interval=0", "--percentile=95", "--db-ps-mode=auto", "run"], { maxBuffer: 16 << 20 });
+  const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec/.exec(stdout);
+  const p = /95th percentile:\s+([\d.]+)/.exec(stdout);
+  if (!q || !p) throw new Error(`cannot parse sysbench output:\n${stdout}`);
+  return { queries: Number(q[1]), qps: Number(q[2]), p95: Number(p[1]) };
+}
+
+async function main(): Promise<void> {
+  await ensureMariadb((s) => console.log(s));
+  if (!findBinary("sysbench")) throw new Error("sysbench is not installed: apt-get install -y sysbench");
+  const dir = mkdtempSync(join(tmpdir(), "ferry-bench-"));
+  const procs: ChildProcess[] = [];
+  const db = await LocalMariadb.create({ dir: join(dir, "db"), args: ["--innodb-buffer-pool-size=256M"] });
+  try {
+    await db.sql("CREATE USER 'bench'@'%' IDENTIFIED BY 'bench'; GRANT ALL ON *.* TO 'bench'@'%'; CREATE DATABASE sbtest;");
+    await run("sysbench", ["oltp_read_only", "--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${db.port}`, "--mysql-user=bench", "--mysql-password=bench",
+      "--mysql-db=sbtest", "--tables=4", "--table-size=10000", "prepare"], { maxBuffer: 16 << 20 });
+
+    const ferryPort = await freePort();
+    const cfg = join(dir, "ferry.toml");
+    writeFileSync(cfg, `[proxy]\nlisten = "127.0.0.1:${ferryPort}"\n[log]\nlevel = "warn"\n[[servers]]\nhost = "127.0.0.1"\nport = ${db.port}\n[[users]]\nname = "bench"\npassword = "bench"\n`);
+    const ferry = spawn(process.execPath, [join(root, "bin/ferry"), "start", "--config", cfg], { stdio: ["ignore", "ignore", "inherit"] });
+    procs.push(ferry);
+    await waitPort(ferryPort);
+    const targets: Target[] = [{ name: "direct", port: db.port, pid: null }, { name: "ferry", port: ferryPort, pid: ferry.pid! }];
+    if (findBinary("haproxy")) {
+      const hport = await freePort();
+      const hcfg = join(dir, "haproxy.cfg");
+      writeFileSync(hcfg, `global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nlisten mysql\n  bind 127.0.0.1:${hport}\n  server db 127.0.0.1:${db.port}\n`);
+      const hap = spawn(findBinary("haproxy")!, ["-db", "-f", hcfg], { stdio: "ignore" });
+      procs.push(hap);
+      await waitPort(hport);
+      targets.push({ name: "haproxy", port: hport, pid: hap.pid! });
+    } else {
+      console.log("haproxy not installed: no HAProxy column (apt-get install -y haproxy)");
+    }
+
+    const rows: string[] = [];
+    rows.push("| test | threads | target | QPS (median) | p95 ms | CPU µs/query (proxy) | QPS vs direct | QPS vs HAProxy | CPU vs HAProxy |");
+    rows.push("|---|---|---|---|---|---|---|---|---|");
+    for (const test of ["oltp_point_select", "oltp_read_only"]) {
+      for (const threads of [1, 16]) {
+        const res = new Map<string, { qps: number; p95: number; cpu: number }>();
+        for (const t of targets) {
+          const qps: number[] = [], p95: number[] = [], cpu: number[] = [];
+          for (let r = 0; r < RUNS; r++) {
+            const before = t.pid ? cpuTicks(t.pid) : 0;
+            const s = await sysbench(test, t.port, threads);
+            const ticks = t.pid ? cpuTicks(t.pid) - before : 0;
+            qps.push(s.qps);
+            p95.push(s.p95);
+            cpu.push(t.pid ? (ticks / HZ) * 1e6 / s.queries : NaN);
+          }
+          res.set(t.name, { qps: median(qps), p95: median(p95), cpu: median(cpu) });
+        }
+        const d = res.get("direct")!, h = res.get("haproxy");
+        for (const t of targets) {
+          const m = res.get(t.name)!;
+          const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : "-");
+          rows.push(`| ${test} | ${threads} | ${t.name} | ${m.qps.toFixed(0)} | ${m.p95.toFixed(2)} | ${fmt(m.cpu, 1)} | ${fmt(m.qps / d.qps)} | ${h ? fmt(m.qps / h.qps) : "-"} | ${h && t.pid ? fmt(m.cpu / h.cpu) : "-"} |`);
+        }
+        console.log(rows.slice(-targets.length).join("\n"));
+      }
+    }
+
+    // Bulk: BULK_ROWS rows of ~1 KB read through each target by the mariadb client.
+    await db.sql(`USE sbtest; CREATE TABLE bulk (id INT PRIMARY KEY, pad VARCHAR(1024)); INSERT INTO bulk SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM seq_1_to_${BULK_ROWS};`);
+    rows.push("", "| bulk read | target | MB/s (median) | vs direct | vs HAProxy |", "|---|---|---|---|---|");
+    const bulk = new Map<string, number>();
+    for (const t of targets) {
+      const rates: number[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        const t0 = process.hrtime.bigint();
+        const { stdout } = await run("sh", ["-c", `mariadb --no-defaults -h127.0.0.1 -P${t.port} -ubench -pbench -N -B --quick -e 'SELECT * FROM sbtest.bulk' | wc -c`], { maxBuffer: 1 << 20 });
+        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        rates.push(Number(stdout.trim()) / 1e6 / secs);
+      }
+      bulk.set(t.name, median(rates));
+    }
+    for (const t of targets) {
+      const m = bulk.get(t.name)!, h = bulk.get("haproxy");
+      rows.push(`| ${BULK_ROWS} x 1 KB | ${t.name} | ${m.toFixed(1)} | ${(m / bulk.get("direct")!).toFixed(2)} | ${h ? (m / h).toFixed(2) : "-"} |`);
+    }
+    rows.push("", `Ferry peak RSS over the whole run: ${peakRssMb(ferry.pid!).toFixed(1)} MB`);
+    const version = (await run(process.execPath, ["--version"])).stdout.trim();
+    console.log(`\n${new Date().toISOString()} · node ${version} · ${RUNS} runs of ${TIME}s each · sysbench 4 tables x 10000 rows\n`);
+    console.log(rows.join("\n"));
+  } finally {
+    for (const p of procs) p.kill("SIGTERM");
+    await db.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
