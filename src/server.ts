@@ -54,8 +54,8 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
     config: () => runtime, tls, log, sha2Cache,
     serverVersion: () => serverVersion,
     allocateId: () => registry.allocateId(),
-    onAuthenticated: (id, client) => {
-      const s = new Session(id, client, deps);
+    onAuthenticated: (id, client, release) => {
+      const s = new Session(id, client, deps, release);
       s.start().catch((e: Error) => {
         log.error({ session: id, err: e.message }, "session failed to start");
         s.close();

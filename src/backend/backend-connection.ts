@@ -22,6 +22,7 @@ import {
   type SessionTrackInfo,
 } from "../protocol/packets.js";
 import { PacketReader } from "../protocol/reader.js";
+import { copyingSink, SocketReader } from "../protocol/socket-reader.js";
 
 /** Client capabilities passed through to the backend because they change what the server sends. */
 const PASS_THROUGH = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT_LOCAL_FILES | CLIENT_IGNORE_SPACE | CLIENT_INTERACTIVE |
@@ -54,6 +55,8 @@ export interface BackendConnectOptions {
 
 export interface BackendConnection {
   socket: Duplex;
+  /** reads the socket in place of "data" events (absent on TLS connections, which emit "data") */
+  reader: SocketReader | null;
   server: ServerConfig;
   threadId: number;
   serverVersion: string;
@@ -65,14 +68,16 @@ export interface BackendConnection {
 }
 
 const SESSION_TRACKING_SQL =
-  "SET session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON, session_track_transaction_info='STATE'";
+  "SET session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON";
 
 export async function connectBackend(o: BackendConnectOptions): Promise<BackendConnection> {
-  let socket: Duplex = net.connect({ host: o.server.host, port: o.server.port, noDelay: true });
+  // TLS wraps the raw socket's handle, so only plain connections read through a SocketReader.
+  let reader: SocketReader | null = o.server.useSsl ? null : new SocketReader();
+  let socket: Duplex = net.connect({ host: o.server.host, port: o.server.port, noDelay: true, ...(reader ? { onread: reader.onread } : {}) });
   const raw = socket as net.Socket;
   const timer = setTimeout(() => raw.destroy(new FerryError(2013, "HY000", `backend ${o.server.address} did not complete login within ${o.timeoutMs} ms`, "backend")), o.timeoutMs);
   try {
-    let stream = new PacketStream(socket);
+    let stream = packetStream(socket, reader);
     const first = await stream.next();
     if (first.payload[0] === ERR_HEADER) {
       const e = decodeErr(first.payload);
@@ -109,14 +114,23 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       else throw new FerryError(1105, "HY000", `backend ${o.server.address} refused session tracking: ${decodeErr(p.payload).message}`, "backend");
     }
     const leftover = stream.detach();
-    return { socket, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
+    if (reader) reader.sink = null;
+    return { socket, reader, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
   } catch (e) {
     socket.destroy();
+    reader = null;
     if (e instanceof FerryError) throw e;
     throw new FerryError(2013, "HY000", `backend ${o.server.address}: ${(e as Error).message}`, "backend");
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Whole-packet reading of a backend connection for Ferry's own statements. */
+export function packetStream(socket: Duplex, reader: SocketReader | null): PacketStream {
+  const stream = new PacketStream(socket, 16 * 1024 * 1024, reader !== null);
+  if (reader) reader.sink = copyingSink((c) => stream.push(c));
+  return stream;
 }
 
 function sslRequest(caps: number, collation: number) {

@@ -45,6 +45,12 @@ export function freePort(): Promise<number> {
 
 let template: Promise<string> | null = null;
 
+// Servers this process started die with it, even when it ends on an error or a test timeout.
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of running) p.kill("SIGKILL");
+});
+
 /** One initialised datadir per process, copied for each server: install-db runs once. */
 function templateDatadir(): Promise<string> {
   template ??= (async () => {
@@ -105,6 +111,8 @@ export class LocalMariadb {
     if (isRoot) args.push("--user=root");
     this.proc = spawn(findBinary("mariadbd")!, args, { stdio: "ignore" });
     const proc = this.proc;
+    running.add(proc);
+    proc.once("exit", () => running.delete(proc));
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`mariadbd exited with ${proc.exitCode}; see ${join(this.dir, "error.log")}`);

@@ -17,8 +17,8 @@ export interface ListenerDeps {
   serverVersion(): string;
   allocateId(): number;
   sha2Cache: Set<string>;
-  /** number of client connections open now (handshaking or in session) */
-  onAuthenticated(id: number, client: AuthenticatedClient): void;
+  /** hands over a logged-in client; `release` must be called once when its connection ends */
+  onAuthenticated(id: number, client: AuthenticatedClient, release: () => void): void;
 }
 
 export class ClientListener {
@@ -57,18 +57,26 @@ export class ClientListener {
       this.deps.log.warn({ client: socket.remoteAddress }, "refused connection: max_connections reached");
       return;
     }
+    // Counted until the session ends (a session may re-create the socket object, so not on its "close").
     this.open++;
-    socket.once("close", () => this.open--);
+    let released = false;
+    const release = (): void => {
+      if (!released) {
+        released = true;
+        this.open--;
+      }
+    };
     const id = this.deps.allocateId();
     const timer = setTimeout(() => {
       this.deps.log.info({ session: id, client: socket.remoteAddress }, "handshake timed out");
       socket.destroy();
     }, cfg.proxy.handshake_timeout_ms);
+    socket.once("close", () => clearTimeout(timer));
     clientHandshake(socket, { connectionId: id, serverVersion: this.deps.serverVersion(), config: cfg, tls: this.deps.tls, sha2Cache: this.deps.sha2Cache })
       .then((client) => {
         clearTimeout(timer);
-        if (socket.destroyed) return;
-        this.deps.onAuthenticated(id, client);
+        if (socket.destroyed) return release();
+        this.deps.onAuthenticated(id, client, release);
       }, (e: unknown) => {
         clearTimeout(timer);
         if (e instanceof HandshakeFailure) {
@@ -80,6 +88,7 @@ export class ClientListener {
           if (!socket.destroyed) socket.end(encodeErr(1, err.errno, err.sqlState, err.message));
         }
         setTimeout(() => socket.destroy(), 500).unref();
+        release();
       });
   }
 }

@@ -18,13 +18,14 @@ export class PacketStream {
   private failure: Error | null = null;
   private readonly maxPayload: number;
 
-  constructor(socket: Duplex, maxPayload = 16 * 1024 * 1024) {
+  /** With `fed` set, bytes come through push() instead of the socket's "data" events. */
+  constructor(socket: Duplex, maxPayload = 16 * 1024 * 1024, fed = false) {
     this.socket = socket;
     this.maxPayload = maxPayload;
     this.onData = this.onData.bind(this);
     this.onEnd = this.onEnd.bind(this);
     this.onError = this.onError.bind(this);
-    socket.on("data", this.onData);
+    if (!fed) socket.on("data", this.onData);
     socket.on("end", this.onEnd);
     socket.on("close", this.onEnd);
     socket.on("error", this.onError);
@@ -49,6 +50,10 @@ export class PacketStream {
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
+  }
+
+  push(chunk: Buffer): void {
+    this.onData(chunk);
   }
 
   private onData(chunk: Buffer): void {

@@ -8,7 +8,7 @@ import {
   ER_KILL_DENIED_ERROR, ER_NO_SUCH_THREAD, ERR_HEADER, SERVER_STATUS_AUTOCOMMIT,
 } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
-import { PacketStream } from "../protocol/packet-stream.js";
+import { packetStream } from "../backend/backend-connection.js";
 import { decodeErr, encodeCommand, encodeErr, encodeOk } from "../protocol/packets.js";
 import { PacketReader } from "../protocol/reader.js";
 import { authenticateUser, HandshakeFailure } from "../frontend/client-handshake.js";
@@ -28,7 +28,7 @@ export function commandName(cmd: number): string {
 export async function runOnServer(s: Session, server: ServerConfig, sql: string): Promise<void> {
   const conn = await s.connectTo(server, null);
   try {
-    const stream = new PacketStream(conn.socket);
+    const stream = packetStream(conn.socket, conn.reader);
     if (conn.leftover.length) throw new Error("unexpected data after login");
     conn.socket.write(encodeCommand(COM_QUERY, sql));
     const p = await stream.next();
@@ -77,8 +77,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
   }
   const host = (s.client as { remoteAddress?: string }).remoteAddress ?? "unknown";
   const user = s.deps.config().users.get(username);
-  s.suspendClientReads();
-  const stream = new PacketStream(s.client, 1 << 20);
+  const stream = s.openClientPacketStream();
   const denied = (seq: number) => new HandshakeFailure(new FerryError(ER_ACCESS_DENIED_ERROR, "28000",
     `Access denied for user '${username}'@'${host}' (using password: ${token.length ? "YES" : "NO"})`, "client"), seq, s.client);
   try {
@@ -105,10 +104,10 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     s.tracker.schema = newAuth.database;
     s.tracker.collation = collation;
     s.attachBackend(backend);
-    s.resumeClientReads(stream.detach());
+    s.closeClientPacketStream(stream);
     return encodeOk(proof.seq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, caps);
   } catch (e) {
-    stream.detach();
+    s.closeClientPacketStream(stream);
     throw e;
   }
 }

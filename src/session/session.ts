@@ -27,6 +27,9 @@ import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-h
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
 import { StateTracker } from "./state-tracker.js";
+import { copyingSink, SocketReader, type ChunkSink } from "../protocol/socket-reader.js";
+import { rebindForForwarding } from "../frontend/rebind.js";
+import { PacketStream } from "../protocol/packet-stream.js";
 import type { SessionRegistry } from "./registry.js";
 import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
 
@@ -45,7 +48,7 @@ export interface SessionDeps {
   sha2Cache: Set<string>;
 }
 
-export class Session implements ScanListener {
+export class Session implements ScanListener, ChunkSink {
   readonly id: number;
   client: Duplex;
   auth: AuthenticatedClient;
@@ -75,9 +78,14 @@ export class Session implements ScanListener {
   private internal = false; // a command Ferry sent itself: response not forwarded
   private backendPaused = false;
   private closed = false;
+  /** reads the client socket when it could be re-bound for `onread` (plain TCP); else "data" events */
+  private clientReader: SocketReader | null = null;
+  private readonly clientSink: ChunkSink = { onChunk: (c) => this.onClientData(c) };
+  private readonly release: () => void;
 
-  constructor(id: number, auth: AuthenticatedClient, deps: SessionDeps) {
+  constructor(id: number, auth: AuthenticatedClient, deps: SessionDeps, release: () => void = () => undefined) {
     this.id = id;
+    this.release = release;
     this.auth = auth;
     this.client = auth.socket;
     this.deps = deps;
@@ -100,6 +108,16 @@ export class Session implements ScanListener {
 
   /** Connects the first backend and finishes the client's login with OK (or the backend's error). */
   async start(): Promise<void> {
+    const reader = new SocketReader();
+    const rebound = rebindForForwarding(this.client, reader);
+    if (rebound) {
+      rebound.pause(); // nothing is read before the login finishes
+      this.client = rebound;
+      this.auth.socket = rebound;
+      this.clientReader = reader;
+      reader.sink = this.clientSink;
+      this.clientPaused = true;
+    }
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
     try {
@@ -113,9 +131,10 @@ export class Session implements ScanListener {
     }
     this.deps.registry.add(this);
     this.client.write(encodeOk(this.auth.nextSeq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, this.auth.capabilities));
-    this.client.on("data", this.onClientData);
+    if (!this.clientReader) this.client.on("data", this.onClientData);
     this.client.on("drain", this.onClientDrain);
     if (this.auth.leftover.length) this.onClientData(this.auth.leftover);
+    this.unpauseClient();
   }
 
   /** Tries the hostgroup's servers best-first, a bounded number of times. */
@@ -162,7 +181,8 @@ export class Session implements ScanListener {
   attachBackend(b: BackendConnection): void {
     this.backend = b;
     if (b.initialTrack) this.tracker.applyTrack(b.initialTrack);
-    b.socket.on("data", this.onBackendData);
+    if (b.reader) b.reader.sink = this;
+    else b.socket.on("data", this.onBackendData);
     b.socket.on("drain", this.onBackendDrain);
     b.socket.on("close", this.onBackendClose);
     b.socket.on("error", this.onSocketError);
@@ -171,7 +191,8 @@ export class Session implements ScanListener {
   detachBackend(): BackendConnection | null {
     const b = this.backend;
     if (!b) return null;
-    b.socket.off("data", this.onBackendData);
+    if (b.reader) b.reader.sink = null;
+    else b.socket.off("data", this.onBackendData);
     b.socket.off("drain", this.onBackendDrain);
     b.socket.off("close", this.onBackendClose);
     b.socket.off("error", this.onSocketError);
@@ -184,6 +205,10 @@ export class Session implements ScanListener {
 
   private onClientData(chunk: Buffer): void {
     this.processClient(chunk, 0);
+    // The chunk may live on (held while a response is pending, or queued by the backend socket):
+    // then the next read must go to a fresh buffer.
+    const r = this.clientReader;
+    if (r && (this.held.length > 0 || (this.backend !== null && this.backend.socket.writableLength > 0))) r.renew();
   }
 
   private processClient(chunk: Buffer, pos: number): void {
@@ -208,13 +233,24 @@ export class Session implements ScanListener {
   }
 
   /** Hands the client socket to a connection-phase exchange (COM_CHANGE_USER). */
-  suspendClientReads(): void {
-    this.client.off("data", this.onClientData);
+  openClientPacketStream(): PacketStream {
+    let stream: PacketStream;
+    if (this.clientReader) {
+      stream = new PacketStream(this.client, 1 << 20, true);
+      this.clientReader.sink = copyingSink((c) => stream.push(c));
+    } else {
+      this.client.off("data", this.onClientData);
+      stream = new PacketStream(this.client, 1 << 20);
+    }
     this.unpauseClient();
+    return stream;
   }
 
-  resumeClientReads(leftover: Buffer): void {
-    this.client.on("data", this.onClientData);
+  /** Back to forwarding; bytes the exchange read past its last packet are processed next. */
+  closeClientPacketStream(stream: PacketStream): void {
+    const leftover = stream.detach();
+    if (this.clientReader) this.clientReader.sink = this.clientSink;
+    else this.client.on("data", this.onClientData);
     if (leftover.length) this.held.push(leftover);
   }
 
@@ -463,6 +499,10 @@ export class Session implements ScanListener {
 
   // ---- backend → client ------------------------------------------------------------------
 
+  onChunk(chunk: Buffer): void {
+    this.onBackendData(chunk);
+  }
+
   private onBackendData(chunk: Buffer): void {
     if (!this.scanner.active) {
       this.unsolicited(chunk);
@@ -478,8 +518,12 @@ export class Session implements ScanListener {
     }
     if (!this.internal) {
       const out = r < 0 || r === chunk.length ? chunk : chunk.subarray(0, r);
-      if (!this.client.write(out) && this.backend) {
-        this.backend.socket.pause();
+      const b = this.backend;
+      const more = this.client.write(out);
+      // The client socket queued the chunk instead of writing it: the read buffer must not be reused.
+      if (b && b.reader && this.client.writableLength > 0) b.reader.renew();
+      if (!more && b) {
+        b.socket.pause();
         this.backendPaused = true;
       }
     }
@@ -651,8 +695,10 @@ export class Session implements ScanListener {
       b.socket.destroy();
     }
     this.client.off("data", this.onClientData);
+    if (this.clientReader) this.clientReader.sink = null;
     if (!this.client.destroyed) this.client.end();
     setTimeout(() => this.client.destroy(), 1000).unref();
+    this.release();
   }
 
   get isClosed(): boolean {
