@@ -84,19 +84,20 @@ async function main(): Promise<void> {
     rows.push("|---|---|---|---|---|---|---|---|---|");
     for (const test of ["oltp_point_select", "oltp_read_only"]) {
       for (const threads of [1, 16]) {
-        const res = new Map<string, { qps: number; p95: number; cpu: number }>();
-        for (const t of targets) {
-          const qps: number[] = [], p95: number[] = [], cpu: number[] = [];
-          for (let r = 0; r < RUNS; r++) {
+        // Rounds interleave the targets, so drift on the machine (caches, other load) hits each alike.
+        const samples = new Map<string, { qps: number[]; p95: number[]; cpu: number[] }>(targets.map((t) => [t.name, { qps: [], p95: [], cpu: [] }]));
+        for (let r = 0; r < RUNS; r++) {
+          for (const t of targets) {
             const before = t.pid ? cpuTicks(t.pid) : 0;
             const s = await sysbench(test, t.port, threads);
             const ticks = t.pid ? cpuTicks(t.pid) - before : 0;
-            qps.push(s.qps);
-            p95.push(s.p95);
-            cpu.push(t.pid ? (ticks / HZ) * 1e6 / s.queries : NaN);
+            const x = samples.get(t.name)!;
+            x.qps.push(s.qps);
+            x.p95.push(s.p95);
+            x.cpu.push(t.pid ? (ticks / HZ) * 1e6 / s.queries : NaN);
           }
-          res.set(t.name, { qps: median(qps), p95: median(p95), cpu: median(cpu) });
         }
+        const res = new Map([...samples].map(([k, x]) => [k, { qps: median(x.qps), p95: median(x.p95), cpu: median(x.cpu) }]));
         const d = res.get("direct")!, h = res.get("haproxy");
         for (const t of targets) {
           const m = res.get(t.name)!;
@@ -110,17 +111,16 @@ async function main(): Promise<void> {
     // Bulk: BULK_ROWS rows of ~1 KB read through each target by the mariadb client.
     await db.sql(`USE sbtest; CREATE TABLE bulk (id INT PRIMARY KEY, pad VARCHAR(1024)); INSERT INTO bulk SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM seq_1_to_${BULK_ROWS};`);
     rows.push("", "| bulk read | target | MB/s (median) | vs direct | vs HAProxy |", "|---|---|---|---|---|");
-    const bulk = new Map<string, number>();
-    for (const t of targets) {
-      const rates: number[] = [];
-      for (let r = 0; r < RUNS; r++) {
+    const rates = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+    for (let r = 0; r < RUNS; r++) {
+      for (const t of targets) {
         const t0 = process.hrtime.bigint();
         const { stdout } = await run("sh", ["-c", `mariadb --no-defaults -h127.0.0.1 -P${t.port} -ubench -pbench -N -B --quick -e 'SELECT * FROM sbtest.bulk' | wc -c`], { maxBuffer: 1 << 20 });
         const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-        rates.push(Number(stdout.trim()) / 1e6 / secs);
+        rates.get(t.name)!.push(Number(stdout.trim()) / 1e6 / secs);
       }
-      bulk.set(t.name, median(rates));
     }
+    const bulk = new Map([...rates].map(([k, v]) => [k, median(v)]));
     for (const t of targets) {
       const m = bulk.get(t.name)!, h = bulk.get("haproxy");
       rows.push(`| ${BULK_ROWS} x 1 KB | ${t.name} | ${m.toFixed(1)} | ${(m / bulk.get("direct")!).toFixed(2)} | ${h ? (m / h).toFixed(2) : "-"} |`);

@@ -11,6 +11,13 @@
 // - SERVER_MORE_RESULTS_EXISTS on a final OK/EOF means another result follows;
 // - a cursor opened by COM_STMT_EXECUTE ends the response at the EOF/OK after the columns
 //   (SERVER_STATUS_CURSOR_EXISTS), rows come later through COM_STMT_FETCH.
+//
+// Forwarding contract: after scan(), the caller writes `emit` (when set), then
+// chunk[forwardFrom, end) where end is the returned offset or, while the response goes on,
+// forwardUntil. A packet that must be inspected (or whose header is incomplete) and does not end
+// inside the chunk is held back, copied, and handed over whole as `emit` once complete; so a
+// listener may rewrite an inspected packet in place (COM_STMT_PREPARE_OK's statement id) before
+// any of its bytes leave.
 
 import {
   EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER, MAX_PACKET_PAYLOAD, OK_HEADER, SERVER_MORE_RESULTS_EXISTS,
@@ -26,7 +33,8 @@ export interface ScanListener {
   onErr(buf: Buffer, start: number, end: number): void;
   /** The server asks the client for a LOCAL INFILE; the client's file packets follow. */
   onLocalInfile(): void;
-  onPrepareOk(stmtId: number, numColumns: number, numParams: number): void;
+  /** buf[start] is the OK header; the statement id at start+1 may be rewritten in place. */
+  onPrepareOk(stmtId: number, numColumns: number, numParams: number, buf: Buffer, start: number): void;
 }
 
 /** Response shapes, one per family of commands. */
@@ -64,10 +72,16 @@ export class ResponseScanner {
   private endAfter = false;
   private count = 0; // column definitions or parameters left
   private prepColumns = 0;
-  private scratch = Buffer.allocUnsafe(256);
-  private scratchHave = 0;
+  private scratch = Buffer.allocUnsafe(256); // a held packet: header (4 bytes) then payload
+  private scratchHave = 0; // payload bytes in scratch
+  private held = false; // the current packet's bytes are being held back
+  private pktStart = -1; // offset of the current packet's header in the chunk being scanned, -1 if earlier
   /** Sequence id of the last packet header seen. */
   lastSeq = 0;
+  /** A held packet completed by this chunk: write it before chunk[forwardFrom, …). */
+  emit: Buffer | null = null;
+  forwardFrom = 0;
+  forwardUntil = 0;
 
   constructor(listener: ScanListener) {
     this.listener = listener;
@@ -83,6 +97,7 @@ export class ResponseScanner {
     this.continuation = false;
     this.endAfter = false;
     this.scratchHave = 0;
+    this.held = false;
     switch (shape) {
       case Shape.None: this.state = S.Done; break;
       case Shape.Result: this.state = S.First; break;
@@ -104,15 +119,20 @@ export class ResponseScanner {
    * ends inside this range, else -1 (everything was consumed and more is expected).
    */
   scan(chunk: Buffer, pos: number, end: number): number {
+    this.emit = null;
+    this.forwardFrom = pos;
+    this.forwardUntil = end;
+    this.pktStart = -1;
     while (pos < end) {
       if (this.hdrHave < 4) {
+        this.pktStart = this.hdrHave === 0 ? pos : -1;
         if (this.hdrHave === 0 && end - pos >= 4) {
           this.pktLen = chunk[pos] | (chunk[pos + 1] << 8) | (chunk[pos + 2] << 16);
           this.lastSeq = chunk[pos + 3];
           pos += 4;
         } else {
           while (this.hdrHave < 4 && pos < end) this.hdr[this.hdrHave++] = chunk[pos++];
-          if (this.hdrHave < 4) return -1;
+          if (this.hdrHave < 4) return this.hold();
           this.pktLen = this.hdr[0] | (this.hdr[1] << 8) | (this.hdr[2] << 16);
           this.lastSeq = this.hdr[3];
         }
@@ -128,30 +148,47 @@ export class ResponseScanner {
         }
       }
       if (!this.classified) {
-        if (pos >= end) return -1;
+        if (pos >= end) return this.hold();
         this.classify(chunk[pos]);
         this.classified = true;
       }
       if (this.mode === SKIP) {
+        if (this.held) {
+          // Held while its kind was unknown; it is data after all: release the header, forward the rest.
+          this.held = false;
+          this.saveHeader();
+          this.emit = Buffer.from(this.scratch.subarray(0, 4));
+          this.forwardFrom = pos;
+        }
         const n = Math.min(this.pktLeft, end - pos);
         pos += n;
         this.pktLeft -= n;
         if (this.pktLeft > 0) return -1;
-      } else if (this.scratchHave === 0 && end - pos >= this.pktLeft) {
+      } else if (!this.held && end - pos >= this.pktLeft) {
         const start = pos;
         pos += this.pktLeft;
         this.pktLeft = 0;
         this.inspect(chunk, start, pos);
       } else {
-        if (this.scratchHave === 0 && this.scratch.length < this.pktLen) this.scratch = Buffer.allocUnsafe(this.pktLen);
+        this.held = true;
+        if (this.scratchHave === 0) this.saveHeader();
+        if (this.scratch.length < 4 + this.pktLen) {
+          const bigger = Buffer.allocUnsafe(4 + this.pktLen);
+          this.scratch.copy(bigger, 0, 0, 4 + this.scratchHave);
+          this.scratch = bigger;
+        }
         const n = Math.min(this.pktLeft, end - pos);
-        chunk.copy(this.scratch, this.scratchHave, pos, pos + n);
+        chunk.copy(this.scratch, 4 + this.scratchHave, pos, pos + n);
         this.scratchHave += n;
         pos += n;
         this.pktLeft -= n;
-        if (this.pktLeft > 0) return -1;
+        if (this.pktLeft > 0) return this.hold();
         this.scratchHave = 0;
-        this.inspect(this.scratch, 0, this.pktLen);
+        this.held = false;
+        this.inspect(this.scratch, 4, 4 + this.pktLen);
+        // Handed over as a copy: the caller's socket may keep it queued while scratch is reused.
+        this.emit = Buffer.from(this.scratch.subarray(0, 4 + this.pktLen));
+        this.forwardFrom = pos;
       }
       this.hdrHave = 0;
       this.continuation = this.pktLen === MAX_PACKET_PAYLOAD;
@@ -162,6 +199,23 @@ export class ResponseScanner {
       }
     }
     return -1;
+  }
+
+  /** The chunk ends inside a packet that may need inspecting: keep its bytes back. */
+  private hold(): number {
+    this.held = true;
+    // Forward nothing of the held packet: it started here (pktStart) or in an earlier chunk.
+    this.forwardUntil = this.pktStart >= 0 ? this.pktStart : this.forwardFrom;
+    if (this.hdrHave === 4) this.saveHeader();
+    else this.hdr.copy(this.scratch, 0, 0, this.hdrHave);
+    return -1;
+  }
+
+  private saveHeader(): void {
+    this.scratch[0] = this.pktLen & 0xff;
+    this.scratch[1] = (this.pktLen >> 8) & 0xff;
+    this.scratch[2] = (this.pktLen >> 16) & 0xff;
+    this.scratch[3] = this.lastSeq;
   }
 
   private inspectIfSmall(): void {
@@ -261,7 +315,7 @@ export class ResponseScanner {
         const stmtId = buf.readUInt32LE(start + 1);
         const columns = buf.readUInt16LE(start + 5);
         const params = buf.readUInt16LE(start + 7);
-        this.listener.onPrepareOk(stmtId, columns, params);
+        this.listener.onPrepareOk(stmtId, columns, params, buf, start);
         this.prepColumns = columns;
         if (params > 0) {
           this.state = S.PrepareParams;

@@ -75,6 +75,7 @@ export class Session implements ScanListener, ChunkSink {
   private cmdCursor = false;
   private cmdText: string | null = null;
   private cmdFailed = false;
+  private nextStmtId = 1;
   private internal = false; // a command Ferry sent itself: response not forwarded
   private backendPaused = false;
   private closed = false;
@@ -349,29 +350,42 @@ export class Session implements ScanListener, ChunkSink {
         shape = Shape.Result;
         break;
       case COM_STMT_EXECUTE:
-        this.cmdStmtId = avail >= 5 ? buf.readUInt32LE(p + 1) : 0;
-        this.cmdCursor = avail >= 6 && (buf[p + 5] & 0x07) !== 0;
-        shape = Shape.Result;
+      case COM_STMT_FETCH:
+      case COM_STMT_RESET:
+      case COM_STMT_CLOSE:
+      case COM_STMT_SEND_LONG_DATA: {
+        if (avail < 5) break;
+        const id = buf.readUInt32LE(p + 1);
+        this.cmdStmtId = id;
+        const stmt = this.tracker.prepared.get(id);
+        // 0xFFFFFFFF is MariaDB's "the statement prepared last": the server resolves it.
+        if (stmt) {
+          if (stmt.backendId !== id) buf.writeUInt32LE(stmt.backendId, p + 1);
+        } else if (id !== 0xffffffff) {
+          if (cmd === COM_STMT_CLOSE || cmd === COM_STMT_SEND_LONG_DATA) return this.discardCommand(len, avail, p); // no response
+          this.refuseUnknownStatement(cmd, id, len, avail);
+          return p + avail;
+        }
+        if (cmd === COM_STMT_EXECUTE) {
+          this.cmdCursor = avail >= 6 && (buf[p + 5] & 0x07) !== 0;
+          if (stmt) this.tracker.onExecuteSent(stmt, buf, p, p + avail);
+          shape = Shape.Result;
+        } else if (cmd === COM_STMT_FETCH) {
+          shape = Shape.Fetch;
+        } else if (cmd === COM_STMT_RESET) {
+          shape = Shape.Simple;
+        } else if (cmd === COM_STMT_CLOSE) {
+          this.tracker.onStmtClosed(id);
+          shape = Shape.None;
+        } else {
+          this.tracker.onLongData(id);
+          shape = Shape.None;
+        }
         break;
+      }
       case COM_STMT_PREPARE:
         this.cmdText = buf.toString("utf8", p + 1, p + avail);
         shape = Shape.Prepare;
-        break;
-      case COM_STMT_FETCH:
-        this.cmdStmtId = avail >= 5 ? buf.readUInt32LE(p + 1) : 0;
-        shape = Shape.Fetch;
-        break;
-      case COM_STMT_CLOSE:
-        if (avail >= 5) this.tracker.onStmtClosed(buf.readUInt32LE(p + 1));
-        shape = Shape.None;
-        break;
-      case COM_STMT_SEND_LONG_DATA:
-        if (avail >= 5) this.tracker.onLongData(buf.readUInt32LE(p + 1));
-        shape = Shape.None;
-        break;
-      case COM_STMT_RESET:
-        this.cmdStmtId = avail >= 5 ? buf.readUInt32LE(p + 1) : 0;
-        shape = Shape.Simple;
         break;
       case COM_INIT_DB:
         this.cmdText = buf.toString("utf8", p + 1, p + avail);
@@ -486,6 +500,22 @@ export class Session implements ScanListener, ChunkSink {
     if (this.cstate !== C.Wait && this.cstate !== C.Busy) this.unpauseClient();
   }
 
+  /** A command with no response that Ferry drops: skip its bytes. */
+  private discardCommand(len: number, avail: number, p: number): number {
+    this.cPktLeft = len - avail;
+    this.cContinues = len === MAX_PACKET_PAYLOAD;
+    if (this.cPktLeft > 0 || this.cContinues) this.fatal(new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", "refused command: unknown statement id in a multi-packet command", "client"), -1);
+    return p + avail;
+  }
+
+  private refuseUnknownStatement(cmd: number, id: number, len: number, avail: number): void {
+    const what = cmd === COM_STMT_EXECUTE ? "mysqld_stmt_execute" : cmd === COM_STMT_FETCH ? "mysqld_stmt_fetch" : "mysqld_stmt_reset";
+    this.client.write(encodeErr(1, 1243, "HY000", `ferry: Unknown prepared statement handler (${id}) given to ${what}`));
+    this.cPktLeft = len - avail;
+    this.cContinues = len === MAX_PACKET_PAYLOAD;
+    if (this.cPktLeft > 0 || this.cContinues) this.fatal(new FerryError(1243, "HY000", `Unknown prepared statement handler (${id})`, "client"), -1);
+  }
+
   private refuseCommand(cmd: number, len: number, avail: number): void {
     // Skip whatever of the command is still to come, then answer; the connection stays usable.
     this.cPktLeft = len - avail;
@@ -517,9 +547,13 @@ export class Session implements ScanListener, ChunkSink {
       return;
     }
     if (!this.internal) {
-      const out = r < 0 || r === chunk.length ? chunk : chunk.subarray(0, r);
+      const sc = this.scanner;
+      const from = sc.forwardFrom;
+      const until = r >= 0 ? r : sc.forwardUntil;
+      let more = true;
+      if (sc.emit !== null) more = this.client.write(sc.emit);
+      if (until > from) more = this.client.write(from === 0 && until === chunk.length ? chunk : chunk.subarray(from, until));
       const b = this.backend;
-      const more = this.client.write(out);
       // The client socket queued the chunk instead of writing it: the read buffer must not be reused.
       if (b && b.reader && this.client.writableLength > 0) b.reader.renew();
       if (!more && b) {
@@ -612,8 +646,12 @@ export class Session implements ScanListener, ChunkSink {
     this.resumeClient();
   }
 
-  onPrepareOk(stmtId: number, numColumns: number, numParams: number): void {
-    this.tracker.onPrepared({ clientId: stmtId, backendId: stmtId, sql: this.cmdText ?? "", numParams, numColumns, cursorOpen: false, longDataPending: false });
+  onPrepareOk(stmtId: number, numColumns: number, numParams: number, buf: Buffer, start: number): void {
+    // Clients see Ferry's statement ids, which stay valid when the session moves to another backend.
+    const clientId = this.nextStmtId;
+    this.nextStmtId = this.nextStmtId >= 0xfffffffe ? 1 : this.nextStmtId + 1;
+    buf.writeUInt32LE(clientId, start + 1);
+    this.tracker.onPrepared({ clientId, backendId: stmtId, sql: this.cmdText ?? "", numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null });
   }
 
   // ---- commands Ferry answers itself --------------------------------------------------------

@@ -15,6 +15,8 @@ export interface PreparedStatement {
   numColumns: number;
   cursorOpen: boolean;
   longDataPending: boolean;
+  /** parameter types from the last COM_STMT_EXECUTE that bound them (2 bytes per parameter) */
+  paramTypes: Buffer | null;
 }
 
 export type PinReason =
@@ -124,6 +126,15 @@ export class StateTracker {
 
   onPrepared(stmt: PreparedStatement): void {
     this.prepared.set(stmt.clientId, stmt);
+  }
+
+  /** Remembers parameter types when an execute binds them (new_params_bound_flag = 1), for re-sending after a move. */
+  onExecuteSent(stmt: PreparedStatement, buf: Buffer, p: number, end: number): void {
+    if (stmt.numParams === 0) return;
+    const flagAt = p + 10 + ((stmt.numParams + 7) >> 3);
+    if (flagAt < end && buf[flagAt] === 1 && flagAt + 1 + 2 * stmt.numParams <= end) {
+      stmt.paramTypes = Buffer.from(buf.subarray(flagAt + 1, flagAt + 1 + 2 * stmt.numParams));
+    }
   }
 
   onStmtExecuted(clientId: number, cursorOpened: boolean): void {

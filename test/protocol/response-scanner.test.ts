@@ -12,7 +12,20 @@ class Recorder implements ScanListener {
   onEof(status: number): void { this.events.push(`eof:${status}`); }
   onErr(buf: Buffer, s: number): void { this.events.push(`err:${buf.readUInt16LE(s + 1)}`); }
   onLocalInfile(): void { this.events.push("infile"); }
-  onPrepareOk(id: number, c: number, p: number): void { this.events.push(`prepare:${id}:${c}:${p}`); }
+  onPrepareOk(id: number, c: number, p: number, buf: Buffer, start: number): void {
+    this.events.push(`prepare:${id}:${c}:${p}`);
+    if (this.rewriteTo !== null) buf.writeUInt32LE(this.rewriteTo, start + 1);
+  }
+  rewriteTo: number | null = null;
+}
+
+/** What the session would write to the client for one scan() call, per the scanner's contract. */
+function forwarded(sc: ResponseScanner, chunk: Buffer, r: number): Buffer[] {
+  const out: Buffer[] = [];
+  if (sc.emit) out.push(sc.emit);
+  const until = r >= 0 ? r : sc.forwardUntil;
+  if (until > sc.forwardFrom) out.push(Buffer.from(chunk.subarray(sc.forwardFrom, until)));
+  return out;
 }
 
 const pkt = (seq: number, payload: Buffer) => new PacketWriter(payload.length + 8).bytes(payload).finish(seq);
@@ -31,23 +44,28 @@ function textResult(deprecateEof: boolean, more: boolean): Buffer {
   return Buffer.concat(parts);
 }
 
-function scanAllSplits(shape: Shape, deprecateEof: boolean, bytes: Buffer, trailer = Buffer.from([9, 9, 9])): { end: number; events: string[] } {
+function scanAllSplits(shape: Shape, deprecateEof: boolean, bytes: Buffer, trailer = Buffer.from([9, 9, 9]), expectOut = bytes, rewriteTo: number | null = null): { end: number; events: string[] } {
   const whole = Buffer.concat([bytes, trailer]);
   let reference: { end: number; events: string[] } | null = null;
   for (let cut = 0; cut <= bytes.length; cut++) {
     const rec = new Recorder();
+    rec.rewriteTo = rewriteTo;
     const sc = new ResponseScanner(rec);
     sc.begin(shape, deprecateEof);
-    const a = whole.subarray(0, cut);
-    const b = whole.subarray(cut);
+    const a = Buffer.from(whole.subarray(0, cut));
+    const b = Buffer.from(whole.subarray(cut));
+    const out: Buffer[] = [];
     let end = sc.scan(a, 0, a.length);
+    out.push(...forwarded(sc, a, end));
     if (end >= 0) {
       assert.equal(end, bytes.length, `split at ${cut}: ended early`);
     } else {
       const r = sc.scan(b, 0, b.length);
+      out.push(...forwarded(sc, b, r));
       assert.ok(r >= 0, `split at ${cut}: response never ended`);
       end = cut + r;
     }
+    assert.ok(Buffer.concat(out).equals(expectOut), `split at ${cut}: forwarded bytes differ from the response`);
     assert.equal(sc.active, false);
     const got = { end, events: rec.events };
     if (reference) assert.deepEqual(got, reference, `split at ${cut}`);
@@ -104,6 +122,34 @@ describe("response scanner", () => {
     };
     assert.deepEqual(scanAllSplits(Shape.Prepare, false, prep(false)).events, ["prepare:7:1:2"]);
     assert.deepEqual(scanAllSplits(Shape.Prepare, true, prep(true)).events, ["prepare:7:1:2"]);
+  });
+
+  it("lets a listener rewrite the statement id of COM_STMT_PREPARE_OK, however the packet is split", () => {
+    const head = pkt(1, Buffer.from([0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+    const bytes = Buffer.concat([head, colDef(2, "c")]);
+    const expected = Buffer.from(bytes);
+    expected.writeUInt32LE(0x01020304, 5);
+    scanAllSplits(Shape.Prepare, true, bytes, Buffer.from([9]), expected, 0x01020304);
+  });
+
+  it("hands a status packet split over three chunks over once, whole", () => {
+    const bytes = Buffer.concat([colCount(1, 1), colDef(2, "a"), row(3, "x"), ok(4, 0x0002, 0xfe)]);
+    const okStart = bytes.length - 11;
+    for (let a = okStart - 2; a < bytes.length - 1; a++) {
+      for (let b = a + 1; b < bytes.length; b++) {
+        const sc = new ResponseScanner(new Recorder());
+        sc.begin(Shape.Result, true);
+        const parts = [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)].map((x) => Buffer.from(x));
+        const out: Buffer[] = [];
+        let r = -1;
+        for (const part of parts) {
+          r = sc.scan(part, 0, part.length);
+          out.push(...forwarded(sc, part, r));
+        }
+        assert.equal(r, parts[2].length, `cuts ${a}/${b}`);
+        assert.ok(Buffer.concat(out).equals(bytes), `cuts ${a}/${b}: forwarded bytes differ`);
+      }
+    }
   });
 
   it("ends a COM_STMT_EXECUTE response that opened a cursor after the column definitions", () => {
