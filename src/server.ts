@@ -12,6 +12,8 @@ import { createLogger } from "./observe/logger.js";
 import { Router } from "./router/router.js";
 import { SessionRegistry } from "./session/registry.js";
 import { Session } from "./session/session.js";
+import { MoveSlots } from "./session/migrator.js";
+import { applyServerChanges } from "./session/drain.js";
 
 const DEFAULT_VERSION = "5.5.5-10.11.0-MariaDB-ferry";
 
@@ -21,7 +23,14 @@ export interface FerryServer {
   readonly log: Logger;
   config(): RuntimeConfig;
   sessions(): number;
+  /** sessions per backend address */
+  sessionsByServer(): Map<string, number>;
+  /** moves done and failed since start */
+  moveCounts(): { moved: number; failed: number };
+  /** applies a new configuration whole; sessions on servers that left ONLINE start moving */
   reload(file: ConfigFile): void;
+  /** stops accepting, lets sessions finish their transactions for up to wait ms, then closes the rest */
+  shutdown(waitMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,7 +58,8 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
       }
     }
   }
-  const deps = { config: () => runtime, router, registry, log, tls, sha2Cache };
+  const moves = new MoveSlots(runtime.proxy.max_concurrent_moves);
+  const deps = { config: () => runtime, router, registry, log, tls, sha2Cache, moves };
   const listener = new ClientListener({
     config: () => runtime, tls, log, sha2Cache,
     serverVersion: () => serverVersion,
@@ -71,9 +81,28 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
     log,
     config: () => runtime,
     sessions: () => registry.size,
+    sessionsByServer() {
+      const m = new Map<string, number>();
+      for (const s of registry.all()) {
+        const a = s.backendAddress;
+        if (a) m.set(a, (m.get(a) ?? 0) + 1);
+      }
+      return m;
+    },
+    moveCounts: () => ({ moved: moves.moved, failed: moves.failed }),
     reload(next: ConfigFile) {
       runtime = buildRuntimeConfig(next);
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");
+      applyServerChanges(registry, runtime, log);
+    },
+    async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
+      const closing = listener.close();
+      for (const s of [...registry.all()]) s.closeWhenIdle();
+      const deadline = Date.now() + waitMs;
+      while (registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (registry.size > 0) log.warn({ sessions: registry.size }, "shutdown wait over: closing sessions still in a transaction");
+      for (const s of [...registry.all()]) s.close();
+      await closing;
     },
     async close() {
       const closing = listener.close();

@@ -22,6 +22,7 @@ import {
   type SessionTrackInfo,
 } from "../protocol/packets.js";
 import { PacketReader } from "../protocol/reader.js";
+import { okStatus } from "../protocol/response-scanner.js";
 import { copyingSink, SocketReader } from "../protocol/socket-reader.js";
 
 /** Client capabilities passed through to the backend because they change what the server sends. */
@@ -61,6 +62,8 @@ export interface BackendConnection {
   threadId: number;
   serverVersion: string;
   capabilities: number;
+  /** status flags of the login's OK packet (SERVER_STATUS_NO_BACKSLASH_ESCAPES matters for quoting) */
+  statusFlags: number;
   /** session state reported by the server during setup (initial variable values) */
   initialTrack: SessionTrackInfo | null;
   /** bytes already read past the connection phase (normally empty) */
@@ -105,7 +108,7 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       authResponse: authToken(plugin, hs.authPluginData, o.credentials), database: o.database, authPluginName: plugin,
       attributes: o.attributes, mariadbCapabilities: hs.capabilities & CLIENT_LONG_PASSWORD ? 0 : o.mariadbCapabilities & hs.mariadbCapabilities, sslRequest: false,
     }, seq));
-    await authenticate(stream, socket, o, hs, plugin, secure);
+    const statusFlags = await authenticate(stream, socket, o, hs, plugin, secure);
     let initialTrack: SessionTrackInfo | null = null;
     if (o.trackSession && hs.capabilities & CLIENT_SESSION_TRACK) {
       socket.write(encodeCommand(COM_QUERY, SESSION_TRACKING_SQL));
@@ -115,7 +118,7 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
     }
     const leftover = stream.detach();
     if (reader) reader.sink = null;
-    return { socket, reader, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
+    return { socket, reader, statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
   } catch (e) {
     socket.destroy();
     reader = null;
@@ -163,12 +166,12 @@ function authToken(plugin: string, nonce: Buffer, c: BackendCredentials): Buffer
   }
 }
 
-async function authenticate(stream: PacketStream, socket: Duplex, o: BackendConnectOptions, hs: HandshakeV10, plugin: string, secure: boolean): Promise<void> {
+async function authenticate(stream: PacketStream, socket: Duplex, o: BackendConnectOptions, hs: HandshakeV10, plugin: string, secure: boolean): Promise<number> {
   let nonce = hs.authPluginData;
   for (let round = 0; round < 8; round++) {
     const p = await stream.next();
     const h = p.payload[0];
-    if (h === OK_HEADER) return;
+    if (h === OK_HEADER) return okStatus(p.payload, 0, p.payload.length);
     if (h === ERR_HEADER) {
       const e = decodeErr(p.payload);
       throw new FerryError(e.errno, e.sqlState, `backend ${o.server.address} refused login for '${o.credentials.user}': ${e.message}`, "backend");

@@ -69,8 +69,8 @@ export async function main(argv: string[]): Promise<number> {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
-      server.log.info("stopping");
-      await server.close();
+      server.log.info("stopping: no new connections; sessions end as their transactions do");
+      await server.shutdown();
       return 0;
     }
     case "demo":

@@ -39,6 +39,10 @@ export const configSchema = z.object({
     backend_connect_attempts: z.number().int().min(1).max(20).default(3),
     server_version: z.string().optional(),
     max_allowed_packet: z.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024 * 1024),
+    max_concurrent_moves: z.number().int().min(1).max(10_000).default(64),
+    reconnect_timeout_ms: z.number().int().min(0).default(10_000),
+    drain_grace_ms: z.number().int().min(0).default(30_000),
+    shutdown_wait_ms: z.number().int().min(0).default(30_000),
   }).strict().prefault({}),
   tls: z.object({
     enabled: z.boolean().default(true),

@@ -101,6 +101,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     const previous = s.detachBackend();
     previous?.socket.destroy();
     s.tracker.reset();
+    s.hostgroup = user.defaultHostgroup;
     s.tracker.schema = newAuth.database;
     s.tracker.collation = collation;
     s.attachBackend(backend);

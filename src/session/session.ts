@@ -21,17 +21,20 @@ import {
 } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { decodeOk, encodeErr, encodeOk } from "../protocol/packets.js";
+import { framePayload } from "../protocol/writer.js";
 import { ResponseScanner, Shape, type ScanListener } from "../protocol/response-scanner.js";
 import type { Router } from "../router/router.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
-import { StateTracker } from "./state-tracker.js";
+import { StateTracker, type PreparedStatement } from "./state-tracker.js";
 import { copyingSink, SocketReader, type ChunkSink } from "../protocol/socket-reader.js";
 import { rebindForForwarding } from "../frontend/rebind.js";
 import { PacketStream } from "../protocol/packet-stream.js";
 import type { SessionRegistry } from "./registry.js";
 import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
+import { moveSession, type MoveSlots } from "./migrator.js";
+import { refreshState, systemVariablesToReadBack } from "./state-refresh.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
@@ -46,6 +49,7 @@ export interface SessionDeps {
   log: Logger;
   tls: TlsMaterial;
   sha2Cache: Set<string>;
+  moves: MoveSlots;
 }
 
 export class Session implements ScanListener, ChunkSink {
@@ -83,6 +87,18 @@ export class Session implements ScanListener, ChunkSink {
   private clientReader: SocketReader | null = null;
   private readonly clientSink: ChunkSink = { onChunk: (c) => this.onClientData(c) };
   private readonly release: () => void;
+  /** hostgroup the session is served from */
+  hostgroup: number;
+  /** address of a backend lost while the session was idle (it reconnects elsewhere) */
+  lostFrom: string | null = null;
+  private moveReason: string | null = null;
+  private moveTarget: ServerConfig | null = null;
+  private moving = false;
+  private moveAttempts = 0;
+  private moveNotBefore = 0;
+  private moveTimer: NodeJS.Timeout | null = null;
+  private lostDeadline: NodeJS.Timeout | null = null;
+  private closeWhenIdleRequested = false;
 
   constructor(id: number, auth: AuthenticatedClient, deps: SessionDeps, release: () => void = () => undefined) {
     this.id = id;
@@ -100,6 +116,7 @@ export class Session implements ScanListener, ChunkSink {
     this.onSocketError = this.onSocketError.bind(this);
     this.tracker.schema = auth.database;
     this.tracker.collation = auth.collation;
+    this.hostgroup = auth.user.defaultHostgroup;
   }
 
   get userName(): string { return this.auth.user.name; }
@@ -221,6 +238,12 @@ export class Session implements ScanListener, ChunkSink {
           this.hold(pos === 0 ? chunk : chunk.subarray(pos));
           return;
         case C.Idle:
+          if (this.backend === null) {
+            // The backend was lost while idle: hold the command until the session has reconnected.
+            this.hold(pos === 0 ? chunk : chunk.subarray(pos));
+            this.awaitReconnect();
+            return;
+          }
           pos = this.readCommandStart(chunk, pos, end);
           break;
         case C.Forward:
@@ -368,7 +391,10 @@ export class Session implements ScanListener, ChunkSink {
         }
         if (cmd === COM_STMT_EXECUTE) {
           this.cmdCursor = avail >= 6 && (buf[p + 5] & 0x07) !== 0;
-          if (stmt) this.tracker.onExecuteSent(stmt, buf, p, p + avail);
+          if (stmt) {
+            this.tracker.onExecuteSent(stmt, buf, p, p + avail);
+            if (stmt.typesBound === false && stmt.numParams > 0) return this.executeWithTypes(stmt, buf, pos, end, len, avail);
+          }
           shape = Shape.Result;
         } else if (cmd === COM_STMT_FETCH) {
           shape = Shape.Fetch;
@@ -384,7 +410,8 @@ export class Session implements ScanListener, ChunkSink {
         break;
       }
       case COM_STMT_PREPARE:
-        this.cmdText = buf.toString("utf8", p + 1, p + avail);
+        // A statement Ferry saw only a prefix of cannot be re-prepared elsewhere: kept as null (pins).
+        this.cmdText = len === avail ? buf.toString("utf8", p + 1, p + avail) : null;
         shape = Shape.Prepare;
         break;
       case COM_INIT_DB:
@@ -425,12 +452,12 @@ export class Session implements ScanListener, ChunkSink {
       this.refuseCommand(cmd, len, avail);
       return p + avail;
     }
-    if (!this.backend) {
-      this.fatal(new FerryError(CR_SERVER_LOST, "HY000", "lost connection to the backend"), 1);
-      return end;
-    }
-    // Forward the command's first packet: whatever of it is in this buffer now, the rest as it comes.
-    const pktEnd = p + len;
+    return this.forwardCommand(buf, pos, end, len, shape);
+  }
+
+  /** Forwards a command's first packet: whatever of it is in this buffer now, the rest as it comes. */
+  private forwardCommand(buf: Buffer, pos: number, end: number, len: number, shape: Shape): number {
+    const pktEnd = pos + HEADER_SIZE + len;
     const stop = Math.min(end, pktEnd);
     this.writeBackend(pos === 0 && stop === buf.length ? buf : buf.subarray(pos, stop));
     this.cPktLeft = pktEnd - stop;
@@ -498,6 +525,28 @@ export class Session implements ScanListener, ChunkSink {
 
   private onBackendDrain(): void {
     if (this.cstate !== C.Wait && this.cstate !== C.Busy) this.unpauseClient();
+  }
+
+  /**
+   * First COM_STMT_EXECUTE of a statement on a new backend: the server has never seen its
+   * parameter types. When the client relies on types bound earlier (new_params_bound_flag = 0),
+   * Ferry re-sends the execute with the types it remembered.
+   */
+  private executeWithTypes(stmt: PreparedStatement, buf: Buffer, pos: number, end: number, len: number, avail: number): number {
+    const p = pos + HEADER_SIZE;
+    const flagAt = p + 10 + ((stmt.numParams + 7) >> 3);
+    stmt.typesBound = true;
+    if (flagAt >= p + avail || buf[flagAt] === 1) return this.forwardCommand(buf, pos, end, len, Shape.Result);
+    if (len !== avail || !stmt.paramTypes) {
+      this.fatal(new FerryError(1210, "HY000", "refused COM_STMT_EXECUTE: parameter types are unknown after the session moved", "client"), 1);
+      return end;
+    }
+    const payload = Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]);
+    this.writeBackend(framePayload(payload, 0));
+    this.tracker.inCommand = true;
+    this.scanner.begin(Shape.Result, this.deprecateEof);
+    this.commandSent();
+    return p + len;
   }
 
   /** A command with no response that Ferry drops: skip its bytes. */
@@ -595,16 +644,144 @@ export class Session implements ScanListener, ChunkSink {
       this.internal = false;
     }
     this.cstate = C.Idle;
-    this.resumeClient();
+    this.atBoundary(ok ? this.cmdFx : null);
+  }
+
+  /**
+   * Between commands: read back state the tracker cannot see in OK packets, then honour a pending
+   * close or move, then go on with the client's next command.
+   */
+  private atBoundary(fx: StatementEffects | null): void {
+    if (this.closeWhenIdleRequested && !this.tracker.inTransaction) return this.close();
+    const needsRefresh = fx !== null && (fx.userVars.length > 0 || systemVariablesToReadBack(fx, this.backendTracksState).length > 0);
+    if (needsRefresh && this.backend) {
+      this.tracker.userVariablesStale = fx.userVars.length > 0;
+      this.cstate = C.Busy;
+      this.pauseClient();
+      refreshState(this, fx).catch((e: Error) => {
+        this.log.warn({ err: e.message }, "could not read back session state; the session stays pinned until the next read succeeds");
+      }).finally(() => {
+        if (this.closed) return;
+        this.cstate = C.Idle;
+        this.maybeMove();
+        if (!this.moving) this.resumeClient();
+      });
+      return;
+    }
+    this.maybeMove();
+    if (!this.moving) this.resumeClient();
+  }
+
+  get backendTracksState(): boolean {
+    return this.backend !== null && this.backend.initialTrack !== null;
+  }
+
+  /** Stops the session's forwarding reads on its backend so Ferry can run its own statements there. */
+  suspendBackendReads(): BackendConnection | null {
+    const b = this.backend;
+    if (!b) return null;
+    if (b.reader) b.reader.sink = null;
+    else b.socket.off("data", this.onBackendData);
+    return b;
+  }
+
+  resumeBackendReads(b: BackendConnection): void {
+    if (this.backend !== b) return;
+    if (b.reader) b.reader.sink = this;
+    else b.socket.on("data", this.onBackendData);
+  }
+
+  // ---- moving to another backend -----------------------------------------------------------
+
+  /** Asks the session to move; it does at its first command boundary where it is movable. */
+  requestMove(reason: string, target: ServerConfig | null = null): void {
+    if (this.closed) return;
+    this.moveReason = reason;
+    this.moveTarget = target;
+    this.moveNotBefore = 0;
+    this.maybeMove();
+  }
+
+  get pendingMove(): string | null {
+    return this.moveReason;
+  }
+
+  private maybeMove(): void {
+    if (this.moveReason === null || this.moving || this.closed) return;
+    if (this.cstate !== C.Idle || this.scanner.active || !this.tracker.movable) return;
+    if (Date.now() < this.moveNotBefore) return;
+    this.moving = true;
+    this.cstate = C.Busy;
+    this.pauseClient();
+    void this.runMove(this.moveReason);
+  }
+
+  private async runMove(reason: string): Promise<void> {
+    const slots = this.deps.moves;
+    await slots.acquire();
+    try {
+      if (this.closed) return;
+      const m = await moveSession(this, this.moveTarget);
+      slots.moved++;
+      this.log.info({ reason, from: m.from, to: m.to, ms: Math.round(m.ms * 10) / 10, result: "moved" }, "session moved");
+      this.moveReason = null;
+      this.moveTarget = null;
+      this.moveAttempts = 0;
+      this.lostFrom = null;
+      if (this.lostDeadline) {
+        clearTimeout(this.lostDeadline);
+        this.lostDeadline = null;
+      }
+    } catch (e) {
+      slots.failed++;
+      this.moveAttempts++;
+      const delay = Math.min(5000, 50 * 2 ** Math.min(this.moveAttempts, 7));
+      this.log.warn({ reason, from: this.backendAddress ?? this.lostFrom, err: (e as Error).message, attempt: this.moveAttempts, retryInMs: delay, result: "failed" }, "session move failed");
+      this.moveNotBefore = Date.now() + delay;
+      if (this.moveTimer) clearTimeout(this.moveTimer);
+      this.moveTimer = setTimeout(() => {
+        this.moveTimer = null;
+        this.maybeMove();
+      }, delay);
+      this.moveTimer.unref();
+    } finally {
+      slots.release();
+      this.moving = false;
+      if (!this.closed) {
+        this.cstate = C.Idle;
+        if (this.closeWhenIdleRequested && !this.tracker.inTransaction) this.close();
+        else this.resumeClient();
+      }
+    }
+  }
+
+  /** A command arrived while there is no backend: give the reconnect a bounded time. */
+  private awaitReconnect(): void {
+    if (this.lostDeadline || this.closed) return;
+    const ms = this.deps.config().proxy.reconnect_timeout_ms;
+    this.lostDeadline = setTimeout(() => {
+      this.lostDeadline = null;
+      if (this.backend === null) {
+        this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${this.lostFrom ?? "?"} and no other server took the session within ${ms} ms`, "backend"), 1);
+      }
+    }, ms);
+    this.lostDeadline.unref();
+    this.maybeMove();
+  }
+
+  /** Closes the session at its next boundary outside a transaction (graceful shutdown). */
+  closeWhenIdle(): void {
+    this.closeWhenIdleRequested = true;
+    if (this.cstate === C.Idle && !this.scanner.active && !this.moving && !this.tracker.inTransaction) this.close();
   }
 
   /** Replays bytes held while a response was pending, then lets the client socket flow again. */
   resumeClient(): void {
-    while (this.held.length && this.cstate === C.Idle && !this.closed) {
+    while (this.held.length && this.cstate === C.Idle && !this.closed && this.backend !== null) {
       const next = this.held.shift()!;
       this.processClient(next, 0);
     }
-    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed) this.unpauseClient();
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed && this.backend !== null) this.unpauseClient();
   }
 
   // ScanListener
@@ -651,7 +828,7 @@ export class Session implements ScanListener, ChunkSink {
     const clientId = this.nextStmtId;
     this.nextStmtId = this.nextStmtId >= 0xfffffffe ? 1 : this.nextStmtId + 1;
     buf.writeUInt32LE(clientId, start + 1);
-    this.tracker.onPrepared({ clientId, backendId: stmtId, sql: this.cmdText ?? "", numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null });
+    this.tracker.onPrepared({ clientId, backendId: stmtId, sql: this.cmdText, numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null });
   }
 
   // ---- commands Ferry answers itself --------------------------------------------------------
@@ -693,18 +870,36 @@ export class Session implements ScanListener, ChunkSink {
     if (this.closed) return;
     const where = this.backendAddress;
     this.detachBackend();
-    if (this.cstate === C.Wait || this.cstate === C.Forward || this.cstate === C.Infile) {
-      // Lost during a statement: the client gets an error for it, if the response had not started.
-      const seq = this.scanner.atPacketBoundary ? (this.scanner.lastSeq + 1) & 0xff : -1;
-      this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${where} during query`, "backend"), this.scannerStarted ? seq : 1);
-    } else {
-      this.log.info({ server: where }, "backend connection closed while idle");
-      this.close();
+    if (where) this.deps.router.reportFailure(where);
+    if (this.cstate === C.Wait && this.scanner.atPacketBoundary) {
+      // Lost during a statement, between packets: that statement gets an error, and a session that
+      // was otherwise movable carries on elsewhere; inside a transaction it ends, as it would directly.
+      const started = this.scanner.lastSeq !== 0;
+      const seq = started ? (this.scanner.lastSeq + 1) & 0xff : 1;
+      this.tracker.inCommand = false;
+      const canContinue = this.tracker.movable;
+      const msg = `lost connection to backend ${where} during the statement${canContinue ? "; the session continues on another server" : ""}`;
+      if (!canContinue) return this.fatal(new FerryError(CR_SERVER_LOST, "HY000", msg, "backend"), seq);
+      this.client.write(encodeErr(seq, CR_SERVER_LOST, "HY000", `ferry: ${msg}`));
+      this.scanner.begin(Shape.None, this.deprecateEof);
+      this.cstate = C.Idle;
+      this.lostFrom = where;
+      this.log.warn({ server: where }, "backend lost during a statement; reconnecting");
+      this.requestMove("backend-lost");
+      return;
     }
-  }
-
-  private get scannerStarted(): boolean {
-    return this.scanner.lastSeq > 0;
+    if (this.cstate === C.Wait || this.cstate === C.Forward || this.cstate === C.Infile) {
+      // Mid-packet or mid-upload: nothing can be injected cleanly.
+      return this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${where} during the statement`, "backend"), -1);
+    }
+    if (!this.tracker.movable) {
+      this.log.info({ server: where, pinned: this.tracker.pinReasons() }, "backend lost while the session was pinned; closing it");
+      return this.close();
+    }
+    this.lostFrom = where;
+    this.log.info({ server: where }, "backend lost while idle; reconnecting");
+    if (this.cstate === C.Idle) this.requestMove("backend-lost");
+    else this.moveReason = "backend-lost"; // a refresh or move in flight fails and retries
   }
 
   /** KILL: aborts the running statement, or ends the session. */
@@ -725,6 +920,8 @@ export class Session implements ScanListener, ChunkSink {
     if (this.closed) return;
     this.closed = true;
     this.cstate = C.Closed;
+    if (this.moveTimer) clearTimeout(this.moveTimer);
+    if (this.lostDeadline) clearTimeout(this.lostDeadline);
     this.deps.registry.remove(this);
     const b = this.detachBackend();
     if (b) {

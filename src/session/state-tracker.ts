@@ -10,27 +10,43 @@ import type { StatementEffects } from "./statement-effects.js";
 export interface PreparedStatement {
   clientId: number;
   backendId: number;
-  sql: string;
+  /** the statement text, or null when it was too large for Ferry to keep */
+  sql: string | null;
   numParams: number;
   numColumns: number;
   cursorOpen: boolean;
   longDataPending: boolean;
   /** parameter types from the last COM_STMT_EXECUTE that bound them (2 bytes per parameter) */
   paramTypes: Buffer | null;
+  /** false after a move: the new backend has not seen parameter types for this statement yet */
+  typesBound?: boolean;
+}
+
+export interface UserVariable {
+  /** VARIABLE_TYPE of information_schema.USER_VARIABLES: INT, DECIMAL, DOUBLE, VARCHAR; null when unknown */
+  type: string | null;
+  charset: string | null;
+  value: Buffer | null;
 }
 
 export type PinReason =
-  | "transaction" | "temporary-table" | "named-lock" | "lock-tables" | "cursor" | "xa" | "long-data" | "found-rows" | "command";
+  | "transaction" | "temporary-table" | "named-lock" | "lock-tables" | "cursor" | "xa" | "long-data" | "found-rows" | "command"
+  | "unknown-user-variables" | "unpreparable-statement";
 
 export class StateTracker {
   schema: string | null = null;
   collation = 0;
   /** session system variables as last reported by the server (or noted from SET when it cannot track) */
   readonly systemVariables = new Map<string, string>();
-  /** names assigned with SET @x / := / INTO @x; values are read before a move */
+  /** names assigned with SET @x / := / INTO @x */
   readonly userVariables = new Set<string>();
+  /** values of the user variables, read from the server after each statement that assigned one */
+  readonly userVariableValues = new Map<string, UserVariable>();
+  /** a statement assigned user variables and their values have not been read back yet */
+  userVariablesStale = false;
   readonly prepared = new Map<number, PreparedStatement>();
-  readonly sqlPrepared = new Set<string>();
+  /** SQL-level prepared statements: name → the PREPARE statement that made it */
+  readonly sqlPrepared = new Map<string, string>();
   readonly tempTables = new Set<string>();
   readonly namedLocks = new Set<string>();
   lastInsertId = 0n;
@@ -61,11 +77,16 @@ export class StateTracker {
     if (this.lockTables) r.push("lock-tables");
     if (this.xaActive) r.push("xa");
     if (this.foundRowsPending) r.push("found-rows");
+    if (this.userVariablesStale) r.push("unknown-user-variables");
     for (const s of this.prepared.values()) {
       if (s.cursorOpen) { r.push("cursor"); break; }
     }
     for (const s of this.prepared.values()) {
       if (s.longDataPending) { r.push("long-data"); break; }
+    }
+    for (const s of this.prepared.values()) {
+      // prepared from a statement text Ferry only saw a prefix of
+      if (s.sql === null) { r.push("unpreparable-statement"); break; }
     }
     return r;
   }
@@ -87,8 +108,8 @@ export class StateTracker {
     if (fx.lockTables === true) this.lockTables = true;
     if (fx.xa === "start") this.xaActive = true;
     if (fx.calcFoundRows) this.foundRowsPending = true;
-    for (const n of fx.sqlPrepared) this.sqlPrepared.add(n);
     if (!succeeded) return;
+    for (const p of fx.sqlPrepared) this.sqlPrepared.set(p.name, p.text);
     for (const n of fx.tempTablesDropped) {
       this.tempTables.delete(n);
       // DROP TABLE t also drops db.t when t was created with a qualified name in the current schema
@@ -100,7 +121,12 @@ export class StateTracker {
     if (fx.xa === "end") this.xaActive = false;
     for (const n of fx.sqlDeallocated) this.sqlPrepared.delete(n);
     if (fx.useSchema !== null) this.schema = fx.useSchema;
-    for (const n of fx.sysVars) if (!this.systemVariables.has(n)) this.systemVariables.set(n, "");
+  }
+
+  setUserVariables(values: Map<string, UserVariable>): void {
+    this.userVariableValues.clear();
+    for (const [k, v] of values) this.userVariableValues.set(k, v);
+    this.userVariablesStale = false;
   }
 
   /** Status flags, last insert id and session tracking from an OK packet. */
@@ -167,6 +193,8 @@ export class StateTracker {
   reset(): void {
     this.systemVariables.clear();
     this.userVariables.clear();
+    this.userVariableValues.clear();
+    this.userVariablesStale = false;
     this.prepared.clear();
     this.sqlPrepared.clear();
     this.tempTables.clear();

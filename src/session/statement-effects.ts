@@ -14,7 +14,7 @@ export interface StatementEffects {
   releaseAllLocks: boolean;
   lockTables: boolean | null; // true: LOCK TABLES / FTWRL, false: UNLOCK TABLES
   xa: "start" | "end" | null;
-  sqlPrepared: string[];
+  sqlPrepared: { name: string; text: string }[];
   sqlDeallocated: string[];
   useSchema: string | null;
   calcFoundRows: boolean;
@@ -73,12 +73,12 @@ const nameOf = (t: Token | undefined): string | null =>
 export function analyzeStatements(sql: string): StatementEffects {
   const fx = empty();
   const stmts = splitStatements(tokenize(sql));
-  for (const s of stmts) analyzeOne(s, fx);
+  for (const s of stmts) analyzeOne(s, fx, sql);
   if (stmts.length === 1) fx.kill = parseKill(stmts[0]);
   return fx;
 }
 
-function analyzeOne(t: Token[], fx: StatementEffects): void {
+function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
   const first = t[0]?.type === Tok.Word ? t[0].text : "";
   // user variables assigned anywhere: @a := ..., INTO @a, @b
   for (let i = 0; i < t.length; i++) {
@@ -144,7 +144,7 @@ function analyzeOne(t: Token[], fx: StatementEffects): void {
       return;
     case "prepare": {
       const name = nameOf(t[1]);
-      if (name) fx.sqlPrepared.push(name.toLowerCase());
+      if (name) fx.sqlPrepared.push({ name: name.toLowerCase(), text: sql.slice(t[0].start, t[t.length - 1].end) });
       return;
     }
     case "deallocate": {

@@ -7,6 +7,7 @@ import { Writable } from "node:stream";
 import mysql from "mysql2/promise";
 import { LocalMariadb } from "../../src/cli/local-mariadb.js";
 import { parseConfig } from "../../src/config/load.js";
+import type { ConfigFile } from "../../src/config/schema.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
 
 export const APP_USER = "app";
@@ -45,12 +46,27 @@ export class LogSink extends Writable {
   }
 }
 
-export async function startProxy(cluster: Cluster, extra = "", users?: string): Promise<{ ferry: FerryServer; logs: LogSink }> {
-  const servers = cluster.servers.map((s) => `[[servers]]\nhost = "127.0.0.1"\nport = ${s.port}\nhostgroup = 0\n`).join("\n");
+/** Ferry's configuration for a cluster; `status` gives a server (by port) a status other than ONLINE. */
+export function proxyConfig(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}): ConfigFile {
+  const servers = cluster.servers.map((s) => `[[servers]]\nhost = "127.0.0.1"\nport = ${s.port}\nhostgroup = 0\nstatus = "${status[s.port] ?? "ONLINE"}"\n`).join("\n");
   const text = `[proxy]\nlisten = "127.0.0.1:0"\n${extra}\n${servers}\n${users ?? `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`}`;
+  return parseConfig(text, "test config");
+}
+
+export async function startProxy(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}): Promise<{ ferry: FerryServer; logs: LogSink }> {
   const logs = new LogSink();
-  const ferry = await startFerry(parseConfig(text, "test config"), { logLevel: "info", logDestination: logs });
+  const ferry = await startFerry(proxyConfig(cluster, extra, users, status), { logLevel: "info", logDestination: logs });
   return { ferry, logs };
+}
+
+/** Polls cond every 20 ms until it holds or ms pass; returns whether it held. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export function connectVia(port: number, opts: mysql.ConnectionOptions = {}): Promise<mysql.Connection> {

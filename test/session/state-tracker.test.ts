@@ -73,9 +73,9 @@ describe("statement effects and state tracker", () => {
     t.beforeCommand();
     assert.equal(t.movable, true);
     t.applyEffects(fx("PREPARE s1 FROM 'SELECT ?'"), true);
-    assert.deepEqual([...t.sqlPrepared], ["s1"]);
+    assert.deepEqual([...t.sqlPrepared], [["s1", "PREPARE s1 FROM 'SELECT ?'"]]);
     t.applyEffects(fx("DEALLOCATE PREPARE s1"), true);
-    assert.deepEqual([...t.sqlPrepared], []);
+    assert.deepEqual([...t.sqlPrepared.keys()], []);
   });
 
   it("tracks binary prepared statements, cursors and long data", () => {

@@ -1,0 +1,97 @@
+// Moving a session to another backend (DESIGN §5). The session decides when (at a command
+// boundary, while movable); the router says where. A move opens the target connection, restores
+// the tracked state pipelined in one round trip, and swaps; any failure leaves the session where
+// it was and closes the half-made connection.
+
+import type { ServerConfig } from "../config/runtime-config.js";
+import { runOwnStatements } from "../backend/own-statements.js";
+import type { BackendConnection } from "../backend/backend-connection.js";
+import { COM_QUIT, SERVER_STATUS_NO_BACKSLASH_ESCAPES } from "../protocol/constants.js";
+import { FerryError } from "../protocol/errors.js";
+import { encodeCommand } from "../protocol/packets.js";
+import { restorePlan } from "./restore-plan.js";
+import type { Session } from "./session.js";
+
+export interface MoveOutcome {
+  from: string | null;
+  to: string;
+  ms: number;
+}
+
+/** Bounds how many moves run at once across all sessions (a drain must not stampede the target). */
+export class MoveSlots {
+  private active = 0;
+  private readonly waiters: (() => void)[] = [];
+  moved = 0;
+  failed = 0;
+
+  constructor(readonly max: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.active < this.max) {
+      this.active++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.active--;
+  }
+}
+
+/** Picks a target: the best ONLINE server of the session's hostgroup other than the current one. */
+async function openTarget(s: Session, exclude: string | null, target: ServerConfig | null): Promise<BackendConnection> {
+  const candidates = target ? [target] : s.deps.router.candidates(s.hostgroup).filter((c) => c.address !== exclude);
+  if (candidates.length === 0) throw new FerryError(9001, "08S01", `no backend available: hostgroup ${s.hostgroup} has no other ONLINE server`);
+  let last: unknown = null;
+  for (const server of candidates.slice(0, s.deps.config().proxy.backend_connect_attempts)) {
+    s.deps.router.acquire(server.address);
+    try {
+      const conn = await s.connectTo(server, s.tracker.schema);
+      s.deps.router.reportSuccess(server.address);
+      return conn;
+    } catch (e) {
+      s.deps.router.release(server.address);
+      s.deps.router.reportFailure(server.address);
+      last = e;
+    }
+  }
+  throw last instanceof FerryError ? last : new FerryError(9001, "08S01", `no backend accepted the session: ${String(last)}`);
+}
+
+export async function moveSession(s: Session, target: ServerConfig | null = null): Promise<MoveOutcome> {
+  const t0 = performance.now();
+  const from = s.backend ? s.backend.server.address : s.lostFrom;
+  const conn = await openTarget(s, from, target);
+  let newIds: number[];
+  try {
+    const plan = restorePlan(s.tracker, (conn.statusFlags & SERVER_STATUS_NO_BACKSLASH_ESCAPES) !== 0);
+    const results = plan.statements.length ? await runOwnStatements(conn, plan.statements) : [];
+    results.forEach((r, i) => {
+      if (r.error) {
+        const what = plan.statements[i].kind === "prepare" ? "re-preparing a statement" : plan.statements[i].sql.slice(0, 60);
+        throw new FerryError(r.error.errno, r.error.sqlState, `restoring session state on ${conn.server.address} failed at "${what}": ${r.error.message}`, "backend");
+      }
+    });
+    newIds = results.slice(results.length - plan.prepared.length).map((r) => r.stmtId);
+    // Only now, with everything restored, does the session change: first the statement ids, then the connection.
+    plan.prepared.forEach((p, i) => {
+      p.backendId = newIds[i];
+      p.typesBound = false;
+    });
+  } catch (e) {
+    s.deps.router.release(conn.server.address);
+    conn.socket.destroy();
+    throw e;
+  }
+  const old = s.detachBackend();
+  s.attachBackend(conn);
+  if (old) {
+    old.socket.on("error", () => undefined);
+    old.socket.end(encodeCommand(COM_QUIT));
+  }
+  return { from, to: conn.server.address, ms: performance.now() - t0 };
+}

@@ -1,0 +1,73 @@
+// The statements that recreate a session's state on a fresh backend connection (DESIGN §5). The
+// schema and character set travel in the handshake; the rest is sent pipelined, in this order:
+// system variables, user variables, SQL prepared statements, LAST_INSERT_ID, binary prepared
+// statements.
+
+import type { OwnStatement } from "../backend/own-statements.js";
+import type { PreparedStatement, StateTracker, UserVariable } from "./state-tracker.js";
+
+/** Variables Ferry manages itself, or that are read-only / one-shot and must not be replayed. */
+const NOT_RESTORED = new Set([
+  "session_track_system_variables", "session_track_schema", "session_track_state_change", "session_track_transaction_info",
+  "session_track_gtids", "in_transaction", "last_insert_id", "insert_id", "identity", "last_gtid", "warning_count",
+  "error_count", "rand_seed1", "rand_seed2", "pseudo_thread_id", "external_user", "proxy_user", "server_id",
+]);
+
+export interface RestorePlan {
+  statements: OwnStatement[];
+  /** binary prepared statements, in the order of the prepare statements at the end of `statements` */
+  prepared: PreparedStatement[];
+}
+
+export function quoteString(s: string, noBackslashEscapes: boolean): string {
+  let q = s.replace(/'/g, "''");
+  if (!noBackslashEscapes) q = q.replace(/\\/g, "\\\\");
+  return `'${q}'`;
+}
+
+function systemValue(v: string, nbe: boolean): string {
+  if (/^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(v)) return v;
+  if (v === "NULL") return "NULL";
+  return quoteString(v, nbe);
+}
+
+/** Character sets first, then collations (setting a character set resets its collation), then the rest. */
+function order(name: string): number {
+  return name.startsWith("character_set") ? 0 : name.startsWith("collation") ? 1 : 2;
+}
+
+export function userVariableLiteral(v: UserVariable): string {
+  if (v.value === null) return "NULL";
+  const text = v.value.toString("utf8");
+  switch (v.type) {
+    case "INT":
+    case "DECIMAL":
+      if (/^-?\d+(\.\d+)?$/.test(text)) return text;
+      break;
+    case "DOUBLE":
+    case "REAL":
+      if (/^-?\d+(\.\d+)?$/.test(text)) return `${text}e0`;
+      if (/^-?\d+(\.\d+)?[eE][+-]?\d+$/.test(text)) return text;
+      break;
+  }
+  const charset = v.charset && /^[a-z0-9_]+$/i.test(v.charset) ? v.charset : "binary";
+  return `_${charset} X'${v.value.toString("hex")}'`;
+}
+
+const ident = (name: string): string => "`" + name.replace(/`/g, "``") + "`";
+
+export function restorePlan(t: StateTracker, noBackslashEscapes: boolean): RestorePlan {
+  const statements: OwnStatement[] = [];
+  const vars = [...t.systemVariables].filter(([k]) => !NOT_RESTORED.has(k) && /^[a-z0-9_]+$/.test(k)).sort((a, b) => order(a[0]) - order(b[0]));
+  if (vars.length) {
+    statements.push({ kind: "query", sql: "SET SESSION " + vars.map(([k, v]) => `${k} = ${systemValue(v, noBackslashEscapes)}`).join(", ") });
+  }
+  if (t.userVariableValues.size) {
+    statements.push({ kind: "query", sql: "SET " + [...t.userVariableValues].map(([k, v]) => `@${ident(k)} = ${userVariableLiteral(v)}`).join(", ") });
+  }
+  for (const text of t.sqlPrepared.values()) statements.push({ kind: "query", sql: text });
+  if (t.lastInsertId > 0n) statements.push({ kind: "query", sql: `DO LAST_INSERT_ID(${t.lastInsertId})` });
+  const prepared = [...t.prepared.values()].sort((a, b) => a.clientId - b.clientId);
+  for (const p of prepared) statements.push({ kind: "prepare", sql: p.sql ?? "" }); // null sql pins the session: never planned
+  return { statements, prepared };
+}

@@ -1,0 +1,152 @@
+// Session migration against real servers: state survives a move, pins hold a session until they
+// end, crashes and rolling restarts are invisible to idle clients.
+
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, it } from "node:test";
+import type mysql from "mysql2/promise";
+import type { FerryServer } from "../../src/server.js";
+import { Cluster, connectVia, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
+
+type Row = Record<string, unknown>;
+async function one(c: mysql.Connection, sql: string, params?: unknown[]): Promise<Row> {
+  const [rows] = params ? await c.execute(sql, params as never) : await c.query(sql);
+  return (rows as Row[])[0];
+}
+const portOf = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT @@port AS p")).p);
+
+describe("session migration", () => {
+  let cluster: Cluster;
+  let ferry: FerryServer;
+  let logs: LogSink;
+
+  before(async () => {
+    cluster = await Cluster.start(3);
+    for (const s of cluster.servers) {
+      await s.sql("CREATE DATABASE app2; CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO app.t (v) VALUES (1), (2), (3);");
+    }
+    ({ ferry, logs } = await startProxy(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000"));
+  });
+
+  after(async () => {
+    await ferry?.close();
+    await cluster?.stop();
+  });
+
+  beforeEach(() => ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000")));
+
+  /** Drains the server the connection is on; resolves once Ferry reports one more completed move than before. */
+  async function drainServerOf(port: number): Promise<void> {
+    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000", undefined, { [port]: "OFFLINE_SOFT" }));
+  }
+
+  it("drain moves an idle session with schema, variables, user variables, prepared statements and LAST_INSERT_ID intact", async () => {
+    const c = await connectVia(ferry.port, { multipleStatements: true, supportBigNumbers: true, bigNumberStrings: true });
+    await c.query("USE app2");
+    await c.query("SET SESSION sql_mode = 'ANSI_QUOTES,NO_ENGINE_SUBSTITUTION', time_zone = '+03:00'");
+    await c.query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+    await c.query("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci");
+    await c.query("SET @i = 42, @d = 1.50, @f = 2.5e0, @s = 'h\u00e9llo \\\\ ''q''', @n = NULL, @b = X'00ff'");
+    assert.equal((await one(c, "SELECT ? + 1 AS x", [1])).x, 2);
+    await c.query("PREPARE ps FROM 'SELECT ? * 2 AS y'");
+    const [ins] = await c.query("INSERT INTO app.t (v) VALUES (100)");
+    const insertId = (ins as mysql.ResultSetHeader).insertId;
+    const before = await one(c, "SELECT @@port AS p, CONNECTION_ID() AS id");
+    const moved = ferry.moveCounts().moved;
+    await drainServerOf(Number(before.p));
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "the session moved");
+    const afterMove = await one(c, "SELECT @@port AS p, CONNECTION_ID() AS id");
+    assert.notEqual(afterMove.p, before.p, "served by another server");
+    assert.notEqual(afterMove.id, before.id);
+    const st = await one(c, "SELECT DATABASE() AS db, @@sql_mode AS m, @@time_zone AS tz, @@tx_isolation AS iso, @@collation_connection AS coll, @@character_set_client AS cs");
+    assert.deepEqual(st, { db: "app2", m: "ANSI_QUOTES,NO_ENGINE_SUBSTITUTION", tz: "+03:00", iso: "READ-COMMITTED", coll: "utf8mb4_unicode_ci", cs: "utf8mb4" });
+    const uv = await one(c, "SELECT @i AS i, @d AS d, @f AS f, @s AS s, @n AS n, HEX(@b) AS b");
+    assert.deepEqual(uv, { i: "42", d: "1.50", f: 2.5, s: "h\u00e9llo \\ 'q'", n: null, b: "00FF" });
+    const [types] = await c.query("SELECT VARIABLE_NAME AS n, VARIABLE_TYPE AS t FROM information_schema.USER_VARIABLES WHERE VARIABLE_NAME IN ('i','d','f','s') ORDER BY 1");
+    assert.deepEqual(types, [{ n: "d", t: "DECIMAL" }, { n: "f", t: "DOUBLE" }, { n: "i", t: "INT" }, { n: "s", t: "VARCHAR" }]);
+    assert.equal((await one(c, "SELECT ? + 1 AS x", [41])).x, 42, "the old prepared statement id still works");
+    assert.equal(Number((await one(c, "EXECUTE ps USING @i")).y), 84);
+    assert.equal(Number((await one(c, "SELECT LAST_INSERT_ID() AS l")).l), insertId);
+    await c.end();
+  });
+
+  const pins: [string, string, string][] = [
+    ["an open transaction", "BEGIN; SELECT 1", "COMMIT"],
+    ["a temporary table", "CREATE TEMPORARY TABLE tmp_pin (a INT)", "DROP TEMPORARY TABLE tmp_pin"],
+    ["a named lock", "SELECT GET_LOCK('pin-lock', 1)", "SELECT RELEASE_LOCK('pin-lock')"],
+    ["LOCK TABLES", "LOCK TABLES app.t READ", "UNLOCK TABLES"],
+    ["an XA transaction", "XA START 'x1'", "XA END 'x1'; XA ROLLBACK 'x1'"],
+  ];
+  for (const [what, pin, unpin] of pins) {
+    it(`a session pinned by ${what} stays until it ends, then moves`, async () => {
+      const c = await connectVia(ferry.port, { multipleStatements: true });
+      await c.query(pin);
+      const port = await portOf(c);
+      const moved = ferry.moveCounts().moved;
+      await drainServerOf(port);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await portOf(c), port, "still on the drained server while pinned");
+      assert.equal(ferry.moveCounts().moved, moved);
+      await c.query(unpin);
+      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "moved once the pin ended");
+      assert.notEqual(await portOf(c), port);
+      await c.end();
+    });
+  }
+
+  it("kill -9 of a backend while 50 idle sessions sit on it: all 50 answer their next query correctly", async () => {
+    const victim = cluster.servers[0];
+    const others = Object.fromEntries(cluster.servers.slice(1).map((s) => [s.port, "OFFLINE_SOFT"]));
+    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000", undefined, others));
+    const clients: mysql.Connection[] = [];
+    for (let i = 0; i < 50; i++) {
+      const c = await connectVia(ferry.port);
+      await c.query(`SET @k = ${i}`);
+      await c.query("USE app2");
+      clients.push(c);
+    }
+    for (const c of clients.slice(0, 3)) assert.equal(await portOf(c), victim.port);
+    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000"));
+    await victim.crash();
+    const answers = await Promise.all(clients.map((c) => one(c, "SELECT @k AS k, DATABASE() AS db, @@port AS p")));
+    answers.forEach((a, i) => {
+      assert.equal(Number(a.k), i);
+      assert.equal(a.db, "app2");
+      assert.notEqual(Number(a.p), victim.port);
+    });
+    await Promise.all(clients.map((c) => c.end()));
+    await victim.start();
+  });
+
+  it("a rolling restart of all 3 servers under 16 looping clients causes no client error", async () => {
+    const clients = await Promise.all(Array.from({ length: 16 }, () => connectVia(ferry.port)));
+    await Promise.all(clients.map((c, i) => c.query(`SET @me = ${i}`)));
+    let stop = false;
+    const errors: string[] = [];
+    let queries = 0;
+    const loops = clients.map(async (c, i) => {
+      const deadline = Date.now() + 90_000;
+      while (!stop && Date.now() < deadline) {
+        try {
+          const r = await one(c, "SELECT @me AS me, COUNT(*) AS n FROM app.t");
+          if (Number(r.me) !== i) errors.push(`client ${i} saw @me=${r.me}`);
+          queries++;
+        } catch (e) {
+          errors.push(`client ${i}: ${(e as Error).message}`);
+        }
+      }
+    });
+    for (const server of cluster.servers) {
+      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000", undefined, { [server.port]: "OFFLINE_SOFT" }));
+      assert.ok(await waitFor(() => !ferry.sessionsByServer().has(`127.0.0.1:${server.port}`), 10_000), `sessions left ${server.port}`);
+      await server.stop();
+      await server.start();
+      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000"));
+    }
+    stop = true;
+    await Promise.all(loops);
+    await Promise.all(clients.map((c) => c.end()));
+    assert.deepEqual(errors, []);
+    assert.ok(queries > 100, `clients kept working (${queries} queries)`);
+    assert.ok(logs.lines.some((l) => l.includes('"result":"moved"')));
+  });
+});
