@@ -541,6 +541,7 @@ export class Session implements ScanListener, ChunkSink {
       this.fatal(new FerryError(1210, "HY000", "refused COM_STMT_EXECUTE: parameter types are unknown after the session moved", "client"), 1);
       return end;
     }
+    this.log.debug({ statement: stmt.clientId }, "re-sending parameter types on the statement's first execute after a move");
     const payload = Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]);
     this.writeBackend(framePayload(payload, 0));
     this.tracker.inCommand = true;

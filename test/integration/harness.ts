@@ -55,7 +55,7 @@ export function proxyConfig(cluster: Cluster, extra = "", users?: string, status
 
 export async function startProxy(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}): Promise<{ ferry: FerryServer; logs: LogSink }> {
   const logs = new LogSink();
-  const ferry = await startFerry(proxyConfig(cluster, extra, users, status), { logLevel: "info", logDestination: logs });
+  const ferry = await startFerry(proxyConfig(cluster, extra, users, status), { logLevel: "debug", logDestination: logs });
   return { ferry, logs };
 }
 

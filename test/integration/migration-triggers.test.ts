@@ -1,0 +1,154 @@
+// What happens around moves: backend loss in and out of statements, failed moves, hard removal,
+// parameter types on a new backend, graceful shutdown.
+
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, it } from "node:test";
+import * as mariadb from "mariadb";
+import type mysql from "mysql2/promise";
+import type { FerryServer } from "../../src/server.js";
+import { RawClient } from "./raw-client.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
+
+type Row = Record<string, unknown>;
+async function one(c: mysql.Connection, sql: string): Promise<Row> {
+  const [rows] = await c.query(sql);
+  return (rows as Row[])[0];
+}
+const portOf = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT @@port AS p")).p);
+const EXTRA = "drain_grace_ms = 500\nreconnect_timeout_ms = 10000";
+
+describe("migration triggers and safety", () => {
+  let cluster: Cluster;
+  let ferry: FerryServer;
+  let logs: LogSink;
+
+  before(async () => {
+    cluster = await Cluster.start(2);
+    for (const s of cluster.servers) await s.sql("CREATE TABLE app.t (id INT PRIMARY KEY, v INT); INSERT INTO app.t VALUES (1, 1);");
+    ({ ferry, logs } = await startProxy(cluster, EXTRA));
+  });
+
+  after(async () => {
+    await ferry?.close();
+    await cluster?.stop();
+  });
+
+  beforeEach(async () => {
+    for (const s of cluster.servers) if (s.pid < 0 || !(await s.sql("SELECT 1").catch(() => false))) await s.start();
+    ferry.reload(proxyConfig(cluster, EXTRA));
+  });
+
+  const serverAt = (port: number) => cluster.servers.find((s) => s.port === port)!;
+
+  it("a backend lost during a statement fails that statement with 2013; the session goes on elsewhere", async () => {
+    const c = await connectVia(ferry.port);
+    await c.query("SET @keep = 'kept'");
+    const port = await portOf(c);
+    const running = assert.rejects(c.query("SELECT SLEEP(30)"), (e: mysql.QueryError) => e.errno === 2013 && /^ferry: lost connection to backend .* during the statement; the session continues/.test(e.message));
+    await new Promise((r) => setTimeout(r, 300));
+    await serverAt(port).crash();
+    await running;
+    const r = await one(c, "SELECT @keep AS k, @@port AS p");
+    assert.equal(r.k, "kept");
+    assert.notEqual(Number(r.p), port);
+    await c.end();
+    await serverAt(port).start();
+  });
+
+  it("a backend lost inside a transaction ends the client connection with an error, as a direct connection would", async () => {
+    const c = await connectVia(ferry.port);
+    await c.query("BEGIN");
+    await c.query("UPDATE app.t SET v = v + 1 WHERE id = 1");
+    const port = await portOf(c);
+    await serverAt(port).crash();
+    await assert.rejects(c.query("COMMIT"));
+    assert.ok(await waitFor(() => logs.lines.some((l) => l.includes("backend lost while the session was pinned")), 2000));
+    c.destroy();
+    await serverAt(port).start();
+  });
+
+  it("a move that cannot complete leaves the session where it was, retried with backoff", async () => {
+    const c = await connectVia(ferry.port);
+    const port = await portOf(c);
+    const other = cluster.servers.find((s) => s.port !== port)!;
+    await other.stop();
+    const failed = ferry.moveCounts().failed;
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
+    assert.ok(await waitFor(() => ferry.moveCounts().failed >= failed + 2, 3000), "moves were attempted and failed");
+    assert.equal(await portOf(c), port, "still served by its server");
+    const moved = ferry.moveCounts().moved;
+    await other.start();
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 8000), "moved once the target came back");
+    assert.equal(await portOf(c), other.port);
+    assert.ok(logs.lines.some((l) => l.includes('"result":"failed"') && l.includes('"reason":"drain"')));
+    await c.end();
+  });
+
+  it("OFFLINE_HARD closes sessions still pinned after the grace period; idle ones move", async () => {
+    const pinned = await connectVia(ferry.port);
+    const port = await portOf(pinned);
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [cluster.servers.find((s) => s.port !== port)!.port]: "OFFLINE_SOFT" }));
+    const idle = await connectVia(ferry.port);
+    assert.equal(await portOf(idle), port);
+    await pinned.query("BEGIN");
+    await pinned.query("SELECT * FROM app.t FOR UPDATE");
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_HARD" }));
+    assert.ok(await waitFor(async () => (await portOf(idle)) !== port, 3000), "the idle session moved");
+    await new Promise((r) => setTimeout(r, 800));
+    await assert.rejects(pinned.query("COMMIT"), "the pinned session was closed after the grace period");
+    await idle.end();
+    pinned.destroy();
+  });
+
+  it("re-sends parameter types on the first execute on a new backend (mariadb connector)", async () => {
+    const conn = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app" });
+    const stmt = await conn.prepare("SELECT ? + 1 AS x, CONCAT(?, '!') AS y, @@port AS p");
+    const first = await stmt.execute([1, "a"]);
+    const port = Number(first[0].p);
+    const moved = ferry.moveCounts().moved;
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000));
+    const second = await stmt.execute([41, "b"]);
+    assert.equal(Number(second[0].x), 42);
+    assert.equal(second[0].y, "b!");
+    assert.notEqual(Number(second[0].p), port);
+    stmt.close();
+    await conn.end();
+  });
+
+  it("re-sends parameter types a client bound before the move and omits afterwards (libmariadb style)", async () => {
+    const c = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD);
+    const id = await c.prepare("SELECT CAST(? AS SIGNED) * 2 + @@port * 0");
+    assert.equal(await c.executeBigint(id, 20n, true), 40n);
+    assert.equal(await c.executeBigint(id, 21n, false), 42n, "types bound earlier are reused");
+    const moved = ferry.moveCounts().moved;
+    const probe = await connectVia(ferry.port);
+    const ports = cluster.servers.map((s) => s.port);
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [ports[0]]: "OFFLINE_SOFT", [ports[1]]: "ONLINE" }));
+    await waitFor(() => ferry.moveCounts().moved > moved, 1000);
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [ports[1]]: "OFFLINE_SOFT" }));
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000), "the raw client's session moved");
+    assert.equal(await c.executeBigint(id, 50n, false), 100n, "executes after the move without sending types");
+    assert.ok(logs.lines.some((l) => l.includes("re-sending parameter types")));
+    c.close();
+    await probe.end();
+  });
+
+  it("graceful shutdown lets an open transaction commit, closes idle sessions, and stops accepting", async () => {
+    const { ferry: f2 } = await startProxy(cluster, EXTRA);
+    const idle = await connectVia(f2.port);
+    const busy = await connectVia(f2.port);
+    await busy.query("BEGIN");
+    await busy.query("UPDATE app.t SET v = 500 WHERE id = 1");
+    const done = f2.shutdown(5000);
+    await new Promise((r) => setTimeout(r, 200));
+    await assert.rejects(connectVia(f2.port), "no new connections");
+    await assert.rejects(idle.query("SELECT 1"), "idle session closed");
+    await busy.query("COMMIT");
+    await done;
+    const rows = await Promise.all(cluster.servers.map((s) => s.sql("SELECT v FROM app.t WHERE id = 1")));
+    assert.ok(rows.some((r) => r.trim() === "500"), "the transaction committed");
+    idle.destroy();
+    busy.destroy();
+  });
+});

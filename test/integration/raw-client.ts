@@ -1,0 +1,56 @@
+// A minimal binary-protocol client built on Ferry's codec, for behaviour the test libraries do not
+// show: like libmariadb, it sends parameter types only on a statement's first execute.
+
+import net from "node:net";
+import { nativeToken } from "../../src/protocol/auth/native-password.js";
+import {
+  CLIENT_DEPRECATE_EOF, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION,
+  CLIENT_TRANSACTIONS, COM_QUIT, COM_STMT_EXECUTE, COM_STMT_PREPARE, ERR_HEADER,
+} from "../../src/protocol/constants.js";
+import { PacketStream } from "../../src/protocol/packet-stream.js";
+import { decodeErr, decodeHandshakeV10, encodeCommand, encodeHandshakeResponse } from "../../src/protocol/packets.js";
+import { PacketWriter } from "../../src/protocol/writer.js";
+
+export class RawClient {
+  private constructor(private readonly socket: net.Socket, private readonly stream: PacketStream) {}
+
+  static async connect(port: number, user: string, password: string): Promise<RawClient> {
+    const socket = net.connect(port, "127.0.0.1");
+    const stream = new PacketStream(socket);
+    const hs = decodeHandshakeV10((await stream.next()).payload);
+    const caps = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_TRANSACTIONS | CLIENT_DEPRECATE_EOF;
+    socket.write(encodeHandshakeResponse({ capabilities: caps, maxPacketSize: 1 << 24, collation: 45, username: user, authResponse: nativeToken(password, hs.authPluginData),
+      database: null, authPluginName: "mysql_native_password", attributes: new Map(), mariadbCapabilities: 0, sslRequest: false }, 1));
+    const ok = (await stream.next()).payload;
+    if (ok[0] !== 0) throw new Error(`login failed: ${ok[0] === ERR_HEADER ? decodeErr(ok).message : ok[0]}`);
+    return new RawClient(socket, stream);
+  }
+
+  /** Prepares a statement with one parameter and one column; returns its id. */
+  async prepare(sql: string): Promise<number> {
+    this.socket.write(encodeCommand(COM_STMT_PREPARE, sql));
+    const p = (await this.stream.next()).payload;
+    if (p[0] === ERR_HEADER) throw new Error(decodeErr(p).message);
+    const params = p.readUInt16LE(7), cols = p.readUInt16LE(5);
+    for (let i = 0; i < params + cols; i++) await this.stream.next(); // definitions (no EOF: DEPRECATE_EOF)
+    return p.readUInt32LE(1);
+  }
+
+  /** Executes with one BIGINT parameter; sends its type only when bindTypes. Returns the single BIGINT result. */
+  async executeBigint(id: number, value: bigint, bindTypes: boolean): Promise<bigint> {
+    const w = new PacketWriter().u32(id).u8(0).u32(1).u8(0).u8(bindTypes ? 1 : 0);
+    if (bindTypes) w.u16(8); // MYSQL_TYPE_LONGLONG, signed
+    w.u64(value);
+    this.socket.write(encodeCommand(COM_STMT_EXECUTE, w.finish(0).subarray(4)));
+    const first = (await this.stream.next()).payload;
+    if (first[0] === ERR_HEADER) throw new Error(decodeErr(first).message);
+    await this.stream.next(); // column definition
+    const row = (await this.stream.next()).payload; // 0x00, null bitmap (1 byte), 8-byte value
+    await this.stream.next(); // terminator
+    return row.readBigInt64LE(2);
+  }
+
+  close(): void {
+    this.socket.end(encodeCommand(COM_QUIT));
+  }
+}
