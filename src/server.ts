@@ -14,6 +14,7 @@ import { SessionRegistry } from "./session/registry.js";
 import { Session } from "./session/session.js";
 import { MoveSlots } from "./session/migrator.js";
 import { applyServerChanges } from "./session/drain.js";
+import { Rebalancer } from "./session/rebalancer.js";
 
 const DEFAULT_VERSION = "5.5.5-10.11.0-MariaDB-ferry";
 
@@ -72,6 +73,8 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
       });
     },
   });
+  const rebalancer = new Rebalancer(registry, () => runtime, log);
+  rebalancer.start();
   const [host, portText] = splitHostPort(runtime.proxy.listen);
   const addr = await listener.listen(host, Number(portText));
   log.info({ listen: `${addr.address}:${addr.port}`, servers: runtime.servers.length, users: runtime.users.size, version: serverVersion }, "ferry listening");
@@ -96,6 +99,7 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
       applyServerChanges(registry, runtime, log);
     },
     async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
+      rebalancer.stop();
       const closing = listener.close();
       for (const s of [...registry.all()]) s.closeWhenIdle();
       const deadline = Date.now() + waitMs;
@@ -105,6 +109,7 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
       await closing;
     },
     async close() {
+      rebalancer.stop();
       const closing = listener.close();
       for (const s of [...registry.all()]) s.close();
       await closing;

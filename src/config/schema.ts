@@ -43,6 +43,8 @@ export const configSchema = z.object({
     reconnect_timeout_ms: z.number().int().min(0).default(10_000),
     drain_grace_ms: z.number().int().min(0).default(30_000),
     shutdown_wait_ms: z.number().int().min(0).default(30_000),
+    rebalance_ratio: z.number().min(0).default(1.25),
+    rebalance_moves_per_second: z.number().int().min(1).default(50),
   }).strict().prefault({}),
   tls: z.object({
     enabled: z.boolean().default(true),

@@ -15,7 +15,7 @@ async function one(c: mysql.Connection, sql: string): Promise<Row> {
   return (rows as Row[])[0];
 }
 const portOf = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT @@port AS p")).p);
-const EXTRA = "drain_grace_ms = 500\nreconnect_timeout_ms = 10000";
+const EXTRA = "drain_grace_ms = 500\nreconnect_timeout_ms = 10000\nrebalance_ratio = 0";
 
 describe("migration triggers and safety", () => {
   let cluster: Cluster;

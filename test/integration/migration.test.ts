@@ -24,7 +24,7 @@ describe("session migration", () => {
     for (const s of cluster.servers) {
       await s.sql("CREATE DATABASE app2; CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO app.t (v) VALUES (1), (2), (3);");
     }
-    ({ ferry, logs } = await startProxy(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000"));
+    ({ ferry, logs } = await startProxy(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0"));
   });
 
   after(async () => {
@@ -32,11 +32,11 @@ describe("session migration", () => {
     await cluster?.stop();
   });
 
-  beforeEach(() => ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000")));
+  beforeEach(() => ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0")));
 
   /** Drains the server the connection is on; resolves once Ferry reports one more completed move than before. */
   async function drainServerOf(port: number): Promise<void> {
-    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000", undefined, { [port]: "OFFLINE_SOFT" }));
+    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0", undefined, { [port]: "OFFLINE_SOFT" }));
   }
 
   it("drain moves an idle session with schema, variables, user variables, prepared statements and LAST_INSERT_ID intact", async () => {
@@ -96,7 +96,7 @@ describe("session migration", () => {
   it("kill -9 of a backend while 50 idle sessions sit on it: all 50 answer their next query correctly", async () => {
     const victim = cluster.servers[0];
     const others = Object.fromEntries(cluster.servers.slice(1).map((s) => [s.port, "OFFLINE_SOFT"]));
-    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000", undefined, others));
+    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0", undefined, others));
     const clients: mysql.Connection[] = [];
     for (let i = 0; i < 50; i++) {
       const c = await connectVia(ferry.port);
@@ -105,7 +105,7 @@ describe("session migration", () => {
       clients.push(c);
     }
     for (const c of clients.slice(0, 3)) assert.equal(await portOf(c), victim.port);
-    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000"));
+    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0"));
     await victim.crash();
     const answers = await Promise.all(clients.map((c) => one(c, "SELECT @k AS k, DATABASE() AS db, @@port AS p")));
     answers.forEach((a, i) => {
@@ -136,11 +136,11 @@ describe("session migration", () => {
       }
     });
     for (const server of cluster.servers) {
-      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000", undefined, { [server.port]: "OFFLINE_SOFT" }));
+      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0", undefined, { [server.port]: "OFFLINE_SOFT" }));
       assert.ok(await waitFor(() => !ferry.sessionsByServer().has(`127.0.0.1:${server.port}`), 10_000), `sessions left ${server.port}`);
       await server.stop();
       await server.start();
-      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000"));
+      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0"));
     }
     stop = true;
     await Promise.all(loops);

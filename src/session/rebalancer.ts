@@ -1,0 +1,77 @@
+// Evens out long-lived sessions across a hostgroup: when the spread (the most loaded server's
+// sessions over the least loaded one's, each relative to its weighted share) exceeds
+// `rebalance_ratio` (typically after a server joins), up to
+// `rebalance_moves_per_second` sessions a second are asked to move from the most loaded server to
+// the least loaded one. Sessions move at their own movable boundaries; the router only says where.
+
+import type { Logger } from "pino";
+import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
+import type { SessionRegistry } from "./registry.js";
+import type { Session } from "./session.js";
+
+export class Rebalancer {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly registry: SessionRegistry<Session>,
+    private readonly config: () => RuntimeConfig,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.tick(), 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** One round: at most moves_per_second requests across all hostgroups. */
+  tick(): number {
+    const cfg = this.config();
+    const ratio = cfg.proxy.rebalance_ratio;
+    if (ratio <= 0) return 0;
+    let budget = cfg.proxy.rebalance_moves_per_second;
+    const groups = new Map<number, ServerConfig[]>();
+    for (const s of cfg.servers) {
+      if (s.status !== "ONLINE" || s.weight <= 0) continue;
+      const g = groups.get(s.hostgroup) ?? [];
+      g.push(s);
+      groups.set(s.hostgroup, g);
+    }
+    for (const [hostgroup, servers] of groups) {
+      if (servers.length < 2 || budget <= 0) continue;
+      const on = new Map<string, Session[]>(servers.map((s) => [s.address, []]));
+      let total = 0;
+      for (const sess of this.registry.all()) {
+        if (sess.hostgroup !== hostgroup || sess.isClosed) continue;
+        const list = sess.backendAddress ? on.get(sess.backendAddress) : undefined;
+        if (!list) continue;
+        list.push(sess);
+        total++;
+      }
+      const weight = servers.reduce((n, s) => n + s.weight, 0);
+      const target = (s: ServerConfig): number => (total * s.weight) / weight;
+      const load = (s: ServerConfig): number => on.get(s.address)!.length / target(s);
+      const busiest = servers.reduce((a, b) => (load(b) > load(a) ? b : a));
+      const idlest = servers.reduce((a, b) => (load(b) < load(a) ? b : a));
+      // spread: most over least loaded, relative to their weighted targets (an empty server: infinite)
+      const lo = load(idlest);
+      if (total === 0 || (lo > 0 && load(busiest) / lo <= ratio)) continue;
+      const count = on.get(busiest.address)!.length;
+      const surplus = Math.min(Math.floor(count - target(busiest)), Math.ceil(target(idlest) - on.get(idlest.address)!.length), budget);
+      if (surplus < 1) continue;
+      let asked = 0;
+      for (const sess of on.get(busiest.address)!) {
+        if (asked >= surplus) break;
+        if (sess.pendingMove !== null) continue;
+        sess.requestMove("rebalance", idlest);
+        asked++;
+      }
+      budget -= asked;
+      if (asked) this.log.info({ hostgroup, from: busiest.address, to: idlest.address, sessions: asked }, "rebalancing sessions");
+    }
+    return cfg.proxy.rebalance_moves_per_second - budget;
+  }
+}
