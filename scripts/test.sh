@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the integration tests need when it is absent
-# (as root, from Debian packages), builds, and runs every test file with node's test runner.
+# (as root, from Debian packages: MariaDB, its client, PyMySQL, Galera and rsync for the Galera
+# suite), builds, and runs every test file with node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite="${1:-all}"
@@ -9,6 +10,8 @@ need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 /usr/bin/python3 -c "import pymysql" >/dev/null 2>&1 || need+=(python3-pymysql)
+[ -f /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
 if [ "$suite" != unit ] && [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing test dependencies: ${need[*]}"

@@ -76,7 +76,10 @@ export class LocalMariadb {
   readonly dir: string;
   readonly port: number;
   readonly socket: string;
-  private readonly args: string[];
+  /** extra mariadbd options; may be changed before a restart */
+  args: string[];
+  /** system user mariadbd runs as when Ferry's process is root (default root) */
+  runAs = "root";
   private proc: ChildProcess | null = null;
 
   private constructor(dir: string, port: number, args: string[]) {
@@ -84,6 +87,15 @@ export class LocalMariadb {
     this.port = port;
     this.socket = join(dir, "mysqld.sock");
     this.args = args;
+  }
+
+  /** A server whose options are chosen after its port is known (a Galera node needs its own address). */
+  static async prepare(o: LocalMariadbOptions): Promise<LocalMariadb> {
+    const port = o.port ?? (await freePort());
+    const src = await templateDatadir();
+    mkdirSync(o.dir, { recursive: true });
+    cpSync(src, join(o.dir, "data"), { recursive: true });
+    return new LocalMariadb(o.dir, port, o.args ?? []);
   }
 
   static async create(o: LocalMariadbOptions): Promise<LocalMariadb> {
@@ -100,7 +112,7 @@ export class LocalMariadb {
     return this.proc?.pid ?? -1;
   }
 
-  async start(): Promise<void> {
+  async start(timeoutMs = 30_000): Promise<void> {
     const args = [
       "--no-defaults", `--datadir=${join(this.dir, "data")}`, `--port=${this.port}`, `--socket=${this.socket}`,
       "--bind-address=127.0.0.1", `--pid-file=${join(this.dir, "mariadbd.pid")}`, `--log-error=${join(this.dir, "error.log")}`,
@@ -108,19 +120,19 @@ export class LocalMariadb {
       "--skip-name-resolve", "--max-connections=2000", "--innodb-flush-log-at-trx-commit=2",
       ...this.args,
     ];
-    if (isRoot) args.push("--user=root");
+    if (isRoot) args.push(`--user=${this.runAs}`);
     this.proc = spawn(findBinary("mariadbd")!, args, { stdio: "ignore" });
     const proc = this.proc;
     running.add(proc);
     proc.once("exit", () => running.delete(proc));
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`mariadbd exited with ${proc.exitCode}; see ${join(this.dir, "error.log")}`);
       try {
         await probeServerVersion("127.0.0.1", this.port, 1000);
         return;
       } catch {
-        if (Date.now() > deadline) throw new Error(`mariadbd on port ${this.port} did not start in 30 s`);
+        if (Date.now() > deadline) throw new Error(`mariadbd on port ${this.port} did not start in ${timeoutMs / 1000} s`);
         await new Promise((r) => setTimeout(r, 100));
       }
     }

@@ -1,0 +1,84 @@
+// A 3-node MariaDB Galera cluster on loopback (galera-4, rsync SST), for the tests and benchmarks.
+
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { freePort, LocalMariadb } from "../../src/cli/local-mariadb.js";
+
+const run = promisify(execFile);
+export const GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so";
+
+/** Installs galera-4 and rsync from Debian packages when absent and running as root. */
+export async function ensureGalera(): Promise<void> {
+  if (existsSync(GALERA_PROVIDER) && existsSync("/usr/bin/rsync")) return;
+  if (process.getuid?.() !== 0) throw new Error("Galera tests need galera-4 and rsync: apt-get install -y galera-4 rsync");
+  await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "galera-4", "rsync"], { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }, maxBuffer: 64 << 20 });
+}
+
+export class GaleraCluster {
+  readonly nodes: LocalMariadb[] = [];
+  private constructor(readonly dir: string) {}
+
+  static async start(n = 3): Promise<GaleraCluster> {
+    await ensureGalera();
+    const c = new GaleraCluster(mkdtempSync(join(tmpdir(), "ferry-galera-")));
+    const gcomm: number[] = [];
+    for (let i = 0; i < n; i++) gcomm.push(await freePort());
+    const address = `gcomm://${gcomm.map((p) => `127.0.0.1:${p}`).join(",")}`;
+    for (let i = 0; i < n; i++) {
+      const node = await LocalMariadb.prepare({ dir: join(c.dir, `node${i}`) });
+      const ist = await freePort();
+      const sst = await freePort();
+      node.args = [
+        "--wsrep-on=ON", `--wsrep-provider=${GALERA_PROVIDER}`, `--wsrep-cluster-address=${address}`, "--wsrep-cluster-name=ferry-test",
+        `--wsrep-node-name=node${i}`, `--wsrep-node-address=127.0.0.1:${gcomm[i]}`,
+        `--wsrep-provider-options=base_port=${gcomm[i]};ist.recv_addr=127.0.0.1:${ist};gcache.size=64M;evs.suspect_timeout=PT3S;evs.inactive_timeout=PT6S`,
+        "--wsrep-sst-method=rsync", `--wsrep-sst-receive-address=127.0.0.1:${sst}`, "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2",
+        "--wsrep-slave-threads=2",
+      ];
+      // Nodes run as the mysql user, as packaged servers do: rsync's SST daemon, started by the
+      // server, would otherwise drop from root to "nobody" and could not write the joiner's datadir.
+      if (process.getuid?.() === 0) {
+        node.runAs = "mysql";
+        await run("chown", ["-R", "mysql:mysql", node.dir]);
+      }
+      c.nodes.push(node);
+    }
+    await run("chmod", ["755", c.dir]);
+    const first = c.nodes[0];
+    const base = first.args;
+    first.args = [...base, "--wsrep-new-cluster"];
+    await first.start(60_000);
+    first.args = base; // a restart rejoins the running cluster
+    await c.waitSynced(first);
+    for (const node of c.nodes.slice(1)) {
+      await node.start(120_000);
+      await c.waitSynced(node);
+    }
+    return c;
+  }
+
+  /** Waits until the node is Synced in a primary component of the full size. */
+  async waitSynced(node: LocalMariadb, ms = 120_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const out = await node.sql("SHOW STATUS WHERE Variable_name IN ('wsrep_local_state_comment','wsrep_cluster_status','wsrep_ready')").catch(() => "");
+      if (/Synced/.test(out) && /Primary/.test(out) && /ON/.test(out)) return;
+      if (Date.now() > deadline) throw new Error(`galera node ${node.port} not synced: ${out}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async restart(node: LocalMariadb): Promise<void> {
+    await node.stop();
+    await node.start(120_000);
+    await this.waitSynced(node);
+  }
+
+  async stop(): Promise<void> {
+    for (const n of [...this.nodes].reverse()) await n.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
