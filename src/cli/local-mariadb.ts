@@ -57,10 +57,16 @@ function templateDatadir(): Promise<string> {
     const dir = join(tmpdir(), `ferry-mariadb-template-${process.pid}`);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    const args = ["--no-defaults", `--datadir=${dir}`, "--auth-root-authentication-method=normal", "--skip-test-db"];
+    // Own tmpdir: a server starting elsewhere deletes "#sql*" files in its tmpdir, /tmp included.
+    const tmp = `${dir}-tmp`;
+    mkdirSync(tmp, { recursive: true });
+    const args = ["--no-defaults", `--datadir=${dir}`, "--auth-root-authentication-method=normal", "--skip-test-db", `--tmpdir=${tmp}`];
     if (isRoot) args.push("--user=root");
     await run(findBinary("mariadb-install-db")!, args, { maxBuffer: 64 << 20 });
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    process.once("exit", () => {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(tmp, { recursive: true, force: true });
+    });
     return dir;
   })();
   return template;
@@ -112,12 +118,17 @@ export class LocalMariadb {
     return this.proc?.pid ?? -1;
   }
 
+  get tmpdir(): string {
+    return join(this.dir, "tmp");
+  }
+
   async start(timeoutMs = 30_000): Promise<void> {
+    mkdirSync(this.tmpdir, { recursive: true });
     const args = [
       "--no-defaults", `--datadir=${join(this.dir, "data")}`, `--port=${this.port}`, `--socket=${this.socket}`,
       "--bind-address=127.0.0.1", `--pid-file=${join(this.dir, "mariadbd.pid")}`, `--log-error=${join(this.dir, "error.log")}`,
       "--max-allowed-packet=256M", "--local-infile=1", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=48M",
-      "--skip-name-resolve", "--max-connections=2000", "--innodb-flush-log-at-trx-commit=2",
+      "--skip-name-resolve", "--max-connections=2000", "--innodb-flush-log-at-trx-commit=2", `--tmpdir=${this.tmpdir}`,
       ...this.args,
     ];
     if (isRoot) args.push(`--user=${this.runAs}`);

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import mysql from "mysql2/promise";
 import { parseConfig } from "../../src/config/load.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
-import { GaleraCluster } from "./galera.js";
+import { GaleraCluster } from "../../src/cli/local-galera.js";
 import { APP_PASSWORD, APP_USER, LogSink, waitFor } from "./harness.js";
 
 describe("Galera rolling restart through Ferry", () => {

@@ -1,11 +1,11 @@
-// A 3-node MariaDB Galera cluster on loopback (galera-4, rsync SST), for the tests and benchmarks.
+// A MariaDB Galera cluster on loopback (galera-4, rsync SST), for the tests and benchmarks.
 
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { freePort, LocalMariadb } from "../../src/cli/local-mariadb.js";
+import { freePort, LocalMariadb } from "./local-mariadb.js";
 
 const run = promisify(execFile);
 export const GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so";
@@ -42,6 +42,7 @@ export class GaleraCluster {
       // server, would otherwise drop from root to "nobody" and could not write the joiner's datadir.
       if (process.getuid?.() === 0) {
         node.runAs = "mysql";
+        mkdirSync(node.tmpdir, { recursive: true });
         await run("chown", ["-R", "mysql:mysql", node.dir]);
       }
       c.nodes.push(node);
