@@ -96,7 +96,7 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
     reload(next: ConfigFile) {
       runtime = buildRuntimeConfig(next);
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");
-      applyServerChanges(registry, runtime, log);
+      applyServerChanges(registry, runtime, log, () => runtime);
     },
     async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
       rebalancer.stop();

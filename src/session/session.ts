@@ -703,6 +703,18 @@ export class Session implements ScanListener, ChunkSink {
     this.maybeMove();
   }
 
+  /** Withdraws a move request that has not started. */
+  cancelMove(): void {
+    if (this.moving) return;
+    this.moveReason = null;
+    this.moveTarget = null;
+    this.moveAttempts = 0;
+    if (this.moveTimer) {
+      clearTimeout(this.moveTimer);
+      this.moveTimer = null;
+    }
+  }
+
   get pendingMove(): string | null {
     return this.moveReason;
   }

@@ -100,6 +100,19 @@ describe("migration triggers and safety", () => {
     pinned.destroy();
   });
 
+  it("a server brought back before the grace period ends keeps its pinned sessions", async () => {
+    const pinned = await connectVia(ferry.port);
+    await pinned.query("BEGIN");
+    await pinned.query("SELECT * FROM app.t FOR UPDATE");
+    const port = await portOf(pinned);
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_HARD" }));
+    ferry.reload(proxyConfig(cluster, EXTRA)); // back before drain_grace_ms (500 ms)
+    await new Promise((r) => setTimeout(r, 900));
+    await pinned.query("COMMIT");
+    assert.equal(await portOf(pinned), port);
+    await pinned.end();
+  });
+
   it("re-sends parameter types on the first execute on a new backend (mariadb connector)", async () => {
     const conn = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app" });
     const stmt = await conn.prepare("SELECT ? + 1 AS x, CONCAT(?, '!') AS y, @@port AS p");
