@@ -23,7 +23,7 @@ import {
 } from "../protocol/packets.js";
 import { PacketReader } from "../protocol/reader.js";
 import { okStatus } from "../protocol/response-scanner.js";
-import { copyingSink, SocketReader } from "../protocol/socket-reader.js";
+import { copyingSink, SocketReader } from "../lib/socket-reader.js";
 
 /** Client capabilities passed through to the backend because they change what the server sends. */
 const PASS_THROUGH = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT_LOCAL_FILES | CLIENT_IGNORE_SPACE | CLIENT_INTERACTIVE |

@@ -5,7 +5,7 @@
 
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import type { SocketReader } from "../protocol/socket-reader.js";
+import type { SocketReader } from "../lib/socket-reader.js";
 
 interface WithHandle {
   _handle: unknown;

@@ -28,7 +28,7 @@ import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-h
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
 import { StateTracker, type PreparedStatement } from "./state-tracker.js";
-import { copyingSink, SocketReader, type ChunkSink } from "../protocol/socket-reader.js";
+import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.js";
 import { rebindForForwarding } from "../frontend/rebind.js";
 import { PacketStream } from "../protocol/packet-stream.js";
 import type { SessionRegistry } from "./registry.js";

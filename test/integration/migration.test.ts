@@ -69,6 +69,24 @@ describe("session migration", () => {
     await c.end();
   });
 
+  it("autocommit=0 and a read-only transaction mode survive a move", async () => {
+    const c = await connectVia(ferry.port);
+    await c.query("SET autocommit = 0");
+    await c.query("SET SESSION TRANSACTION READ ONLY");
+    await c.query("COMMIT");
+    const port = await portOf(c);
+    await c.query("COMMIT"); // reading @@port opened a transaction (autocommit=0): end it so the session can move
+    const moved = ferry.moveCounts().moved;
+    await drainServerOf(port);
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "the session moved");
+    const r = await one(c, "SELECT @@autocommit AS ac, @@tx_read_only AS ro, @@port AS p");
+    assert.deepEqual([Number(r.ac), Number(r.ro)], [0, 1]);
+    assert.notEqual(Number(r.p), port);
+    await assert.rejects(c.query("INSERT INTO app.t (v) VALUES (1)"), (e: mysql.QueryError) => e.errno === 1792);
+    await c.query("ROLLBACK");
+    await c.end();
+  });
+
   const pins: [string, string, string][] = [
     ["an open transaction", "BEGIN; SELECT 1", "COMMIT"],
     ["a temporary table", "CREATE TEMPORARY TABLE tmp_pin (a INT)", "DROP TEMPORARY TABLE tmp_pin"],
