@@ -15,20 +15,13 @@ import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { GaleraCluster } from "../src/cli/local-galera.js";
 import { findBinary, freePort } from "../src/cli/local-mariadb.js";
-import { probeServerVersion } from "../src/backend/backend-connection.js";
+import { waitPort } from "./wait-port.js";
 
 const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const { values } = parseArgs({ options: { threads: { type: "string", default: "8" }, time: { type: "string", default: "60" } } });
 const THREADS = Number(values.threads), TIME = Number(values.time);
 const sb = (port: number) => ["--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${port}`, "--mysql-user=bench", "--mysql-password=bench", "--mysql-db=sbtest", "--tables=4", "--table-size=10000"];
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try { await probeServerVersion("127.0.0.1", port, 500); return; } catch { await new Promise((r) => setTimeout(r, 100)); }
-  }
-  throw new Error(`nothing answers on ${port}`);
-}
 
 interface Outcome { perSecond: number[]; errors: Map<string, number>; restartWindow: [number, number] }
 

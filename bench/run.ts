@@ -10,7 +10,7 @@ import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { ensureMariadb, findBinary, freePort, LocalMariadb } from "../src/cli/local-mariadb.js";
-import { probeServerVersion } from "../src/backend/backend-connection.js";
+import { waitPort } from "./wait-port.js";
 
 const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -26,13 +26,6 @@ function cpuTicks(pid: number): number {
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try { await probeServerVersion("127.0.0.1", port, 500); return; } catch { await new Promise((r) => setTimeout(r, 100)); }
-  }
-  throw new Error(`nothing answers on ${port}`);
 }
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };

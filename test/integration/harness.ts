@@ -82,3 +82,14 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
     clearTimeout(t);
   }
 }
+
+type Row = Record<string, unknown>;
+
+/** The first row of a query's result (text protocol, or binary when params are given). */
+export async function one(c: mysql.Connection, sql: string, params?: unknown[]): Promise<Row> {
+  const [rows] = params ? await c.execute(sql, params as never) : await c.query(sql);
+  return (rows as Row[])[0];
+}
+
+/** The port of the backend serving the connection now. */
+export const portOf = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT @@port AS p")).p);

@@ -7,14 +7,8 @@ import * as mariadb from "mariadb";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
 import { RawClient } from "./raw-client.js";
-import { APP_PASSWORD, APP_USER, Cluster, connectVia, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
 
-type Row = Record<string, unknown>;
-async function one(c: mysql.Connection, sql: string): Promise<Row> {
-  const [rows] = await c.query(sql);
-  return (rows as Row[])[0];
-}
-const portOf = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT @@port AS p")).p);
 const EXTRA = "drain_grace_ms = 500\nreconnect_timeout_ms = 10000\nrebalance_ratio = 0";
 
 describe("migration triggers and safety", () => {

@@ -5,14 +5,8 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
-import { Cluster, connectVia, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
+import { Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
 
-type Row = Record<string, unknown>;
-async function one(c: mysql.Connection, sql: string, params?: unknown[]): Promise<Row> {
-  const [rows] = params ? await c.execute(sql, params as never) : await c.query(sql);
-  return (rows as Row[])[0];
-}
-const portOf = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT @@port AS p")).p);
 
 describe("session migration", () => {
   let cluster: Cluster;

@@ -2,23 +2,14 @@
 // full authentication sends the password in clear over TLS, or RSA-OAEP encrypted (XORed with the
 // nonce) with the server's public key.
 
-import { constants, createHash, privateDecrypt, publicEncrypt, timingSafeEqual } from "node:crypto";
+import { constants, privateDecrypt, publicEncrypt, timingSafeEqual } from "node:crypto";
+import { digest, xorRepeat } from "./digest.js";
 
 export const FAST_AUTH_SUCCESS = 0x03;
 export const PERFORM_FULL_AUTHENTICATION = 0x04;
 export const REQUEST_PUBLIC_KEY = 0x02;
 
-const sha256 = (...parts: Buffer[]): Buffer => {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  return h.digest();
-};
-
-function xorRepeat(a: Buffer, key: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] ^ key[i % key.length];
-  return out;
-}
+const sha256 = (...parts: Buffer[]): Buffer => digest("sha256", ...parts);
 
 export function sha2Token(password: string, nonce: Buffer): Buffer {
   if (password === "") return Buffer.alloc(0);

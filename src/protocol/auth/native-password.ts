@@ -2,19 +2,10 @@
 // The stored hash "*HEX" is SHA1(SHA1(pw)); a valid token therefore reveals SHA1(pw) ("stage 1"),
 // which is enough to log in to a backend with the same password (DESIGN §4).
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
+import { digest, xorRepeat as xor } from "./digest.js";
 
-const sha1 = (...parts: Buffer[]): Buffer => {
-  const h = createHash("sha1");
-  for (const p of parts) h.update(p);
-  return h.digest();
-};
-
-function xor(a: Buffer, b: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] ^ b[i % b.length];
-  return out;
-}
+const sha1 = (...parts: Buffer[]): Buffer => digest("sha1", ...parts);
 
 export function nativeStage1(password: string): Buffer {
   return sha1(Buffer.from(password, "utf8"));
