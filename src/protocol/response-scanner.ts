@@ -78,6 +78,8 @@ export class ResponseScanner {
   private pktStart = -1; // offset of the current packet's header in the chunk being scanned, -1 if earlier
   /** Sequence id of the last packet header seen. */
   lastSeq = 0;
+  /** Some byte of this response has arrived (sequence ids wrap, so lastSeq cannot tell). */
+  started = false;
   /** A held packet completed by this chunk: write it before chunk[forwardFrom, …). */
   emit: Buffer | null = null;
   forwardFrom = 0;
@@ -98,6 +100,8 @@ export class ResponseScanner {
     this.endAfter = false;
     this.scratchHave = 0;
     this.held = false;
+    this.started = false;
+    this.lastSeq = 0;
     switch (shape) {
       case Shape.None: this.state = S.Done; break;
       case Shape.Result: this.state = S.First; break;
@@ -123,6 +127,7 @@ export class ResponseScanner {
     this.forwardFrom = pos;
     this.forwardUntil = end;
     this.pktStart = -1;
+    if (pos < end) this.started = true;
     while (pos < end) {
       if (this.hdrHave < 4) {
         this.pktStart = this.hdrHave === 0 ? pos : -1;

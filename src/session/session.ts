@@ -80,7 +80,6 @@ export class Session implements ScanListener, ChunkSink {
   private cmdText: string | null = null;
   private cmdFailed = false;
   private nextStmtId = 1;
-  private internal = false; // a command Ferry sent itself: response not forwarded
   private backendPaused = false;
   private closed = false;
   /** reads the client socket when it could be re-bound for `onread` (plain TCP); else "data" events */
@@ -596,20 +595,18 @@ export class Session implements ScanListener, ChunkSink {
       this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to the backend: malformed response (${(e as Error).message})`, "backend"), -1);
       return;
     }
-    if (!this.internal) {
-      const sc = this.scanner;
-      const from = sc.forwardFrom;
-      const until = r >= 0 ? r : sc.forwardUntil;
-      let more = true;
-      if (sc.emit !== null) more = this.client.write(sc.emit);
-      if (until > from) more = this.client.write(from === 0 && until === chunk.length ? chunk : chunk.subarray(from, until));
-      const b = this.backend;
-      // The client socket queued the chunk instead of writing it: the read buffer must not be reused.
-      if (b && b.reader && this.client.writableLength > 0) b.reader.renew();
-      if (!more && b) {
-        b.socket.pause();
-        this.backendPaused = true;
-      }
+    const sc = this.scanner;
+    const from = sc.forwardFrom;
+    const until = r >= 0 ? r : sc.forwardUntil;
+    let more = true;
+    if (sc.emit !== null) more = this.client.write(sc.emit);
+    if (until > from) more = this.client.write(from === 0 && until === chunk.length ? chunk : chunk.subarray(from, until));
+    const b = this.backend;
+    // The client socket queued the chunk instead of writing it: the read buffer must not be reused.
+    if (b && b.reader && this.client.writableLength > 0) b.reader.renew();
+    if (!more && b) {
+      b.socket.pause();
+      this.backendPaused = true;
     }
     if (r >= 0) {
       this.responseDone();
@@ -640,9 +637,6 @@ export class Session implements ScanListener, ChunkSink {
         case COM_STMT_RESET: t.onStmtReset(this.cmdStmtId); break;
         case COM_RESET_CONNECTION: t.reset(); break;
       }
-    }
-    if (this.internal) {
-      this.internal = false;
     }
     this.cstate = C.Idle;
     this.atBoundary(ok ? this.cmdFx : null);
@@ -887,8 +881,7 @@ export class Session implements ScanListener, ChunkSink {
     if (this.cstate === C.Wait && this.scanner.atPacketBoundary) {
       // Lost during a statement, between packets: that statement gets an error, and a session that
       // was otherwise movable carries on elsewhere; inside a transaction it ends, as it would directly.
-      const started = this.scanner.lastSeq !== 0;
-      const seq = started ? (this.scanner.lastSeq + 1) & 0xff : 1;
+      const seq = this.scanner.started ? (this.scanner.lastSeq + 1) & 0xff : 1;
       this.tracker.inCommand = false;
       const canContinue = this.tracker.movable;
       const msg = `lost connection to backend ${where} during the statement${canContinue ? "; the session continues on another server" : ""}`;

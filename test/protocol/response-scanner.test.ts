@@ -182,6 +182,18 @@ describe("response scanner", () => {
     assert.deepEqual(scanAllSplits(Shape.FieldList, false, Buffer.concat([colDef(1, "a"), colDef(2, "b"), encodeEof(3, 2)])).events, ["eof:2"]);
   });
 
+  it("starts each response unstarted, so an error injected before it arrives takes sequence id 1", () => {
+    const sc = new ResponseScanner(new Recorder());
+    sc.begin(Shape.Result, true);
+    const first = textResult(true, false);
+    assert.equal(sc.scan(first, 0, first.length), first.length);
+    assert.equal(sc.started, true);
+    assert.ok(sc.lastSeq > 1);
+    sc.begin(Shape.Result, true);
+    assert.equal(sc.started, false);
+    assert.equal(sc.lastSeq, 0);
+  });
+
   it("refuses a status packet that claims to be huge", () => {
     const sc = new ResponseScanner(new Recorder());
     sc.begin(Shape.Simple, false);
