@@ -158,8 +158,11 @@ export class StateTracker {
   onExecuteSent(stmt: PreparedStatement, buf: Buffer, p: number, end: number): void {
     if (stmt.numParams === 0) return;
     const flagAt = p + 10 + ((stmt.numParams + 7) >> 3);
-    if (flagAt < end && buf[flagAt] === 1 && flagAt + 1 + 2 * stmt.numParams <= end) {
-      stmt.paramTypes = Buffer.from(buf.subarray(flagAt + 1, flagAt + 1 + 2 * stmt.numParams));
+    const from = flagAt + 1, to = from + 2 * stmt.numParams;
+    if (flagAt < end && buf[flagAt] === 1 && to <= end) {
+      // Clients that bind types on every execute send the same ones: copy only when they change.
+      const known = stmt.paramTypes;
+      if (known === null || buf.compare(known, 0, known.length, from, to) !== 0) stmt.paramTypes = Buffer.from(buf.subarray(from, to));
     }
   }
 
