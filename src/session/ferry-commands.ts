@@ -51,7 +51,13 @@ export async function killSession(s: Session, id: number, query: boolean): Promi
     return encodeErr(1, 1927, "70100", "ferry: Connection was killed");
   }
   if (target === s) return encodeOk(1, { statusFlags: s.tracker.statusFlags }, s.auth.capabilities);
-  await target.kill(query);
+  try {
+    await target.kill(query);
+  } catch (e) {
+    // The killer's own session is fine: answer with the failure instead of closing it.
+    const err = e instanceof FerryError ? e : new FerryError(1105, "HY000", (e as Error).message);
+    return encodeErr(1, err.errno, err.sqlState, `ferry: KILL ${query ? "QUERY " : ""}${id} failed: ${err.message.replace(/^ferry: /, "")}`);
+  }
   s.deps.log.info({ session: s.id, target: target.id, query }, "KILL");
   return encodeOk(1, { statusFlags: s.tracker.statusFlags }, s.auth.capabilities);
 }
