@@ -15,6 +15,8 @@ import { Session } from "./session/session.js";
 import { MoveSlots } from "./session/migrator.js";
 import { applyServerChanges } from "./session/drain.js";
 import { Rebalancer } from "./session/rebalancer.js";
+import { Monitor, type ServerHealth } from "./monitor/monitor.js";
+import { Discovery } from "./monitor/discovery.js";
 
 const DEFAULT_VERSION = "5.5.5-10.11.0-MariaDB-ferry";
 
@@ -28,6 +30,8 @@ export interface FerryServer {
   sessionsByServer(): Map<string, number>;
   /** moves done and failed since start */
   moveCounts(): { moved: number; failed: number };
+  /** the monitor's last results per server */
+  health(): ServerHealth[];
   /** applies a new configuration whole; sessions on servers that left ONLINE start moving */
   reload(file: ConfigFile): void;
   /** stops accepting, lets sessions finish their transactions for up to wait ms, then closes the rest */
@@ -40,7 +44,8 @@ export interface StartOptions {
   logDestination?: NodeJS.WritableStream;
 }
 
-export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Promise<FerryServer> {
+export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): Promise<FerryServer> {
+  let file = initial;
   let runtime = buildRuntimeConfig(file);
   const log = createLogger(opts.logLevel ?? runtime.logLevel, opts.logDestination);
   const tls = await loadTlsMaterial(runtime.tls);
@@ -75,6 +80,19 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
   });
   const rebalancer = new Rebalancer(registry, () => runtime, log);
   rebalancer.start();
+  // The control plane's findings (discovered servers, monitor verdicts) become a new snapshot.
+  let monitor: Monitor;
+  const discovery = new Discovery(() => publish(), log);
+  const publish = (): void => {
+    const before = runtime.checksum;
+    runtime = buildRuntimeConfig(file, { discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
+    if (runtime.checksum === before) return;
+    log.info({ version: runtime.version, checksum: runtime.checksum, servers: runtime.servers.map((x) => `${x.hostgroup}/${x.address}/${x.status}`) }, "runtime servers changed");
+    applyServerChanges(registry, runtime, log, () => runtime);
+  };
+  monitor = new Monitor(() => runtime, () => publish(), log);
+  discovery.configure(file.discovery);
+  monitor.start();
   const [host, portText] = splitHostPort(runtime.proxy.listen);
   const addr = await listener.listen(host, Number(portText));
   log.info({ listen: `${addr.address}:${addr.port}`, servers: runtime.servers.length, users: runtime.users.size, version: serverVersion }, "ferry listening");
@@ -93,13 +111,24 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
       return m;
     },
     moveCounts: () => ({ moved: moves.moved, failed: moves.failed }),
+    health: () => monitor.results(),
     reload(next: ConfigFile) {
-      runtime = buildRuntimeConfig(next);
+      const monitorWas = JSON.stringify(file.monitor);
+      file = next;
+      runtime = buildRuntimeConfig(file, { discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");
       applyServerChanges(registry, runtime, log, () => runtime);
+      discovery.configure(next.discovery);
+      if (JSON.stringify(next.monitor) !== monitorWas) {
+        monitor.stop();
+        monitor = new Monitor(() => runtime, () => publish(), log);
+        monitor.start();
+      }
     },
     async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
       rebalancer.stop();
+      monitor.stop();
+      discovery.stop();
       const closing = listener.close();
       for (const s of [...registry.all()]) s.closeWhenIdle();
       const deadline = Date.now() + waitMs;
@@ -110,6 +139,8 @@ export async function startFerry(file: ConfigFile, opts: StartOptions = {}): Pro
     },
     async close() {
       rebalancer.stop();
+      monitor.stop();
+      discovery.stop();
       const closing = listener.close();
       for (const s of [...registry.all()]) s.close();
       await closing;

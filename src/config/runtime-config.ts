@@ -2,7 +2,8 @@
 
 import { createHash } from "node:crypto";
 import { parseNativeHash } from "../protocol/auth/native-password.js";
-import type { ConfigFile, ServerStatus } from "./schema.js";
+import { parseCidr, type Cidr } from "../lib/cidr.js";
+import type { ConfigFile, ServerConfigEntry, ServerStatus } from "./schema.js";
 
 export interface ServerConfig {
   /** "host:port", unique across hostgroups for connection counting */
@@ -14,7 +15,52 @@ export interface ServerConfig {
   readonly status: ServerStatus;
   readonly maxConnections: number;
   readonly useSsl: boolean;
+  /** seconds; 0 when lag is not checked */
+  readonly maxReplicationLag: number;
+  readonly labels: Readonly<Record<string, string>>;
+  /** where the server came from: "config", "dns:<name>", "etcd" */
+  readonly source: string;
+  /** why the server is not ONLINE, when the monitor decided it */
+  readonly statusReason: string | null;
 }
+
+export interface QueryRule {
+  readonly id: number;
+  readonly flagIn: number;
+  readonly username: string | null;
+  readonly schemaname: string | null;
+  readonly clientAddr: Cidr | null;
+  readonly matchDigest: RegExp | null;
+  readonly matchPattern: RegExp | null;
+  readonly negateMatchPattern: boolean;
+  readonly flagOut: number | null;
+  readonly apply: boolean;
+  readonly destinationHostgroup: number | null;
+  readonly errorMsg: string | null;
+  readonly timeoutMs: number | null;
+  readonly log: boolean;
+}
+
+export interface Route {
+  readonly username: string | null;
+  readonly clientAddr: Cidr | null;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly destinationHostgroup: number;
+}
+
+/**
+ * What the control plane learned at run time, folded into the next snapshot: servers found by
+ * discovery sources, and the monitor's verdicts (health, read_only).
+ */
+export interface TopologyOverlay {
+  discovered: readonly (ServerConfigEntry & { source: string })[];
+  /** address → SHUNNED with a reason (the monitor never raises a server above its configured status) */
+  shunned: ReadonlyMap<string, string>;
+  /** address → read_only as last seen, for replication hostgroups */
+  readOnly: ReadonlyMap<string, boolean>;
+}
+
+export const EMPTY_OVERLAY: TopologyOverlay = { discovered: [], shunned: new Map(), readOnly: new Map() };
 
 export interface UserConfig {
   readonly name: string;
@@ -30,6 +76,7 @@ export interface UserConfig {
   readonly backendPassword: string | null;
   readonly maxConnections: number;
   readonly active: boolean;
+  readonly transactionPersistent: boolean;
 }
 
 export interface RuntimeConfig {
@@ -40,15 +87,73 @@ export interface RuntimeConfig {
   readonly logLevel: string;
   readonly servers: readonly ServerConfig[];
   readonly users: ReadonlyMap<string, UserConfig>;
+  /** active rules in rule_id order */
+  readonly queryRules: readonly QueryRule[];
+  /** some active rule matches on the digest: compute it per statement */
+  readonly rulesNeedDigest: boolean;
+  readonly routes: readonly Route[];
+  readonly monitor: ConfigFile["monitor"];
+  readonly balancer: ConfigFile["balancer"];
+  readonly replicationHostgroups: ConfigFile["replication_hostgroups"];
+  readonly discovery: ConfigFile["discovery"];
 }
 
 let nextVersion = 1;
 
-export function buildRuntimeConfig(file: ConfigFile): RuntimeConfig {
-  const servers: ServerConfig[] = file.servers.map((s) => Object.freeze({
-    address: `${s.host}:${s.port}`, host: s.host, port: s.port, hostgroup: s.hostgroup, weight: s.weight,
-    status: s.status, maxConnections: s.max_connections, useSsl: s.use_ssl,
-  }));
+function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay: TopologyOverlay): ServerConfig {
+  const address = `${s.host}:${s.port}`;
+  const shun = overlay.shunned.get(address);
+  const status = s.status === "ONLINE" && shun !== undefined ? "SHUNNED" : s.status;
+  return Object.freeze({
+    address, host: s.host, port: s.port, hostgroup, weight: s.weight, status, maxConnections: s.max_connections, useSsl: s.use_ssl,
+    maxReplicationLag: s.max_replication_lag, labels: Object.freeze({ ...s.labels }), source, statusReason: status === "SHUNNED" && shun !== undefined ? shun : null,
+  });
+}
+
+/**
+ * Configured and discovered servers, each placed in its hostgroup; for replication hostgroups the
+ * monitor's read_only verdict decides: writable servers go to the writer hostgroup (and the
+ * reader one too when writer_is_also_reader), read-only ones to the reader hostgroup.
+ */
+function placeServers(file: ConfigFile, overlay: TopologyOverlay): ServerConfig[] {
+  const entries = [...file.servers.map((s) => ({ ...s, source: "config" })), ...overlay.discovered];
+  const out: ServerConfig[] = [];
+  const seen = new Set<string>();
+  const add = (e: ServerConfigEntry & { source: string }, hg: number): void => {
+    const key = `${hg}/${e.host}:${e.port}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push(server(e, e.source, hg, overlay));
+  };
+  for (const e of entries) {
+    const pair = file.replication_hostgroups.find((r) => r.writer_hostgroup === e.hostgroup || r.reader_hostgroup === e.hostgroup);
+    const ro = overlay.readOnly.get(`${e.host}:${e.port}`);
+    if (!pair || ro === undefined) add(e, e.hostgroup);
+    else if (ro) add(e, pair.reader_hostgroup);
+    else {
+      add(e, pair.writer_hostgroup);
+      if (pair.writer_is_also_reader) add(e, pair.reader_hostgroup);
+    }
+  }
+  return out;
+}
+
+function compileRules(file: ConfigFile): QueryRule[] {
+  return file.query_rules.filter((r) => r.active).sort((a, b) => a.rule_id - b.rule_id).map((r) => {
+    const flags = r.re_modifiers === "CASELESS" ? "i" : "";
+    return Object.freeze({
+      id: r.rule_id, flagIn: r.flag_in, username: r.username ?? null, schemaname: r.schemaname ?? null,
+      clientAddr: r.client_addr ? parseCidr(r.client_addr) : null,
+      matchDigest: r.match_digest ? new RegExp(r.match_digest, flags) : null,
+      matchPattern: r.match_pattern ? new RegExp(r.match_pattern, flags) : null,
+      negateMatchPattern: r.negate_match_pattern, flagOut: r.flag_out ?? null, apply: r.apply,
+      destinationHostgroup: r.destination_hostgroup ?? null, errorMsg: r.error_msg ?? null, timeoutMs: r.timeout ?? null, log: r.log,
+    });
+  });
+}
+
+export function buildRuntimeConfig(file: ConfigFile, overlay: TopologyOverlay = EMPTY_OVERLAY): RuntimeConfig {
+  const servers = placeServers(file, overlay);
   const users = new Map<string, UserConfig>();
   for (const u of file.users) {
     const hashed = parseNativeHash(u.password);
@@ -64,10 +169,17 @@ export function buildRuntimeConfig(file: ConfigFile): RuntimeConfig {
       backendPassword: u.backend_password ?? plain,
       maxConnections: u.max_connections,
       active: u.active,
+      transactionPersistent: u.transaction_persistent,
     }));
   }
-  const checksum = createHash("sha256").update(JSON.stringify(file)).digest("hex").slice(0, 16);
+  const queryRules = compileRules(file);
+  const routes = file.routes.map((r) => Object.freeze({
+    username: r.username ?? null, clientAddr: r.client_addr ? parseCidr(r.client_addr) : null, labels: Object.freeze({ ...r.labels }), destinationHostgroup: r.destination_hostgroup,
+  }));
+  const checksum = createHash("sha256").update(JSON.stringify({ file, servers })).digest("hex").slice(0, 16);
   return Object.freeze({
     version: nextVersion++, checksum, proxy: file.proxy, tls: file.tls, logLevel: file.log.level, servers: Object.freeze(servers), users,
+    queryRules: Object.freeze(queryRules), rulesNeedDigest: queryRules.some((r) => r.matchDigest !== null), routes: Object.freeze(routes),
+    monitor: file.monitor, balancer: file.balancer, replicationHostgroups: file.replication_hostgroups, discovery: file.discovery,
   });
 }

@@ -15,6 +15,9 @@ export const serverSchema = z.object({
   status: serverStatus.default("ONLINE"),
   max_connections: z.number().int().min(1).default(10_000),
   use_ssl: z.boolean().default(false),
+  /** seconds; a reader further behind is SHUNNED by the monitor until it catches up (0: not checked) */
+  max_replication_lag: z.number().int().min(0).default(0),
+  labels: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "label keys are letters, digits, _ . -"), z.string()).default({}),
   comment: z.string().default(""),
 }).strict();
 
@@ -28,6 +31,106 @@ export const userSchema = z.object({
   backend_password: z.string().optional(),
   max_connections: z.number().int().min(1).default(10_000),
   active: z.boolean().default(true),
+  /** a transaction stays on the server it started on, whatever the query rules say */
+  transaction_persistent: z.boolean().default(true),
+}).strict();
+
+const cidr = z.string().regex(/^([0-9.]+|[0-9a-fA-F:]+)(\/\d{1,3})?$/, "expected an address or CIDR block, e.g. \"10.0.0.0/8\"");
+
+const regex = z.string().min(1).superRefine((v, ctx) => {
+  try {
+    new RegExp(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: `invalid regular expression: ${(e as Error).message}` });
+  }
+});
+
+export const queryRuleSchema = z.object({
+  rule_id: z.number().int().min(1),
+  active: z.boolean().default(true),
+  username: z.string().optional(),
+  schemaname: z.string().optional(),
+  client_addr: cidr.optional(),
+  flag_in: z.number().int().min(0).default(0),
+  match_digest: regex.optional(),
+  match_pattern: regex.optional(),
+  negate_match_pattern: z.boolean().default(false),
+  /** "CASELESS" (the default) matches regardless of case; "" matches case-sensitively */
+  re_modifiers: z.enum(["CASELESS", ""]).default("CASELESS"),
+  flag_out: z.number().int().min(0).optional(),
+  apply: z.boolean().default(false),
+  destination_hostgroup: z.number().int().min(0).optional(),
+  error_msg: z.string().optional(),
+  /** ms; a statement running longer is killed (KILL QUERY) */
+  timeout: z.number().int().min(1).optional(),
+  log: z.boolean().default(false),
+  comment: z.string().default(""),
+}).strict();
+
+export const routeSchema = z.object({
+  username: z.string().optional(),
+  client_addr: cidr.optional(),
+  /** tenant labels the session must carry (from "user?key=value" or connection attributes) */
+  labels: z.record(z.string(), z.string()).default({}),
+  destination_hostgroup: z.number().int().min(0),
+  comment: z.string().default(""),
+}).strict();
+
+export const replicationHostgroupSchema = z.object({
+  writer_hostgroup: z.number().int().min(0),
+  reader_hostgroup: z.number().int().min(0),
+  /** the writer also serves the reader hostgroup */
+  writer_is_also_reader: z.boolean().default(false),
+  comment: z.string().default(""),
+}).strict();
+
+export const monitorSchema = z.object({
+  /** the monitor runs when a user is set; it needs PROCESS and REPLICATION CLIENT (SLAVE MONITOR) */
+  user: z.string().optional(),
+  password: z.string().default(""),
+  interval_ms: z.number().int().min(50).default(2000),
+  timeout_ms: z.number().int().min(50).default(1000),
+  /** consecutive failed checks before a server is SHUNNED */
+  failure_threshold: z.number().int().min(1).default(3),
+  /** lag assumed, in seconds, when replication is stopped (Seconds_Behind_Master is NULL) */
+  lag_when_null: z.number().int().min(0).default(60),
+}).strict();
+
+export const dnsSourceSchema = z.object({
+  /** a name with A/AAAA records (e.g. a Kubernetes headless service) or an SRV name */
+  name: z.string().min(1),
+  type: z.enum(["A", "AAAA", "SRV"]).default("A"),
+  /** port for A/AAAA records (SRV records carry their own) */
+  port: z.number().int().min(1).max(65535).default(3306),
+  hostgroup: z.number().int().min(0).default(0),
+  weight: z.number().int().min(0).default(1),
+  max_replication_lag: z.number().int().min(0).default(0),
+  labels: z.record(z.string(), z.string()).default({}),
+  interval_ms: z.number().int().min(100).default(5000),
+  /** DNS servers to ask ("host:port"); the system resolver when empty */
+  resolvers: z.array(hostPort).default([]),
+}).strict();
+
+export const etcdSourceSchema = z.object({
+  endpoints: z.array(z.string().min(1)).min(1),
+  /** Ferry layout: <prefix>/servers/<hostgroup>/<host:port> = JSON {weight, labels, ...} */
+  prefix: z.string().default("/ferry"),
+  /** "ferry", or "tidb" for TiDB's /topology/tidb/<addr>/info */
+  layout: z.enum(["ferry", "tidb"]).default("ferry"),
+  /** hostgroup of servers found in the tidb layout */
+  hostgroup: z.number().int().min(0).default(0),
+  username: z.string().optional(),
+  password: z.string().optional(),
+}).strict();
+
+export const balancerSchema = z.object({
+  /** how much observed latency counts against a server (0: not at all) */
+  latency_weight: z.number().min(0).max(10).default(0.5),
+  /** servers whose labels[zone_label] equals this are preferred */
+  zone: z.string().optional(),
+  zone_label: z.string().default("zone"),
+  /** a server outside Ferry's zone counts as this many times more loaded */
+  zone_penalty: z.number().min(1).default(2),
 }).strict();
 
 export const configSchema = z.object({
@@ -58,6 +161,15 @@ export const configSchema = z.object({
   }).strict().prefault({}),
   servers: z.array(serverSchema).default([]),
   users: z.array(userSchema).default([]),
+  query_rules: z.array(queryRuleSchema).default([]),
+  routes: z.array(routeSchema).default([]),
+  replication_hostgroups: z.array(replicationHostgroupSchema).default([]),
+  monitor: monitorSchema.prefault({}),
+  discovery: z.object({
+    dns: z.array(dnsSourceSchema).default([]),
+    etcd: etcdSourceSchema.optional(),
+  }).strict().prefault({}),
+  balancer: balancerSchema.prefault({}),
 }).strict().superRefine((c, ctx) => {
   const seenServers = new Set<string>();
   c.servers.forEach((s, i) => {
@@ -73,6 +185,14 @@ export const configSchema = z.object({
       ctx.addIssue({ code: "custom", path: ["users", i, "auth_plugin"], message: "caching_sha2_password needs the plaintext password, not a mysql_native_password hash" });
     }
   });
+  const seenRules = new Set<number>();
+  c.query_rules.forEach((r, i) => {
+    if (seenRules.has(r.rule_id)) ctx.addIssue({ code: "custom", path: ["query_rules", i, "rule_id"], message: `duplicate rule_id ${r.rule_id}` });
+    seenRules.add(r.rule_id);
+  });
+  c.replication_hostgroups.forEach((r, i) => {
+    if (r.writer_hostgroup === r.reader_hostgroup) ctx.addIssue({ code: "custom", path: ["replication_hostgroups", i, "reader_hostgroup"], message: "reader_hostgroup must differ from writer_hostgroup" });
+  });
   if ((c.tls.cert === undefined) !== (c.tls.key === undefined)) ctx.addIssue({ code: "custom", path: ["tls"], message: "cert and key go together" });
 });
 
@@ -80,3 +200,4 @@ export type ConfigFile = z.infer<typeof configSchema>;
 export type ServerConfigEntry = z.infer<typeof serverSchema>;
 export type UserConfigEntry = z.infer<typeof userSchema>;
 export type ServerStatus = z.infer<typeof serverStatus>;
+export type QueryRuleEntry = z.infer<typeof queryRuleSchema>;

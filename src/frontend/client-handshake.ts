@@ -19,6 +19,7 @@ import {
 import { FerryError } from "../protocol/errors.js";
 import { PacketStream, type Packet } from "../protocol/packet-stream.js";
 import { decodeHandshakeResponse, encodeAuthMoreData, encodeAuthSwitchRequest, encodeHandshakeV10, type HandshakeResponse } from "../protocol/packets.js";
+import { clientLabels } from "./tenant-labels.js";
 import type { TlsMaterial } from "./tls-material.js";
 
 export const SERVER_CAPABILITIES = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT_CONNECT_WITH_DB | CLIENT_ODBC |
@@ -60,6 +61,10 @@ export interface AuthenticatedClient {
   nextSeq: number;
   leftover: Buffer;
   secure: boolean;
+  /** the client's address as Ferry sees it (routing by CIDR) */
+  clientAddr: string;
+  /** tenant labels from "user?key=value" or the ferry_labels connection attribute */
+  labels: Record<string, string>;
 }
 
 /** A handshake failure that should be reported to the client with this ERR before closing. */
@@ -103,7 +108,11 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
   const host = socket.remoteAddress ?? "unknown";
   const denied = (seq: number): HandshakeFailure => new HandshakeFailure(new FerryError(ER_ACCESS_DENIED_ERROR, "28000",
     `Access denied for user '${resp.username}'@'${host}' (using password: ${resp.authResponse.length ? "YES" : "NO"})`, "client"), seq, conn);
-  const user = ctx.config.users.get(resp.username);
+  const named = clientLabels(resp.username, resp.attributes);
+  if (named.labels === null) {
+    throw new HandshakeFailure(new FerryError(ER_ACCESS_DENIED_ERROR, "28000", `ferry: refused login: malformed tenant labels in '${resp.username}' (expected user?key=value,key2=value2)`, "client"), pkt.seq + 1, conn);
+  }
+  const user = ctx.config.users.get(named.user);
   if (!user || !user.active) throw denied(pkt.seq + 1);
 
   const proof = await authenticateUser({ stream, conn, user, salt, token: resp.authResponse, clientPlugin: resp.authPluginName,
@@ -113,6 +122,7 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     socket: conn, user, capabilities: resp.capabilities,
     mariadbCapabilities: resp.capabilities & 1 ? 0 : resp.mariadbCapabilities & MARIADB_CLIENT_EXTENDED_METADATA, collation: resp.collation, database: database ?? user.defaultSchema,
     attributes: resp.attributes, stage1: proof.stage1, password: proof.password, nextSeq: proof.seq, leftover: stream.detach(), secure,
+    clientAddr: host, labels: named.labels,
   };
 }
 

@@ -1,44 +1,115 @@
-// Where a new session goes: the user's default hostgroup, least connections (weighted) among
-// servers that take traffic. The router only says where; the session decides when.
+// Where a session goes. The router scores the servers of a hostgroup and says which is best; the
+// session decides when to go. Score (lower is better):
+//
+//   (connections + 1) / weight  ×  latency factor  ×  zone factor
+//
+// latency factor = 1 + latency_weight × (server's EWMA round trip − the hostgroup's best) / best,
+// capped at 10; zone factor = zone_penalty for servers outside Ferry's zone (when one is set).
+// Only ONLINE servers under their max_connections, carrying every label the session asks for,
+// are candidates; a server that recently refused a connection goes to the back of the line.
 
-import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
+import type { Route, RuntimeConfig, ServerConfig, UserConfig } from "../config/runtime-config.js";
+
+/** Per-server numbers the data plane updates in place (no lookup per command). */
+export class ServerStats {
+  connections = 0;
+  /** EWMA of command round trips, ms; 0 until the first sample */
+  latencyMs = 0;
+  samples = 0;
+  failedUntil = 0;
+
+  observe(ms: number): void {
+    this.samples++;
+    // a faster start, then a slow-moving average
+    const alpha = this.samples < 20 ? 1 / this.samples : 0.05;
+    this.latencyMs += (ms - this.latencyMs) * alpha;
+  }
+}
 
 export class Router {
-  private readonly connections = new Map<string, number>();
-  private readonly failedUntil = new Map<string, number>();
+  private readonly stats = new Map<string, ServerStats>();
 
   constructor(private readonly config: () => RuntimeConfig) {}
 
-  connectionCount(address: string): number {
-    return this.connections.get(address) ?? 0;
+  statsOf(address: string): ServerStats {
+    let s = this.stats.get(address);
+    if (!s) {
+      s = new ServerStats();
+      this.stats.set(address, s);
+    }
+    return s;
   }
 
-  /** Servers of a hostgroup that accept new sessions, best first. */
-  candidates(hostgroup: number): ServerConfig[] {
+  connectionCount(address: string): number {
+    return this.stats.get(address)?.connections ?? 0;
+  }
+
+  /** Servers of a hostgroup that accept new sessions with these labels, best first. */
+  candidates(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): ServerConfig[] {
+    const cfg = this.config();
+    const list = cfg.servers.filter((s) =>
+      s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections && hasLabels(s, labels));
+    if (list.length < 2) return list;
     const now = Date.now();
-    const list = this.config().servers.filter((s) =>
-      s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections);
-    const load = (s: ServerConfig): number => (this.connectionCount(s.address) + 1) / s.weight;
-    const recentlyFailed = (s: ServerConfig): number => ((this.failedUntil.get(s.address) ?? 0) > now ? 1 : 0);
-    return list.sort((a, b) => recentlyFailed(a) - recentlyFailed(b) || load(a) - load(b));
+    const scores = new Map(list.map((s) => [s, this.score(s, list, cfg)]));
+    const failed = (s: ServerConfig): number => (this.statsOf(s.address).failedUntil > now ? 1 : 0);
+    return list.sort((a, b) => failed(a) - failed(b) || scores.get(a)! - scores.get(b)!);
+  }
+
+  /** The balancer's score of a server among its hostgroup's candidates (lower is better). */
+  score(s: ServerConfig, group: readonly ServerConfig[], cfg: RuntimeConfig = this.config()): number {
+    const b = cfg.balancer;
+    let score = (this.connectionCount(s.address) + 1) / s.weight;
+    if (b.latency_weight > 0) {
+      const mine = this.stats.get(s.address);
+      let best = Infinity;
+      for (const g of group) {
+        const st = this.stats.get(g.address);
+        if (st && st.samples > 0 && st.latencyMs < best) best = st.latencyMs;
+      }
+      if (mine && mine.samples > 0 && best < Infinity) {
+        const floor = Math.max(best, 0.05);
+        score *= Math.min(10, 1 + (b.latency_weight * (mine.latencyMs - best)) / floor);
+      }
+    }
+    if (b.zone !== undefined && s.labels[b.zone_label] !== b.zone) score *= b.zone_penalty;
+    return score;
   }
 
   acquire(address: string): void {
-    this.connections.set(address, this.connectionCount(address) + 1);
+    this.statsOf(address).connections++;
   }
 
   release(address: string): void {
-    const n = this.connectionCount(address) - 1;
-    if (n > 0) this.connections.set(address, n);
-    else this.connections.delete(address);
+    const s = this.statsOf(address);
+    if (s.connections > 0) s.connections--;
   }
 
   /** A server that refused a connection goes to the back of the line for a while. */
   reportFailure(address: string, backoffMs = 2000): void {
-    this.failedUntil.set(address, Date.now() + backoffMs);
+    this.statsOf(address).failedUntil = Date.now() + backoffMs;
   }
 
   reportSuccess(address: string): void {
-    this.failedUntil.delete(address);
+    this.statsOf(address).failedUntil = 0;
   }
+}
+
+export function hasLabels(s: ServerConfig, labels: Readonly<Record<string, string>> | null): boolean {
+  if (labels === null) return true;
+  for (const k in labels) if (s.labels[k] !== labels[k]) return false;
+  return true;
+}
+
+function routeMatches(r: Route, user: UserConfig, clientAddr: string, labels: Readonly<Record<string, string>>): boolean {
+  if (r.username !== null && r.username !== user.name) return false;
+  if (r.clientAddr !== null && !r.clientAddr.matches(clientAddr)) return false;
+  for (const k in r.labels) if (labels[k] !== r.labels[k]) return false;
+  return true;
+}
+
+/** The hostgroup a new session lives in: the first matching route, else the user's default. */
+export function homeHostgroup(cfg: RuntimeConfig, user: UserConfig, clientAddr: string, labels: Readonly<Record<string, string>>): number {
+  for (const r of cfg.routes) if (routeMatches(r, user, clientAddr, labels)) return r.destinationHostgroup;
+  return user.defaultHostgroup;
 }

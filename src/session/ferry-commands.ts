@@ -12,6 +12,8 @@ import { packetStream } from "../backend/backend-connection.js";
 import { decodeErr, encodeCommand, encodeErr, encodeOk } from "../protocol/packets.js";
 import { PacketReader } from "../protocol/reader.js";
 import { authenticateUser, HandshakeFailure } from "../frontend/client-handshake.js";
+import { clientLabels } from "../frontend/tenant-labels.js";
+import { homeHostgroup } from "../router/router.js";
 import type { Session } from "./session.js";
 
 const NAMES: Record<number, string> = {
@@ -82,7 +84,8 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     throw new FerryError(1043, "08S01", `refused COM_CHANGE_USER: malformed packet (${(e as Error).message})`, "client");
   }
   const host = (s.client as { remoteAddress?: string }).remoteAddress ?? "unknown";
-  const user = s.deps.config().users.get(username);
+  const named = clientLabels(username, attributes);
+  const user = named.labels === null ? undefined : s.deps.config().users.get(named.user);
   const stream = s.openClientPacketStream();
   const denied = (seq: number) => new HandshakeFailure(new FerryError(ER_ACCESS_DENIED_ERROR, "28000",
     `Access denied for user '${username}'@'${host}' (using password: ${token.length ? "YES" : "NO"})`, "client"), seq, s.client);
@@ -94,20 +97,22 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
       stream, conn: s.client, user, salt: Buffer.from(salt), token, clientPlugin: `${plugin ?? ""}\0switch`, clientCapabilities: caps,
       seq: 1, secure: s.auth.secure, tls: s.deps.tls, sha2Cache: s.deps.sha2Cache, denied,
     });
-    const newAuth = { ...s.auth, user, database: database ?? user.defaultSchema, collation, attributes, stage1: proof.stage1, password: proof.password };
+    const newAuth = { ...s.auth, user, database: database ?? user.defaultSchema, collation, attributes, stage1: proof.stage1, password: proof.password, labels: named.labels ?? {} };
     const old = s.auth;
     s.auth = newAuth;
     let backend;
+    const home = homeHostgroup(s.deps.config(), user, newAuth.clientAddr, newAuth.labels);
     try {
-      backend = await s.openBackend(user.defaultHostgroup, newAuth.database);
+      backend = await s.openBackend(home, newAuth.database);
     } catch (e) {
       s.auth = old;
       throw e;
     }
     const previous = s.detachBackend();
     previous?.socket.destroy();
+    s.dropAllParked();
     s.tracker.reset();
-    s.hostgroup = user.defaultHostgroup;
+    s.homeHostgroup = home;
     s.tracker.schema = newAuth.database;
     s.tracker.collation = collation;
     s.attachBackend(backend);

@@ -4,7 +4,7 @@
 // it was and closes the half-made connection.
 
 import type { ServerConfig } from "../config/runtime-config.js";
-import { runOwnStatements } from "../backend/own-statements.js";
+import { runOwnStatements, type OwnStatement, type StatementResult } from "../backend/own-statements.js";
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { COM_QUIT, SERVER_STATUS_NO_BACKSLASH_ESCAPES } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
@@ -44,7 +44,7 @@ export class MoveSlots {
 
 /** Picks a target: the best ONLINE server of the session's hostgroup other than the current one. */
 async function openTarget(s: Session, exclude: string | null, target: ServerConfig | null): Promise<BackendConnection> {
-  const candidates = target ? [target] : s.deps.router.candidates(s.hostgroup).filter((c) => c.address !== exclude);
+  const candidates = target ? [target] : s.deps.router.candidates(s.hostgroup, s.labels).filter((c) => c.address !== exclude);
   if (candidates.length === 0) throw new FerryError(9001, "08S01", `no backend available: hostgroup ${s.hostgroup} has no other ONLINE server`);
   let last: unknown = null;
   for (const server of candidates.slice(0, s.deps.config().proxy.backend_connect_attempts)) {
@@ -62,26 +62,50 @@ async function openTarget(s: Session, exclude: string | null, target: ServerConf
   throw last instanceof FerryError ? last : new FerryError(9001, "08S01", `no backend accepted the session: ${String(last)}`);
 }
 
+/** Runs statements Ferry needs on a connection; the first error fails the whole, naming the statement. */
+export async function runChecked(conn: BackendConnection, statements: OwnStatement[]): Promise<StatementResult[]> {
+  const results = statements.length ? await runOwnStatements(conn, statements) : [];
+  results.forEach((r, i) => {
+    if (r.error) {
+      const what = statements[i].kind === "prepare" ? "re-preparing a statement" : statements[i].sql.slice(0, 60);
+      throw new FerryError(r.error.errno, r.error.sqlState, `restoring session state on ${conn.server.address} failed at "${what}": ${r.error.message}`, "backend");
+    }
+  });
+  return results;
+}
+
+export const noBackslashEscapes = (conn: BackendConnection): boolean => (conn.statusFlags & SERVER_STATUS_NO_BACKSLASH_ESCAPES) !== 0;
+
+/**
+ * Recreates the session's state on a fresh connection. Only when everything succeeded do the
+ * binary statements take their new backend ids. Returns the status flags the connection ends with.
+ */
+export async function restoreOn(s: Session, conn: BackendConnection, binary: boolean): Promise<number> {
+  const plan = restorePlan(s.tracker, noBackslashEscapes(conn), binary);
+  const results = await runChecked(conn, plan.statements);
+  const newIds = results.slice(results.length - plan.prepared.length).map((r) => r.stmtId);
+  plan.prepared.forEach((p, i) => {
+    p.backendId = newIds[i];
+    p.typesBound = false;
+  });
+  return lastStatus(results) ?? conn.statusFlags;
+}
+
+export function lastStatus(results: StatementResult[]): number | null {
+  for (let i = results.length - 1; i >= 0; i--) {
+    const ok = results[i].ok;
+    if (ok) return ok.statusFlags;
+  }
+  return null;
+}
+
 export async function moveSession(s: Session, target: ServerConfig | null = null): Promise<MoveOutcome> {
   const t0 = performance.now();
   const from = s.backend ? s.backend.server.address : s.lostFrom;
   const conn = await openTarget(s, from, target);
-  let newIds: number[];
   try {
-    const plan = restorePlan(s.tracker, (conn.statusFlags & SERVER_STATUS_NO_BACKSLASH_ESCAPES) !== 0);
-    const results = plan.statements.length ? await runOwnStatements(conn, plan.statements) : [];
-    results.forEach((r, i) => {
-      if (r.error) {
-        const what = plan.statements[i].kind === "prepare" ? "re-preparing a statement" : plan.statements[i].sql.slice(0, 60);
-        throw new FerryError(r.error.errno, r.error.sqlState, `restoring session state on ${conn.server.address} failed at "${what}": ${r.error.message}`, "backend");
-      }
-    });
-    newIds = results.slice(results.length - plan.prepared.length).map((r) => r.stmtId);
-    // Only now, with everything restored, does the session change: first the statement ids, then the connection.
-    plan.prepared.forEach((p, i) => {
-      p.backendId = newIds[i];
-      p.typesBound = false;
-    });
+    // Binary prepared statements live on the home connection only (COM_STMT_* commands go there).
+    await restoreOn(s, conn, s.hostgroup === s.homeHostgroup);
   } catch (e) {
     s.deps.router.release(conn.server.address);
     conn.socket.destroy();

@@ -56,17 +56,33 @@ export function userVariableLiteral(v: UserVariable): string {
 
 const ident = (name: string): string => "`" + name.replace(/`/g, "``") + "`";
 
-export function restorePlan(t: StateTracker, noBackslashEscapes: boolean): RestorePlan {
+export const isRestorable = (name: string): boolean => !NOT_RESTORED.has(name) && /^[a-z0-9_]+$/.test(name);
+
+/** One SET SESSION for these system variables, character sets and collations first. */
+export function setSystemVariables(vars: [string, string][], noBackslashEscapes: boolean): OwnStatement | null {
+  if (vars.length === 0) return null;
+  vars.sort((a, b) => order(a[0]) - order(b[0]));
+  return { kind: "query", sql: "SET SESSION " + vars.map(([k, v]) => `${k} = ${systemValue(v, noBackslashEscapes)}`).join(", ") };
+}
+
+export function setUserVariables(vars: [string, UserVariable | null][]): OwnStatement | null {
+  if (vars.length === 0) return null;
+  return { kind: "query", sql: "SET " + vars.map(([k, v]) => `@${ident(k)} = ${v ? userVariableLiteral(v) : "NULL"}`).join(", ") };
+}
+
+/**
+ * Everything to replay on a fresh connection. `binary`: also re-prepare the binary prepared
+ * statements (only on the session's home connection, where COM_STMT_* commands go).
+ */
+export function restorePlan(t: StateTracker, noBackslashEscapes: boolean, binary = true): RestorePlan {
   const statements: OwnStatement[] = [];
-  const vars = [...t.systemVariables].filter(([k]) => !NOT_RESTORED.has(k) && /^[a-z0-9_]+$/.test(k)).sort((a, b) => order(a[0]) - order(b[0]));
-  if (vars.length) {
-    statements.push({ kind: "query", sql: "SET SESSION " + vars.map(([k, v]) => `${k} = ${systemValue(v, noBackslashEscapes)}`).join(", ") });
-  }
-  if (t.userVariableValues.size) {
-    statements.push({ kind: "query", sql: "SET " + [...t.userVariableValues].map(([k, v]) => `@${ident(k)} = ${userVariableLiteral(v)}`).join(", ") });
-  }
+  const sys = setSystemVariables([...t.systemVariables].filter(([k]) => isRestorable(k)), noBackslashEscapes);
+  if (sys) statements.push(sys);
+  const user = setUserVariables([...t.userVariableValues]);
+  if (user) statements.push(user);
   for (const text of t.sqlPrepared.values()) statements.push({ kind: "query", sql: text });
   if (t.lastInsertId > 0n) statements.push({ kind: "query", sql: `DO LAST_INSERT_ID(${t.lastInsertId})` });
+  if (!binary) return { statements, prepared: [] };
   const prepared = [...t.prepared.values()].sort((a, b) => a.clientId - b.clientId);
   for (const p of prepared) statements.push({ kind: "prepare", sql: p.sql ?? "" }); // null sql pins the session: never planned
   return { statements, prepared };

@@ -17,13 +17,14 @@ import {
   COM_SET_OPTION, COM_SHUTDOWN, COM_STATISTICS, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
   COM_STMT_RESET, COM_STMT_SEND_LONG_DATA, CR_SERVER_LOST, ER_NET_PACKETS_OUT_OF_ORDER, ER_UNKNOWN_COM_ERROR,
   FERRY_NO_BACKEND, HEADER_SIZE, MAX_PACKET_PAYLOAD, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_AUTOCOMMIT,
-  SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_LAST_ROW_SENT,
+  SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_IN_TRANS, SERVER_STATUS_LAST_ROW_SENT,
 } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { decodeOk, encodeErr, encodeOk } from "../protocol/packets.js";
 import { framePayload } from "../protocol/writer.js";
 import { ResponseScanner, Shape, type ScanListener } from "../protocol/response-scanner.js";
-import type { Router } from "../router/router.js";
+import { homeHostgroup, type Router, type ServerStats } from "../router/router.js";
+import { applyQueryRules } from "../router/query-rules.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
@@ -35,8 +36,20 @@ import type { SessionRegistry } from "./registry.js";
 import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
 import { moveSession, type MoveSlots } from "./migrator.js";
 import { refreshState, systemVariablesToReadBack } from "./state-refresh.js";
+import { snapshotState, type StateSnapshot } from "./state-sync.js";
+import { switchHostgroup } from "./hostgroup-switch.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
+
+/** A backend connection of another hostgroup, kept for the session's next statement routed there. */
+export interface ParkedConnection {
+  conn: BackendConnection;
+  hostgroup: number;
+  snapshot: StateSnapshot;
+  onClose: () => void;
+}
+
+const REFUSED = -1;
 
 /** Commands up to this size are assembled whole before dispatch; larger ones dispatch on a prefix. */
 const ASSEMBLE_LIMIT = 1 << 20;
@@ -86,8 +99,17 @@ export class Session implements ScanListener, ChunkSink {
   private clientReader: SocketReader | null = null;
   private readonly clientSink: ChunkSink = { onChunk: (c) => this.onClientData(c) };
   private readonly release: () => void;
-  /** hostgroup the session is served from */
+  /** hostgroup of the active backend connection */
   hostgroup: number;
+  /** hostgroup the session lives in (user default or route); commands no rule sends elsewhere go here */
+  homeHostgroup: number;
+  /** connections of other hostgroups, brought up to date when a statement is routed back to them */
+  readonly parked: ParkedConnection[] = [];
+  private routeDecided = false;
+  private cmdTimeoutMs = 0;
+  private cmdTimer: NodeJS.Timeout | null = null;
+  private cmdStart = 0;
+  private serverStats: ServerStats | null = null;
   /** address of a backend lost while the session was idle (it reconnects elsewhere) */
   lostFrom: string | null = null;
   private moveReason: string | null = null;
@@ -115,7 +137,15 @@ export class Session implements ScanListener, ChunkSink {
     this.onSocketError = this.onSocketError.bind(this);
     this.tracker.schema = auth.database;
     this.tracker.collation = auth.collation;
-    this.hostgroup = auth.user.defaultHostgroup;
+    this.homeHostgroup = homeHostgroup(deps.config(), auth.user, auth.clientAddr, auth.labels);
+    this.hostgroup = this.homeHostgroup;
+    this.onCommandTimeout = this.onCommandTimeout.bind(this);
+  }
+
+  /** the tenant labels servers must carry, or null when the client brought none */
+  get labels(): Readonly<Record<string, string>> | null {
+    for (const _ in this.auth.labels) return this.auth.labels;
+    return null;
   }
 
   get userName(): string { return this.auth.user.name; }
@@ -138,7 +168,7 @@ export class Session implements ScanListener, ChunkSink {
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
     try {
-      this.attachBackend(await this.openBackend(this.auth.user.defaultHostgroup, this.auth.database));
+      this.attachBackend(await this.openBackend(this.homeHostgroup, this.auth.database));
     } catch (e) {
       const err = e instanceof FerryError ? e : new FerryError(FERRY_NO_BACKEND, "08S01", String(e));
       this.log.warn({ err: err.message }, "session could not get a backend");
@@ -157,8 +187,11 @@ export class Session implements ScanListener, ChunkSink {
   /** Tries the hostgroup's servers best-first, a bounded number of times. */
   async openBackend(hostgroup: number, database: string | null): Promise<BackendConnection> {
     const cfg = this.deps.config();
-    const candidates = this.deps.router.candidates(hostgroup);
-    if (candidates.length === 0) throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: hostgroup ${hostgroup} has no ONLINE server`);
+    const candidates = this.deps.router.candidates(hostgroup, this.labels);
+    if (candidates.length === 0) {
+      const which = this.labels ? ` with labels ${JSON.stringify(this.labels)}` : "";
+      throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: hostgroup ${hostgroup} has no ONLINE server${which}`);
+    }
     let last: FerryError | null = null;
     const attempts = Math.min(cfg.proxy.backend_connect_attempts, candidates.length);
     for (let i = 0; i < attempts; i++) {
@@ -197,6 +230,8 @@ export class Session implements ScanListener, ChunkSink {
 
   attachBackend(b: BackendConnection): void {
     this.backend = b;
+    this.hostgroup = b.server.hostgroup;
+    this.serverStats = this.deps.router.statsOf(b.server.address);
     if (b.initialTrack) this.tracker.applyTrack(b.initialTrack);
     if (b.reader) b.reader.sink = this;
     else b.socket.on("data", this.onBackendData);
@@ -205,7 +240,8 @@ export class Session implements ScanListener, ChunkSink {
     b.socket.on("error", this.onSocketError);
   }
 
-  detachBackend(): BackendConnection | null {
+  /** Takes the active connection off the session; `release`: it no longer counts for its server. */
+  detachBackend(release = true): BackendConnection | null {
     const b = this.backend;
     if (!b) return null;
     if (b.reader) b.reader.sink = null;
@@ -214,8 +250,45 @@ export class Session implements ScanListener, ChunkSink {
     b.socket.off("close", this.onBackendClose);
     b.socket.off("error", this.onSocketError);
     this.backend = null;
-    this.deps.router.release(b.server.address);
+    this.serverStats = null;
+    if (release) this.deps.router.release(b.server.address);
     return b;
+  }
+
+  /** Keeps a connection of another hostgroup for later, with a snapshot of the state it has. */
+  park(conn: BackendConnection): void {
+    const entry: ParkedConnection = { conn, hostgroup: conn.server.hostgroup, snapshot: snapshotState(this.tracker), onClose: () => this.discardParked(entry) };
+    conn.socket.once("close", entry.onClose);
+    conn.socket.on("error", this.onSocketError);
+    this.parked.push(entry);
+  }
+
+  /** The parked connection of a hostgroup, now the caller's (still counted for its server). */
+  takeParked(hostgroup: number): ParkedConnection | null {
+    const i = this.parked.findIndex((p) => p.hostgroup === hostgroup);
+    if (i < 0) return null;
+    const [entry] = this.parked.splice(i, 1);
+    entry.conn.socket.off("close", entry.onClose);
+    entry.conn.socket.off("error", this.onSocketError);
+    return entry;
+  }
+
+  /** Closes a parked connection (its server leaves, it died, or the session state was reset). */
+  discardParked(entry: ParkedConnection): void {
+    const i = this.parked.indexOf(entry);
+    if (i < 0) return;
+    this.parked.splice(i, 1);
+    this.deps.router.release(entry.conn.server.address);
+    entry.conn.socket.off("close", entry.onClose);
+    entry.conn.socket.on("error", () => undefined);
+    entry.conn.socket.destroy();
+  }
+
+  /** Drops parked connections on servers that leave; one holding a transaction only when forced. */
+  dropParked(leaving: (server: ServerConfig) => boolean, force = false): void {
+    for (const p of [...this.parked]) {
+      if (leaving(p.conn.server) && (force || (p.snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0)) this.discardParked(p);
+    }
   }
 
   // ---- client → backend ------------------------------------------------------------------
@@ -358,6 +431,19 @@ export class Session implements ScanListener, ChunkSink {
     this.cmdText = null;
     this.cmdFailed = false;
     this.tracker.beforeCommand();
+    if (this.routeDecided) {
+      this.routeDecided = false;
+    } else {
+      this.cmdTimeoutMs = 0;
+      if (this.hostgroup !== this.homeHostgroup || this.deps.config().queryRules.length > 0) {
+        const hg = this.routeCommand(cmd, buf, p, avail, len);
+        if (hg === REFUSED) return this.skipRefused(len, avail, p);
+        if (hg !== this.hostgroup) {
+          this.startSwitch(hg, buf.subarray(pos, end));
+          return end;
+        }
+      }
+    }
     let shape: Shape;
     switch (cmd) {
       case COM_QUERY:
@@ -454,8 +540,72 @@ export class Session implements ScanListener, ChunkSink {
     return this.forwardCommand(buf, pos, end, len, shape);
   }
 
+  /**
+   * Where this command runs: query rules for COM_QUERY, the home hostgroup for everything else.
+   * A session stays where it is while pinned (transaction, temporary table, lock, …); with
+   * autocommit off it goes home, where its implicit transaction will start.
+   */
+  private routeCommand(cmd: number, buf: Buffer, p: number, avail: number, len: number): number {
+    const cfg = this.deps.config();
+    let want = this.homeHostgroup;
+    if (cmd === COM_QUERY) {
+      if (cfg.queryRules.length > 0 && len === avail) {
+        const sql = buf.toString("utf8", p + 1, p + avail);
+        const o = applyQueryRules(cfg.queryRules, cfg.rulesNeedDigest, { username: this.auth.user.name, schema: this.tracker.schema, clientAddr: this.auth.clientAddr }, sql);
+        if (o !== null) {
+          if (o.log) this.log.info({ rules: o.matched, digest: o.digest ?? undefined, hostgroup: o.hostgroup, sql: sql.length > 1024 ? sql.slice(0, 1024) + "…" : sql }, "query rule matched");
+          if (o.errorMsg !== null) {
+            this.client.write(encodeErr(1, 1148, "42000", `ferry: statement refused by query rule ${o.matched[o.matched.length - 1]}: ${o.errorMsg}`));
+            return REFUSED;
+          }
+          this.cmdTimeoutMs = o.timeoutMs ?? 0;
+          if (o.hostgroup !== null) want = o.hostgroup;
+        }
+      }
+    } else if (cmd === COM_PING || cmd === COM_QUIT || cmd === COM_STATISTICS) {
+      return this.hostgroup;
+    }
+    if (want === this.hostgroup) return want;
+    const t = this.tracker;
+    if (!t.autocommit && this.auth.user.transactionPersistent) want = this.homeHostgroup;
+    if (want === this.hostgroup) return want;
+    if (this.backend === null) return want;
+    const pins = t.pinReasons();
+    if (pins.length === 0 || (!this.auth.user.transactionPersistent && pins.length === 1 && pins[0] === "transaction")) return want;
+    return this.hostgroup;
+  }
+
+  /** A refused statement: skip its bytes; the session stays usable. */
+  private skipRefused(len: number, avail: number, p: number): number {
+    this.cPktLeft = len - avail;
+    this.cContinues = len === MAX_PACKET_PAYLOAD;
+    return p + avail;
+  }
+
+  /** Holds the command while the session changes to a connection of another hostgroup, then replays it there. */
+  private startSwitch(hostgroup: number, command: Buffer): void {
+    this.hold(command);
+    this.cstate = C.Busy;
+    this.routeDecided = true;
+    switchHostgroup(this, hostgroup).catch((e: Error) => {
+      this.log.warn({ hostgroup, err: e.message }, "could not reach the routed hostgroup; the statement runs where the session is");
+    }).finally(() => {
+      if (this.closed) return;
+      this.cstate = C.Idle;
+      this.resumeClient();
+    });
+  }
+
+  private onCommandTimeout(): void {
+    this.cmdTimer = null;
+    this.log.info({ timeoutMs: this.cmdTimeoutMs }, "statement over its query rule timeout: killing it");
+    this.kill(true).catch((e: Error) => this.log.warn({ err: e.message }, "could not kill a statement over its timeout"));
+  }
+
   /** Forwards a command's first packet: whatever of it is in this buffer now, the rest as it comes. */
   private forwardCommand(buf: Buffer, pos: number, end: number, len: number, shape: Shape): number {
+    this.cmdStart = performance.now();
+    if (this.cmdTimeoutMs > 0) this.cmdTimer = setTimeout(this.onCommandTimeout, this.cmdTimeoutMs);
     const pktEnd = pos + HEADER_SIZE + len;
     const stop = Math.min(end, pktEnd);
     this.writeBackend(pos === 0 && stop === buf.length ? buf : buf.subarray(pos, stop));
@@ -543,6 +693,7 @@ export class Session implements ScanListener, ChunkSink {
     this.log.debug({ statement: stmt.clientId }, "re-sending parameter types on the statement's first execute after a move");
     const payload = Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]);
     this.writeBackend(framePayload(payload, 0));
+    this.cmdStart = performance.now();
     this.tracker.inCommand = true;
     this.scanner.begin(Shape.Result, this.deprecateEof);
     this.commandSent();
@@ -627,6 +778,11 @@ export class Session implements ScanListener, ChunkSink {
   }
 
   private responseDone(): void {
+    if (this.serverStats !== null) this.serverStats.observe(performance.now() - this.cmdStart);
+    if (this.cmdTimer !== null) {
+      clearTimeout(this.cmdTimer);
+      this.cmdTimer = null;
+    }
     const t = this.tracker;
     t.inCommand = false;
     const ok = !this.cmdFailed;
@@ -635,7 +791,7 @@ export class Session implements ScanListener, ChunkSink {
       switch (this.cmd) {
         case COM_INIT_DB: if (this.cmdText !== null) t.onInitDb(this.cmdText); break;
         case COM_STMT_RESET: t.onStmtReset(this.cmdStmtId); break;
-        case COM_RESET_CONNECTION: t.reset(); break;
+        case COM_RESET_CONNECTION: t.reset(); this.dropAllParked(); break;
       }
     }
     this.cstate = C.Idle;
@@ -728,7 +884,14 @@ export class Session implements ScanListener, ChunkSink {
     await slots.acquire();
     try {
       if (this.closed) return;
-      const m = await moveSession(this, this.moveTarget);
+      const m = await moveSession(this, this.moveTarget).catch(async (e: unknown) => {
+        // A connection of another hostgroup with nowhere to go: the session goes home instead.
+        if (this.hostgroup === this.homeHostgroup) throw e;
+        const from = this.backendAddress ?? this.lostFrom;
+        const t0 = performance.now();
+        await switchHostgroup(this, this.homeHostgroup, true);
+        return { from, to: this.backendAddress ?? "?", ms: performance.now() - t0 };
+      });
       slots.moved++;
       this.log.info({ reason, from: m.from, to: m.to, ms: Math.round(m.ms * 10) / 10, result: "moved" }, "session moved");
       this.moveReason = null;
@@ -784,9 +947,13 @@ export class Session implements ScanListener, ChunkSink {
 
   /** Replays bytes held while a response was pending, then lets the client socket flow again. */
   resumeClient(): void {
-    while (this.held.length && this.cstate === C.Idle && !this.closed && this.backend !== null) {
-      const next = this.held.shift()!;
-      this.processClient(next, 0);
+    if (this.held.length && this.cstate === C.Idle && !this.closed && this.backend !== null) {
+      // What a replayed chunk holds back again goes to a fresh list, ahead of the chunks not replayed yet.
+      const queue = this.held;
+      this.held = [];
+      let i = 0;
+      while (i < queue.length && this.cstate === C.Idle && !this.closed && this.backend !== null) this.processClient(queue[i++], 0);
+      for (; i < queue.length; i++) this.held.push(queue[i]);
     }
     if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed && this.backend !== null) this.unpauseClient();
   }
@@ -929,6 +1096,8 @@ export class Session implements ScanListener, ChunkSink {
     if (this.moveTimer) clearTimeout(this.moveTimer);
     if (this.lostDeadline) clearTimeout(this.lostDeadline);
     this.deps.registry.remove(this);
+    if (this.cmdTimer) clearTimeout(this.cmdTimer);
+    this.dropAllParked();
     const b = this.detachBackend();
     if (b) {
       b.socket.on("error", () => undefined);
@@ -940,6 +1109,10 @@ export class Session implements ScanListener, ChunkSink {
     if (!this.client.destroyed) this.client.end();
     setTimeout(() => this.client.destroy(), 1000).unref();
     this.release();
+  }
+
+  dropAllParked(): void {
+    for (const p of [...this.parked]) this.discardParked(p);
   }
 
   get isClosed(): boolean {

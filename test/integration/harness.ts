@@ -93,3 +93,27 @@ export async function one(c: mysql.Connection, sql: string, params?: unknown[]):
 
 /** The port of the backend serving the connection now. */
 export const portOf = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT @@port AS p")).p);
+
+export const MONITOR_USER = "monitor";
+export const MONITOR_PASSWORD = "monitor-secret";
+
+export const monitorGrants = `CREATE USER '${MONITOR_USER}'@'%' IDENTIFIED BY '${MONITOR_PASSWORD}';
+  GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO '${MONITOR_USER}'@'%';`;
+
+/**
+ * A primary and a replica: servers[0] writes a binary log, servers[1] replicates from it by
+ * position and is read_only. Both have the app and monitor users.
+ */
+export async function startReplicated(): Promise<Cluster> {
+  const c = await Cluster.start(2, ["--log-bin=mariadb-bin", "--binlog-format=ROW"]);
+  const [primary, replica] = c.servers;
+  await primary.sql(`${monitorGrants} CREATE USER 'repl'@'%' IDENTIFIED BY 'repl'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';`);
+  await replica.sql(`${monitorGrants} SET GLOBAL server_id = 2; SET GLOBAL read_only = ON;`);
+  const [file, pos] = (await primary.sql("SHOW MASTER STATUS")).trim().split("\t");
+  await replica.sql(`CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${primary.port}, MASTER_USER='repl', MASTER_PASSWORD='repl',
+    MASTER_LOG_FILE='${file}', MASTER_LOG_POS=${pos}; START SLAVE;`);
+  // columns 11 and 12 of SHOW SLAVE STATUS: Slave_IO_Running, Slave_SQL_Running
+  const running = await waitFor(async () => (await replica.sql("SHOW SLAVE STATUS")).split("\t").slice(10, 12).join() === "Yes,Yes", 10_000);
+  if (!running) throw new Error(`replication did not start: ${await replica.sql("SHOW SLAVE STATUS")}`);
+  return c;
+}

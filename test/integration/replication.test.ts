@@ -1,0 +1,152 @@
+// A primary and a replica behind Ferry with the read/write-split rules of the README: where each
+// statement runs, what the monitor does when read_only flips or the replica falls behind, and the
+// rules' error_msg and timeout on real sessions.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type mysql from "mysql2/promise";
+import { parseConfig } from "../../src/config/load.js";
+import { startFerry, type FerryServer } from "../../src/server.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, MONITOR_PASSWORD, MONITOR_USER, one, startReplicated, waitFor } from "./harness.js";
+
+const RW_SPLIT_RULES = `
+[[query_rules]]
+rule_id = 100
+match_digest = "^SELECT .* FOR UPDATE"
+destination_hostgroup = 0
+apply = true
+
+[[query_rules]]
+rule_id = 200
+match_digest = "^SELECT"
+destination_hostgroup = 1
+apply = true
+
+[[query_rules]]
+rule_id = 300
+match_pattern = "^DROP\\\\s+DATABASE"
+error_msg = "dropping databases through Ferry is not allowed"
+
+[[query_rules]]
+rule_id = 50
+match_pattern = "SLEEP\\\\(5\\\\)"
+timeout = 300
+`;
+
+describe("read/write split with a primary and a replica", () => {
+  let cluster: Cluster;
+  let ferry: FerryServer;
+  const logs = new LogSink();
+  const clients: mysql.Connection[] = [];
+
+  const serverId = async (c: mysql.Connection, sql = "SELECT @@server_id AS id"): Promise<number> => Number((await one(c, sql)).id);
+  const hostgroupsOf = (port: number): number[] => ferry.config().servers.filter((s) => s.port === port).map((s) => s.hostgroup).sort();
+  const statusOf = (port: number): string[] => ferry.config().servers.filter((s) => s.port === port).map((s) => s.status);
+
+  before(async () => {
+    cluster = await startReplicated();
+    const [primary, replica] = cluster.servers;
+    await primary.sql("CREATE TABLE app.items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40))");
+    const config = parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\n
+[monitor]\nuser = "${MONITOR_USER}"\npassword = "${MONITOR_PASSWORD}"\ninterval_ms = 200\ntimeout_ms = 1000\nfailure_threshold = 2\n
+[[replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${primary.port}\nhostgroup = 0\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${replica.port}\nhostgroup = 1\nmax_replication_lag = 5\n
+[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\ndefault_hostgroup = 0\n${RW_SPLIT_RULES}`, "test");
+    ferry = await startFerry(config, { logLevel: "debug", logDestination: logs });
+    assert.ok(await waitFor(() => ferry.health().length === 2 && ferry.health().every((h) => h.lastCheck > 0), 5000), "monitor checked both servers");
+  });
+
+  after(async () => {
+    for (const c of clients) await c.end().catch(() => undefined);
+    await ferry?.close();
+    await cluster?.stop();
+  });
+
+  async function client(): Promise<mysql.Connection> {
+    const c = await connectVia(ferry.port);
+    clients.push(c);
+    return c;
+  }
+
+  it("sends reads to the replica, writes and locking reads to the primary, and keeps a transaction on one server", async () => {
+    assert.deepEqual(hostgroupsOf(cluster.servers[1].port), [1]);
+    const c = await client();
+    assert.equal(await serverId(c), 2, "a plain SELECT runs on the replica");
+    const [res] = await c.query("INSERT INTO items (name) VALUES ('a'), ('b')");
+    const insertId = (res as mysql.ResultSetHeader).insertId;
+    assert.equal((await cluster.servers[0].sql("SELECT COUNT(*) FROM app.items")).trim(), "2", "the write reached the primary");
+    assert.equal(await serverId(c, "SELECT @@server_id AS id FROM items WHERE id = 1 FOR UPDATE"), 1, "a locking read runs on the primary");
+    // state set on one server is there when the session runs on the other
+    await c.query("SET @who = 'me', SESSION sql_mode = 'ANSI_QUOTES'");
+    const r = await one(c, "SELECT @who AS who, @@session.sql_mode AS mode, LAST_INSERT_ID() AS li, @@server_id AS id");
+    assert.deepEqual([r.who, r.mode, Number(r.li), Number(r.id)], ["me", "ANSI_QUOTES", insertId, 2]);
+    await c.query("SET SESSION sql_mode = DEFAULT");
+    await c.query("USE mysql");
+    assert.equal((await one(c, "SELECT DATABASE() AS db, @@server_id AS id")).db, "mysql");
+    await c.query("USE app");
+    // inside a transaction every statement stays on the server the transaction started on
+    await c.query("BEGIN");
+    assert.equal(await serverId(c), 1, "a read inside a transaction stays on the primary");
+    await c.query("INSERT INTO items (name) VALUES ('c')");
+    await c.query("COMMIT");
+    assert.equal(await serverId(c), 2, "after COMMIT reads go back to the replica");
+    // autocommit off: the session stays home, where its implicit transaction runs
+    await c.query("SET autocommit = 0");
+    assert.equal(await serverId(c), 1);
+    await c.query("COMMIT");
+    await c.query("SET autocommit = 1");
+    // binary prepared statements stay valid across the switches
+    const [rows] = await c.execute("SELECT name FROM items WHERE id = ?", [1]);
+    assert.deepEqual(rows, [{ name: "a" }]);
+    assert.equal(await serverId(c), 2);
+    const [again] = await c.execute("SELECT name FROM items WHERE id = ?", [2]);
+    assert.deepEqual(again, [{ name: "b" }]);
+  });
+
+  it("refuses a statement by rule with 1148, and kills one over the rule's timeout; the session goes on", async () => {
+    const c = await client();
+    await assert.rejects(c.query("DROP DATABASE app"), (e: { errno: number; sqlState: string; message: string }) => {
+      assert.equal(e.errno, 1148);
+      assert.equal(e.sqlState, "42000");
+      assert.match(e.message, /^ferry: statement refused by query rule 300: dropping databases/);
+      return true;
+    });
+    const t0 = Date.now();
+    await assert.rejects(one(c, "SELECT SLEEP(5) AS s"), (e: { errno: number }) => e.errno === 1317); // query execution was interrupted
+    assert.ok(Date.now() - t0 < 3000, `the statement was stopped after ${Date.now() - t0} ms`);
+    assert.equal(await serverId(c), 2);
+    assert.equal((await cluster.servers[0].sql("SHOW DATABASES LIKE 'app'")).trim(), "app");
+  });
+
+  it("shuns a replica whose replication stopped, reads fall back to the primary, and it returns when replication resumes", async () => {
+    const [, replica] = cluster.servers;
+    const c = await client();
+    assert.equal(await serverId(c), 2);
+    await replica.sql("STOP SLAVE SQL_THREAD");
+    assert.ok(await waitFor(() => statusOf(replica.port).includes("SHUNNED"), 5000), "the replica is shunned");
+    const h = ferry.health().find((x) => x.address.endsWith(`:${replica.port}`))!;
+    assert.equal(h.lastError, null);
+    assert.equal(h.replicationLag, 60, "stopped replication counts as lag_when_null");
+    assert.ok(await waitFor(async () => (await serverId(c)) === 1, 3000), "reads fall back to the primary");
+    const fresh = await client();
+    assert.equal(await serverId(fresh), 1, "a new session's reads go to the primary too");
+    await replica.sql("START SLAVE SQL_THREAD");
+    assert.ok(await waitFor(() => statusOf(replica.port).every((s) => s === "ONLINE"), 5000), "the replica is back");
+    assert.equal(await serverId(fresh), 2);
+  });
+
+  it("moves a server between the writer and reader hostgroups when its read_only flips", async () => {
+    const [primary, replica] = cluster.servers;
+    await replica.sql("SET GLOBAL read_only = OFF");
+    assert.ok(await waitFor(() => hostgroupsOf(replica.port).join() === "0", 3000), `writable replica in the writer hostgroup (${hostgroupsOf(replica.port)})`);
+    await replica.sql("SET GLOBAL read_only = ON");
+    await primary.sql("SET GLOBAL read_only = ON");
+    assert.ok(await waitFor(() => hostgroupsOf(replica.port).join() === "1" && hostgroupsOf(primary.port).join() === "1", 3000), "both read-only: both readers");
+    await primary.sql("SET GLOBAL read_only = OFF");
+    assert.ok(await waitFor(() => hostgroupsOf(primary.port).join() === "0", 3000), "the primary is the writer again");
+    const c = await client();
+    assert.equal(await serverId(c, "SELECT @@server_id AS id FROM DUAL FOR UPDATE"), 1);
+    assert.ok(logs.lines.some((l) => l.includes("runtime servers changed")));
+  });
+});
