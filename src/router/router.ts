@@ -3,12 +3,14 @@
 //
 //   (connections + 1) / weight  ×  latency factor  ×  zone factor
 //
-// latency factor = 1 + latency_weight × (server's EWMA round trip − the hostgroup's best) / best,
-// capped at 10; zone factor = zone_penalty for servers outside Ferry's zone (when one is set).
+// latency factor = 1 + latency_weight × (server's EWMA round trip − the hostgroup's best − 1 ms)
+// / max(best, 1 ms), when positive, capped at 10 (sub-millisecond differences are noise, not load); zone factor = zone_penalty for servers outside Ferry's zone (when one is set).
 // Only ONLINE servers under their max_connections, carrying every label the session asks for,
 // are candidates; a server that recently refused a connection goes to the back of the line.
 
 import type { Route, RuntimeConfig, ServerConfig, UserConfig } from "../config/runtime-config.js";
+
+const LATENCY_DEADBAND_MS = 1;
 
 /** Per-server numbers the data plane updates in place (no lookup per command). */
 export class ServerStats {
@@ -68,8 +70,8 @@ export class Router {
         if (st && st.samples > 0 && st.latencyMs < best) best = st.latencyMs;
       }
       if (mine && mine.samples > 0 && best < Infinity) {
-        const floor = Math.max(best, 0.05);
-        score *= Math.min(10, 1 + (b.latency_weight * (mine.latencyMs - best)) / floor);
+        const gap = mine.latencyMs - best - LATENCY_DEADBAND_MS;
+        if (gap > 0) score *= Math.min(10, 1 + (b.latency_weight * gap) / Math.max(best, LATENCY_DEADBAND_MS));
       }
     }
     if (b.zone !== undefined && s.labels[b.zone_label] !== b.zone) score *= b.zone_penalty;
