@@ -8,7 +8,7 @@ import mysql from "mysql2/promise";
 import { parseConfig } from "../../src/config/load.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
 import { GaleraCluster } from "../../src/cli/local-galera.js";
-import { APP_PASSWORD, APP_USER, LogSink, waitFor } from "./harness.js";
+import { APP_PASSWORD, APP_USER, LogSink, MONITOR_PASSWORD, MONITOR_USER, monitorGrants, portOf, waitFor } from "./harness.js";
 
 describe("Galera rolling restart through Ferry", () => {
   let galera: GaleraCluster;
@@ -16,12 +16,14 @@ describe("Galera rolling restart through Ferry", () => {
   const logs = new LogSink();
 
   const config = (drained: number | null) => parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nrebalance_ratio = 0\n` +
+    `[monitor]\nuser = "${MONITOR_USER}"\npassword = "${MONITOR_PASSWORD}"\ninterval_ms = 200\n` +
     galera.nodes.map((n) => `[[servers]]\nhost = "127.0.0.1"\nport = ${n.port}\nstatus = "${n.port === drained ? "OFFLINE_SOFT" : "ONLINE"}"\n`).join("") +
     `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`);
 
   before(async () => {
     galera = await GaleraCluster.start(3);
     await galera.nodes[0].sql(`CREATE USER '${APP_USER}'@'%' IDENTIFIED BY '${APP_PASSWORD}'; GRANT ALL ON *.* TO '${APP_USER}'@'%';
+      ${monitorGrants}
       CREATE DATABASE app; CREATE TABLE app.ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, client INT NOT NULL, seq INT NOT NULL, UNIQUE KEY (client, seq));`);
     for (const n of galera.nodes) await galera.waitSynced(n);
     ferry = await startFerry(config(null), { logLevel: "info", logDestination: logs });
@@ -72,5 +74,29 @@ describe("Galera rolling restart through Ferry", () => {
       assert.deepEqual(missing, [], `node ${node.port} has every acknowledged row`);
     }
     assert.ok(logs.lines.filter((l) => l.includes('"result":"moved"')).length >= CLIENTS, "sessions moved during the restart");
+  });
+
+  it("shuns a desynced node: its sessions move and new sessions avoid it until it is synced again", async () => {
+    const node = galera.nodes[1];
+    const address = `127.0.0.1:${node.port}`;
+    const statusOf = (): string | undefined => ferry.config().servers.find((s) => s.address === address)?.status;
+    assert.ok(await waitFor(() => statusOf() === "ONLINE", 10_000), "all nodes ONLINE after the restarts");
+    const clients = await Promise.all(Array.from({ length: 6 }, () => mysql.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app" })));
+    try {
+      const before = await Promise.all(clients.map(portOf));
+      assert.ok(before.includes(node.port), `some session on the node: ${before}`);
+      await node.sql("SET GLOBAL wsrep_desync = ON");
+      assert.ok(await waitFor(() => statusOf() === "SHUNNED", 5000), "the desynced node is shunned");
+      assert.match(ferry.config().servers.find((s) => s.address === address)?.statusReason ?? "", /^galera: desynced/);
+      assert.equal(ferry.health().find((h) => h.address === address)?.galera?.desync, true);
+      for (const c of clients) assert.ok(await waitFor(async () => (await portOf(c)) !== node.port, 5000), "sessions left the node");
+      const fresh = await Promise.all(Array.from({ length: 4 }, () => mysql.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD })));
+      assert.ok((await Promise.all(fresh.map(portOf))).every((p) => p !== node.port), "new sessions avoid it");
+      await Promise.all(fresh.map((c) => c.end()));
+      await node.sql("SET GLOBAL wsrep_desync = OFF");
+      assert.ok(await waitFor(() => statusOf() === "ONLINE", 10_000), "back ONLINE once synced");
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
   });
 });
