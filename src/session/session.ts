@@ -25,6 +25,7 @@ import { framePayload } from "../protocol/writer.js";
 import { ResponseScanner, Shape, type ScanListener } from "../protocol/response-scanner.js";
 import { homeHostgroup, type Router, type ServerStats } from "../router/router.js";
 import { applyQueryRules } from "../router/query-rules.js";
+import { splitStatements, tokenize } from "../protocol/tokenizer.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
@@ -559,7 +560,8 @@ export class Session implements ScanListener, ChunkSink {
             return REFUSED;
           }
           this.cmdTimeoutMs = o.timeoutMs ?? 0;
-          if (o.hostgroup !== null) want = o.hostgroup;
+          // Several statements in one query may mix reads and writes: they run at home.
+          if (o.hostgroup !== null && (sql.indexOf(";") < 0 || splitStatements(tokenize(sql)).length < 2)) want = o.hostgroup;
         }
       }
     } else if (cmd === COM_PING || cmd === COM_QUIT || cmd === COM_STATISTICS) {
@@ -570,6 +572,8 @@ export class Session implements ScanListener, ChunkSink {
     if (!t.autocommit && this.auth.user.transactionPersistent) want = this.homeHostgroup;
     if (want === this.hostgroup) return want;
     if (this.backend === null) return want;
+    // Nowhere to go (every server of that hostgroup down or shunned): the statement runs here.
+    if (!this.parked.some((x) => x.hostgroup === want) && this.deps.router.candidates(want, this.labels).length === 0) return this.hostgroup;
     const pins = t.pinReasons();
     if (pins.length === 0 || (!this.auth.user.transactionPersistent && pins.length === 1 && pins[0] === "transaction")) return want;
     return this.hostgroup;

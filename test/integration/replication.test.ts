@@ -12,7 +12,7 @@ import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, MONITOR_PASSWORD,
 const RW_SPLIT_RULES = `
 [[query_rules]]
 rule_id = 100
-match_digest = "^SELECT .* FOR UPDATE"
+match_digest = "^SELECT .* (FOR UPDATE|LOCK IN SHARE MODE)"
 destination_hostgroup = 0
 apply = true
 
@@ -64,7 +64,7 @@ describe("read/write split with a primary and a replica", () => {
   });
 
   async function client(): Promise<mysql.Connection> {
-    const c = await connectVia(ferry.port);
+    const c = await connectVia(ferry.port, { multipleStatements: true });
     clients.push(c);
     return c;
   }
@@ -76,12 +76,19 @@ describe("read/write split with a primary and a replica", () => {
     const [res] = await c.query("INSERT INTO items (name) VALUES ('a'), ('b')");
     const insertId = (res as mysql.ResultSetHeader).insertId;
     assert.equal((await cluster.servers[0].sql("SELECT COUNT(*) FROM app.items")).trim(), "2", "the write reached the primary");
+    assert.ok(await waitFor(async () => (await cluster.servers[1].sql("SELECT COUNT(*) FROM app.items")).trim() === "2", 5000), "replicated");
+    assert.deepEqual((await c.query("SELECT name FROM items ORDER BY id"))[0], [{ name: "a" }, { name: "b" }]);
     assert.equal(await serverId(c, "SELECT @@server_id AS id FROM items WHERE id = 1 FOR UPDATE"), 1, "a locking read runs on the primary");
+    assert.equal(await serverId(c, "SELECT @@server_id AS id FROM items WHERE id = 1 LOCK IN SHARE MODE"), 1);
     // state set on one server is there when the session runs on the other
     await c.query("SET @who = 'me', SESSION sql_mode = 'ANSI_QUOTES'");
     const r = await one(c, "SELECT @who AS who, @@session.sql_mode AS mode, LAST_INSERT_ID() AS li, @@server_id AS id");
     assert.deepEqual([r.who, r.mode, Number(r.li), Number(r.id)], ["me", "ANSI_QUOTES", insertId, 2]);
     await c.query("SET SESSION sql_mode = DEFAULT");
+    // a multi-statement query may write: it runs on the primary
+    const [multi] = await c.query("SELECT @@server_id AS id; INSERT INTO items (name) VALUES ('m')");
+    assert.equal(Number((multi as [{ id: number }[]])[0][0].id), 1);
+
     await c.query("USE mysql");
     assert.equal((await one(c, "SELECT DATABASE() AS db, @@server_id AS id")).db, "mysql");
     await c.query("USE app");
