@@ -1,4 +1,5 @@
-// Benchmark: sysbench through (a) the server directly, (b) Ferry, (c) HAProxy in TCP mode, in one run.
+// Benchmark: sysbench through (a) the server directly, (b) Ferry, (c) Ferry with the read/write-split
+// query rules, (d) HAProxy in TCP mode, in one run.
 // Prints a table of medians with ratios against direct and HAProxy, CPU µs per query of each proxy
 // process (from /proc/PID/stat), a bulk-transfer test (MB/s) and Ferry's peak RSS.
 //   node dist/bench/run.js [--time 5] [--runs 3]
@@ -32,10 +33,10 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 
 interface Target { name: string; port: number; pid: number | null }
 
-async function sysbench(test: string, port: number, threads: number): Promise<{ qps: number; p95: number; queries: number }> {
+async function sysbench(test: string, port: number, threads: number, psMode = "auto"): Promise<{ qps: number; p95: number; queries: number }> {
   const { stdout } = await run("sysbench", [test, "--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${port}`, "--mysql-user=bench",
     "--mysql-password=bench", "--mysql-db=sbtest", "--tables=4", "--table-size=10000", `--threads=${threads}`, `--time=${TIME}`,
-    "--report-interval=0", "--percentile=95", "--db-ps-mode=auto", "run"], { maxBuffer: 16 << 20 });
+    "--report-interval=0", "--percentile=95", `--db-ps-mode=${psMode}`, "run"], { maxBuffer: 16 << 20 });
   const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec/.exec(stdout);
   const p = /95th percentile:\s+([\d.]+)/.exec(stdout);
   if (!q || !p) throw new Error(`cannot parse sysbench output:\n${stdout}`);
@@ -59,6 +60,17 @@ async function main(): Promise<void> {
     const ferry = spawn(process.execPath, [join(root, "bin/ferry"), "start", "--config", cfg], { stdio: ["ignore", "ignore", "inherit"] });
     procs.push(ferry);
     await waitPort(ferryPort);
+    // The same Ferry with the README's read/write-split rules, the server in both hostgroups: what rules cost.
+    const rulesPort = await freePort();
+    const rulesCfg = join(dir, "ferry-rules.toml");
+    writeFileSync(rulesCfg, `[proxy]\nlisten = "127.0.0.1:${rulesPort}"\n[log]\nlevel = "warn"\n` +
+      `[[servers]]\nhost = "127.0.0.1"\nport = ${db.port}\nhostgroup = 0\n[[servers]]\nhost = "127.0.0.1"\nport = ${db.port}\nhostgroup = 1\n` +
+      `[[users]]\nname = "bench"\npassword = "bench"\ndefault_hostgroup = 0\n` +
+      `[[query_rules]]\nrule_id = 100\nmatch_digest = "^SELECT .* (FOR UPDATE|LOCK IN SHARE MODE)"\ndestination_hostgroup = 0\napply = true\n` +
+      `[[query_rules]]\nrule_id = 200\nmatch_digest = "^SELECT"\ndestination_hostgroup = 1\napply = true\n`);
+    const ferryRules = spawn(process.execPath, [join(root, "bin/ferry"), "start", "--config", rulesCfg], { stdio: ["ignore", "ignore", "inherit"] });
+    procs.push(ferryRules);
+    await waitPort(rulesPort);
     const targets: Target[] = [{ name: "direct", port: db.port, pid: null }, { name: "ferry", port: ferryPort, pid: ferry.pid! }];
     if (findBinary("haproxy")) {
       const hport = await freePort();
@@ -99,6 +111,25 @@ async function main(): Promise<void> {
         }
         console.log(rows.slice(-targets.length).join("\n"));
       }
+    }
+
+    // Query rules: the same statements as text (COM_QUERY, which rules see), Ferry without and with
+    // the read/write-split rule set, rounds alternating which goes first.
+    rows.push("", "| query rules (r/w split set), text protocol | threads | QPS ferry | QPS ferry+rules | ratio | CPU µs/q ferry | CPU µs/q ferry+rules |", "|---|---|---|---|---|---|---|");
+    const pair: Target[] = [{ name: "ferry", port: ferryPort, pid: ferry.pid! }, { name: "ferry+rules", port: rulesPort, pid: ferryRules.pid! }];
+    for (const test of ["oltp_point_select", "oltp_read_only"]) {
+      const q = new Map<string, number[]>(pair.map((t) => [t.name, []])), c = new Map<string, number[]>(pair.map((t) => [t.name, []]));
+      for (let r = 0; r < RUNS; r++) {
+        for (const t of r % 2 ? [...pair].reverse() : pair) {
+          const before = cpuTicks(t.pid!);
+          const x = await sysbench(test, t.port, 16, "disable");
+          q.get(t.name)!.push(x.qps);
+          c.get(t.name)!.push(((cpuTicks(t.pid!) - before) / HZ) * 1e6 / x.queries);
+        }
+      }
+      const [fq, rq, fc, rc] = [median(q.get("ferry")!), median(q.get("ferry+rules")!), median(c.get("ferry")!), median(c.get("ferry+rules")!)];
+      rows.push(`| ${test} | 16 | ${fq.toFixed(0)} | ${rq.toFixed(0)} | ${(rq / fq).toFixed(2)} | ${fc.toFixed(1)} | ${rc.toFixed(1)} |`);
+      console.log(rows[rows.length - 1]);
     }
 
     // Bulk: BULK_ROWS rows of ~1 KB read through each target by the mariadb client.

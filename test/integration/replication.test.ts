@@ -52,7 +52,8 @@ describe("read/write split with a primary and a replica", () => {
 [[replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${primary.port}\nhostgroup = 0\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${replica.port}\nhostgroup = 1\nmax_replication_lag = 5\n
-[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\ndefault_hostgroup = 0\n${RW_SPLIT_RULES}`, "test");
+[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\ndefault_hostgroup = 0\n
+[[users]]\nname = "loose"\npassword = "loose"\ntransaction_persistent = false\nbackend_user = "${APP_USER}"\nbackend_password = "${APP_PASSWORD}"\n${RW_SPLIT_RULES}`, "test");
     ferry = await startFerry(config, { logLevel: "debug", logDestination: logs });
     assert.ok(await waitFor(() => ferry.health().length === 2 && ferry.health().every((h) => h.lastCheck > 0), 5000), "monitor checked both servers");
   });
@@ -109,6 +110,18 @@ describe("read/write split with a primary and a replica", () => {
     assert.equal(await serverId(c), 2);
     const [again] = await c.execute("SELECT name FROM items WHERE id = ?", [2]);
     assert.deepEqual(again, [{ name: "b" }]);
+  });
+
+  it("transaction_persistent = false: reads inside a transaction follow the rules, the transaction waits on its connection", async () => {
+    const c = await connectVia(ferry.port, { user: "loose", password: "loose" });
+    clients.push(c);
+    await c.query("BEGIN");
+    await c.query("INSERT INTO items (name) VALUES ('loose')");
+    assert.equal(await serverId(c), 2, "a read inside the transaction goes to the replica");
+    assert.equal((await one(c, "SELECT COUNT(*) AS n FROM items WHERE name = 'loose'")).n, 0, "the replica cannot see the uncommitted row");
+    await c.query("INSERT INTO items (name) VALUES ('loose2')");
+    await c.query("COMMIT");
+    assert.equal((await cluster.servers[0].sql("SELECT COUNT(*) FROM app.items WHERE name LIKE 'loose%'")).trim(), "2", "both writes committed together");
   });
 
   it("refuses a statement by rule with 1148, and kills one over the rule's timeout; the session goes on", async () => {
