@@ -2,14 +2,31 @@
 // another hostgroup (read/write split). The session keeps the connection it leaves, parked, and
 // takes back a parked one of the target hostgroup after replaying what changed since it was
 // parked; without one, it opens a connection there and restores the whole state. Binary prepared
-// statements stay on the home connection, where all COM_STMT_* commands go.
+// statements are prepared on a connection when they first run there.
 
 import type { BackendConnection } from "../backend/backend-connection.js";
+import { runOwnStatements } from "../backend/own-statements.js";
 import { COM_QUIT } from "../protocol/constants.js";
 import { encodeCommand } from "../protocol/packets.js";
 import { lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
 import type { Session } from "./session.js";
 import { syncStatements } from "./state-sync.js";
+import type { PreparedStatement } from "./state-tracker.js";
+import { FerryError } from "../protocol/errors.js";
+
+/** Prepares a statement on the session's active connection, where the client's command will run. */
+export async function prepareOnActive(s: Session, stmt: PreparedStatement): Promise<void> {
+  if (stmt.sql === null) throw new FerryError(1243, "HY000", `statement ${stmt.clientId} cannot be prepared on another connection (its text was too large to keep)`);
+  const b = s.suspendBackendReads();
+  if (!b) throw new FerryError(2013, "HY000", "no backend connection");
+  try {
+    const [r] = await runOwnStatements(b, [{ kind: "prepare", sql: stmt.sql }]);
+    if (r.error) throw new FerryError(r.error.errno, r.error.sqlState, `statement ${stmt.clientId} could not be prepared on ${b.server.address}, where it runs now: ${r.error.message}`, "backend");
+    stmt.on.set(b, { id: r.stmtId, typesBound: false });
+  } finally {
+    s.resumeBackendReads(b);
+  }
+}
 
 /** Makes a connection of `hostgroup` the active one; `dropCurrent`: close the one left instead of parking it. */
 export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent = false): Promise<void> {
@@ -32,7 +49,7 @@ export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent
   if (conn === null) {
     conn = await s.openBackend(hostgroup, t.schema);
     try {
-      flags = await restoreOn(s, conn, hostgroup === s.homeHostgroup);
+      flags = await restoreOn(s, conn);
     } catch (e) {
       s.deps.router.release(conn.server.address);
       conn.socket.destroy();

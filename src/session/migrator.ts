@@ -76,18 +76,9 @@ export async function runChecked(conn: BackendConnection, statements: OwnStateme
 
 export const noBackslashEscapes = (conn: BackendConnection): boolean => (conn.statusFlags & SERVER_STATUS_NO_BACKSLASH_ESCAPES) !== 0;
 
-/**
- * Recreates the session's state on a fresh connection. Only when everything succeeded do the
- * binary statements take their new backend ids. Returns the status flags the connection ends with.
- */
-export async function restoreOn(s: Session, conn: BackendConnection, binary: boolean): Promise<number> {
-  const plan = restorePlan(s.tracker, noBackslashEscapes(conn), binary);
-  const results = await runChecked(conn, plan.statements);
-  const newIds = results.slice(results.length - plan.prepared.length).map((r) => r.stmtId);
-  plan.prepared.forEach((p, i) => {
-    p.backendId = newIds[i];
-    p.typesBound = false;
-  });
+/** Recreates the session's state on a fresh connection; returns the status flags it ends with. */
+export async function restoreOn(s: Session, conn: BackendConnection): Promise<number> {
+  const results = await runChecked(conn, restorePlan(s.tracker, noBackslashEscapes(conn)));
   return lastStatus(results) ?? conn.statusFlags;
 }
 
@@ -104,8 +95,7 @@ export async function moveSession(s: Session, target: ServerConfig | null = null
   const from = s.backend ? s.backend.server.address : s.lostFrom;
   const conn = await openTarget(s, from, target);
   try {
-    // Binary prepared statements live on the home connection only (COM_STMT_* commands go there).
-    await restoreOn(s, conn, s.hostgroup === s.homeHostgroup);
+    await restoreOn(s, conn);
   } catch (e) {
     s.deps.router.release(conn.server.address);
     conn.socket.destroy();

@@ -1,10 +1,10 @@
 // The statements that recreate a session's state on a fresh backend connection (DESIGN §5). The
 // schema and character set travel in the handshake; the rest is sent pipelined, in this order:
-// system variables, user variables, SQL prepared statements, LAST_INSERT_ID, binary prepared
-// statements.
+// system variables, user variables, SQL prepared statements, LAST_INSERT_ID. Binary prepared
+// statements are prepared on a connection when they first run there (the session does that).
 
 import type { OwnStatement } from "../backend/own-statements.js";
-import type { PreparedStatement, StateTracker, UserVariable } from "./state-tracker.js";
+import type { StateTracker, UserVariable } from "./state-tracker.js";
 
 /** Variables Ferry manages itself, or that are read-only / one-shot and must not be replayed. */
 const NOT_RESTORED = new Set([
@@ -12,12 +12,6 @@ const NOT_RESTORED = new Set([
   "session_track_gtids", "in_transaction", "last_insert_id", "insert_id", "identity", "last_gtid", "warning_count",
   "error_count", "rand_seed1", "rand_seed2", "pseudo_thread_id", "external_user", "proxy_user", "server_id",
 ]);
-
-export interface RestorePlan {
-  statements: OwnStatement[];
-  /** binary prepared statements, in the order of the prepare statements at the end of `statements` */
-  prepared: PreparedStatement[];
-}
 
 export function quoteString(s: string, noBackslashEscapes: boolean): string {
   let q = s.replace(/'/g, "''");
@@ -70,11 +64,8 @@ export function setUserVariables(vars: [string, UserVariable | null][]): OwnStat
   return { kind: "query", sql: "SET " + vars.map(([k, v]) => `@${ident(k)} = ${v ? userVariableLiteral(v) : "NULL"}`).join(", ") };
 }
 
-/**
- * Everything to replay on a fresh connection. `binary`: also re-prepare the binary prepared
- * statements (only on the session's home connection, where COM_STMT_* commands go).
- */
-export function restorePlan(t: StateTracker, noBackslashEscapes: boolean, binary = true): RestorePlan {
+/** Everything to replay on a fresh connection. */
+export function restorePlan(t: StateTracker, noBackslashEscapes: boolean): OwnStatement[] {
   const statements: OwnStatement[] = [];
   const sys = setSystemVariables([...t.systemVariables].filter(([k]) => isRestorable(k)), noBackslashEscapes);
   if (sys) statements.push(sys);
@@ -82,8 +73,5 @@ export function restorePlan(t: StateTracker, noBackslashEscapes: boolean, binary
   if (user) statements.push(user);
   for (const text of t.sqlPrepared.values()) statements.push({ kind: "query", sql: text });
   if (t.lastInsertId > 0n) statements.push({ kind: "query", sql: `DO LAST_INSERT_ID(${t.lastInsertId})` });
-  if (!binary) return { statements, prepared: [] };
-  const prepared = [...t.prepared.values()].sort((a, b) => a.clientId - b.clientId);
-  for (const p of prepared) statements.push({ kind: "prepare", sql: p.sql ?? "" }); // null sql pins the session: never planned
-  return { statements, prepared };
+  return statements;
 }

@@ -29,7 +29,7 @@ import { splitStatements, tokenize } from "../protocol/tokenizer.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
-import { StateTracker, type PreparedStatement } from "./state-tracker.js";
+import { StateTracker, type PreparedStatement, type StatementOnConnection } from "./state-tracker.js";
 import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.js";
 import { rebindForForwarding } from "../frontend/rebind.js";
 import { PacketStream } from "../protocol/packet-stream.js";
@@ -38,7 +38,7 @@ import { commandName, killSession, changeUser, runOnServer } from "./ferry-comma
 import { moveSession, type MoveSlots } from "./migrator.js";
 import { refreshState, systemVariablesToReadBack } from "./state-refresh.js";
 import { snapshotState, type StateSnapshot } from "./state-sync.js";
-import { switchHostgroup } from "./hostgroup-switch.js";
+import { prepareOnActive, switchHostgroup } from "./hostgroup-switch.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
@@ -107,6 +107,10 @@ export class Session implements ScanListener, ChunkSink {
   /** connections of other hostgroups, brought up to date when a statement is routed back to them */
   readonly parked: ParkedConnection[] = [];
   private routeDecided = false;
+  /** where the query rules send the statement being prepared */
+  private prepareRoute = 0;
+  /** an error to answer the next command with instead of running it (a failed preparation) */
+  private failNext: FerryError | null = null;
   private cmdTimeoutMs = 0;
   private cmdTimer: NodeJS.Timeout | null = null;
   private cmdStart = 0;
@@ -432,10 +436,12 @@ export class Session implements ScanListener, ChunkSink {
     this.cmdText = null;
     this.cmdFailed = false;
     this.tracker.beforeCommand();
+    if (this.failNext !== null) return this.answerFailed(cmd, len, avail, p);
     if (this.routeDecided) {
       this.routeDecided = false;
     } else {
       this.cmdTimeoutMs = 0;
+      this.prepareRoute = this.homeHostgroup;
       if (this.hostgroup !== this.homeHostgroup || this.deps.config().queryRules.length > 0) {
         const hg = this.routeCommand(cmd, buf, p, avail, len);
         if (hg === REFUSED) return this.skipRefused(len, avail, p);
@@ -467,9 +473,21 @@ export class Session implements ScanListener, ChunkSink {
         const id = buf.readUInt32LE(p + 1);
         this.cmdStmtId = id;
         const stmt = this.tracker.prepared.get(id);
+        let here: StatementOnConnection | null = null;
         // 0xFFFFFFFF is MariaDB's "the statement prepared last": the server resolves it.
         if (stmt) {
-          if (stmt.backendId !== id) buf.writeUInt32LE(stmt.backendId, p + 1);
+          if (cmd === COM_STMT_CLOSE) this.closeOnParked(stmt);
+          here = this.backend !== null ? stmt.on.get(this.backend) ?? null : null;
+          if (here === null) {
+            if (cmd === COM_STMT_CLOSE) {
+              this.tracker.onStmtClosed(id);
+              return this.discardCommand(len, avail, p);
+            }
+            // First use on this connection: prepare it here, then run the command.
+            this.startPrepareHere(stmt, buf.subarray(pos, end));
+            return end;
+          }
+          if (here.id !== id) buf.writeUInt32LE(here.id, p + 1);
         } else if (id !== 0xffffffff) {
           if (cmd === COM_STMT_CLOSE || cmd === COM_STMT_SEND_LONG_DATA) return this.discardCommand(len, avail, p); // no response
           this.refuseUnknownStatement(cmd, id, len, avail);
@@ -477,9 +495,9 @@ export class Session implements ScanListener, ChunkSink {
         }
         if (cmd === COM_STMT_EXECUTE) {
           this.cmdCursor = avail >= 6 && (buf[p + 5] & 0x07) !== 0;
-          if (stmt) {
+          if (stmt && here) {
             this.tracker.onExecuteSent(stmt, buf, p, p + avail);
-            if (stmt.typesBound === false && stmt.numParams > 0) return this.executeWithTypes(stmt, buf, pos, end, len, avail);
+            if (!here.typesBound && stmt.numParams > 0) return this.executeWithTypes(stmt, here, buf, pos, end, len, avail);
           }
           shape = Shape.Result;
         } else if (cmd === COM_STMT_FETCH) {
@@ -549,7 +567,11 @@ export class Session implements ScanListener, ChunkSink {
   private routeCommand(cmd: number, buf: Buffer, p: number, avail: number, len: number): number {
     const cfg = this.deps.config();
     let want = this.homeHostgroup;
-    if (cmd === COM_QUERY) {
+    if (cmd === COM_STMT_EXECUTE) {
+      const stmt = avail >= 5 ? this.tracker.prepared.get(buf.readUInt32LE(p + 1)) : undefined;
+      if (!stmt) return this.hostgroup; // unknown, or "the last prepared" (0xFFFFFFFF): where it was prepared
+      want = stmt.hostgroup;
+    } else if (cmd === COM_QUERY || cmd === COM_STMT_PREPARE) {
       if (cfg.queryRules.length > 0 && len === avail) {
         const sql = buf.toString("utf8", p + 1, p + avail);
         const o = applyQueryRules(cfg.queryRules, cfg.rulesNeedDigest, { username: this.auth.user.name, schema: this.tracker.schema, clientAddr: this.auth.clientAddr }, sql);
@@ -559,12 +581,15 @@ export class Session implements ScanListener, ChunkSink {
             this.client.write(encodeErr(1, 1148, "42000", `ferry: statement refused by query rule ${o.matched[o.matched.length - 1]}: ${o.errorMsg}`));
             return REFUSED;
           }
-          this.cmdTimeoutMs = o.timeoutMs ?? 0;
+          if (cmd === COM_QUERY) this.cmdTimeoutMs = o.timeoutMs ?? 0;
           // Several statements in one query may mix reads and writes: they run at home.
           if (o.hostgroup !== null && (sql.indexOf(";") < 0 || splitStatements(tokenize(sql)).length < 2)) want = o.hostgroup;
         }
       }
-    } else if (cmd === COM_PING || cmd === COM_QUIT || cmd === COM_STATISTICS) {
+      if (cmd === COM_STMT_PREPARE) this.prepareRoute = want;
+    } else if (cmd === COM_PING || cmd === COM_QUIT || cmd === COM_STATISTICS || cmd === COM_STMT_FETCH || cmd === COM_STMT_RESET ||
+      cmd === COM_STMT_CLOSE || cmd === COM_STMT_SEND_LONG_DATA) {
+      // Statement commands other than execute run where the session is (a cursor or long data pins it there).
       return this.hostgroup;
     }
     if (want === this.hostgroup) return want;
@@ -598,6 +623,41 @@ export class Session implements ScanListener, ChunkSink {
       this.cstate = C.Idle;
       this.resumeClient();
     });
+  }
+
+  /** Prepares a statement on the active connection (its first use there), then replays the held command. */
+  private startPrepareHere(stmt: PreparedStatement, command: Buffer): void {
+    this.hold(command);
+    this.cstate = C.Busy;
+    this.routeDecided = true;
+    prepareOnActive(this, stmt).catch((e: Error) => {
+      this.log.info({ statement: stmt.clientId, err: e.message }, "could not prepare a statement on this connection");
+      this.failNext = e instanceof FerryError ? e : new FerryError(1105, "HY000", e.message);
+    }).finally(() => {
+      if (this.closed) return;
+      this.cstate = C.Idle;
+      this.resumeClient();
+    });
+  }
+
+  /** Answers a held command with the error that stopped its preparation, and skips it. */
+  private answerFailed(cmd: number, len: number, avail: number, p: number): number {
+    const err = this.failNext!;
+    this.failNext = null;
+    this.routeDecided = false;
+    if (cmd !== COM_STMT_SEND_LONG_DATA && cmd !== COM_STMT_CLOSE) this.client.write(encodeErr(1, err.errno, err.sqlState, err.message));
+    return this.skipRefused(len, avail, p);
+  }
+
+  /** COM_STMT_CLOSE also closes the statement on parked connections (it has no response). */
+  private closeOnParked(stmt: PreparedStatement): void {
+    for (const x of this.parked) {
+      const rec = stmt.on.get(x.conn);
+      if (!rec) continue;
+      const pkt = Buffer.from([5, 0, 0, 0, COM_STMT_CLOSE, 0, 0, 0, 0]);
+      pkt.writeUInt32LE(rec.id, 5);
+      x.conn.socket.write(pkt);
+    }
   }
 
   private onCommandTimeout(): void {
@@ -685,16 +745,16 @@ export class Session implements ScanListener, ChunkSink {
    * parameter types. When the client relies on types bound earlier (new_params_bound_flag = 0),
    * Ferry re-sends the execute with the types it remembered.
    */
-  private executeWithTypes(stmt: PreparedStatement, buf: Buffer, pos: number, end: number, len: number, avail: number): number {
+  private executeWithTypes(stmt: PreparedStatement, here: StatementOnConnection, buf: Buffer, pos: number, end: number, len: number, avail: number): number {
     const p = pos + HEADER_SIZE;
     const flagAt = p + 10 + ((stmt.numParams + 7) >> 3);
-    stmt.typesBound = true;
+    here.typesBound = true;
     if (flagAt >= p + avail || buf[flagAt] === 1) return this.forwardCommand(buf, pos, end, len, Shape.Result);
     if (len !== avail || !stmt.paramTypes) {
-      this.fatal(new FerryError(1210, "HY000", "refused COM_STMT_EXECUTE: parameter types are unknown after the session moved", "client"), 1);
+      this.fatal(new FerryError(1210, "HY000", "refused COM_STMT_EXECUTE: parameter types are unknown on this backend connection", "client"), 1);
       return end;
     }
-    this.log.debug({ statement: stmt.clientId }, "re-sending parameter types on the statement's first execute after a move");
+    this.log.debug({ statement: stmt.clientId }, "re-sending parameter types on the statement's first execute on this connection");
     const payload = Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]);
     this.writeBackend(framePayload(payload, 0));
     this.cmdStart = performance.now();
@@ -1006,7 +1066,9 @@ export class Session implements ScanListener, ChunkSink {
     const clientId = this.nextStmtId;
     this.nextStmtId = this.nextStmtId >= 0xfffffffe ? 1 : this.nextStmtId + 1;
     buf.writeUInt32LE(clientId, start + 1);
-    this.tracker.onPrepared({ clientId, backendId: stmtId, sql: this.cmdText, numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null });
+    const on = new WeakMap<object, StatementOnConnection>();
+    if (this.backend) on.set(this.backend, { id: stmtId, typesBound: true }); // the client sends types on its first execute
+    this.tracker.onPrepared({ clientId, sql: this.cmdText, numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: this.prepareRoute, on });
   }
 
   // ---- commands Ferry answers itself --------------------------------------------------------

@@ -7,9 +7,16 @@ import { SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../protocol/co
 import type { SessionTrackInfo } from "../protocol/packets.js";
 import type { StatementEffects } from "./statement-effects.js";
 
+/** A prepared statement as one backend connection knows it. */
+export interface StatementOnConnection {
+  /** the backend's statement id on that connection */
+  id: number;
+  /** the connection has seen parameter types for it (false when Ferry prepared it itself) */
+  typesBound: boolean;
+}
+
 export interface PreparedStatement {
   clientId: number;
-  backendId: number;
   /** the statement text, or null when it was too large for Ferry to keep */
   sql: string | null;
   numParams: number;
@@ -18,8 +25,10 @@ export interface PreparedStatement {
   longDataPending: boolean;
   /** parameter types from the last COM_STMT_EXECUTE that bound them (2 bytes per parameter) */
   paramTypes: Buffer | null;
-  /** false after a move: the new backend has not seen parameter types for this statement yet */
-  typesBound?: boolean;
+  /** hostgroup the query rules send its executions to */
+  hostgroup: number;
+  /** its id on each backend connection that has it; others prepare it when it first runs there */
+  readonly on: WeakMap<object, StatementOnConnection>;
 }
 
 export interface UserVariable {

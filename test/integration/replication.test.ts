@@ -104,12 +104,27 @@ describe("read/write split with a primary and a replica", () => {
     assert.equal(await serverId(c), 1);
     await c.query("COMMIT");
     await c.query("SET autocommit = 1");
-    // binary prepared statements stay valid across the switches
-    const [rows] = await c.execute("SELECT name FROM items WHERE id = ?", [1]);
-    assert.deepEqual(rows, [{ name: "a" }]);
-    assert.equal(await serverId(c), 2);
-    const [again] = await c.execute("SELECT name FROM items WHERE id = ?", [2]);
-    assert.deepEqual(again, [{ name: "b" }]);
+  });
+
+  it("routes prepared statements by their text: reads execute on the replica, writes and reads in a transaction on the primary", async () => {
+    const c = await client();
+    const exec = async (sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> => (await c.execute(sql, params as never))[0] as Record<string, unknown>[];
+    assert.equal(Number((await exec("SELECT @@server_id AS id, name FROM items WHERE id = ?", [1]))[0].id), 2);
+    await exec("INSERT INTO items (name) VALUES (?)", ["prepared"]);
+    assert.equal((await cluster.servers[0].sql("SELECT COUNT(*) FROM app.items WHERE name = 'prepared'")).trim(), "1");
+    await c.query("BEGIN");
+    // the same statement, inside a transaction: prepared on the primary on first use there
+    const inTx = await exec("SELECT @@server_id AS id, name FROM items WHERE id = ?", [2]);
+    assert.deepEqual([Number(inTx[0].id), inTx[0].name], [1, "b"]);
+    await c.query("COMMIT");
+    const after = await exec("SELECT @@server_id AS id, name FROM items WHERE id = ?", [1]);
+    assert.deepEqual([Number(after[0].id), after[0].name], [2, "a"]);
+    const [primaryStmts, replicaStmts] = await Promise.all(cluster.servers.map(async (s) => Number((await s.sql("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")).split("\t")[1])));
+    assert.ok(primaryStmts >= 2 && replicaStmts >= 1, `statements prepared on both servers: ${primaryStmts} / ${replicaStmts}`);
+    c.unprepare("SELECT @@server_id AS id, name FROM items WHERE id = ?");
+    await c.query("DO 1");
+    const [p2, r2] = await Promise.all(cluster.servers.map(async (s) => Number((await s.sql("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")).split("\t")[1])));
+    assert.deepEqual([primaryStmts - p2, replicaStmts - r2], [1, 1], "closing the statement closed it on both connections");
   });
 
   it("transaction_persistent = false: reads inside a transaction follow the rules, the transaction waits on its connection", async () => {

@@ -28,14 +28,12 @@ describe("restore plan", () => {
       ["session_track_system_variables", "*"], ["in_transaction", "0"], ["wait_timeout", "100"], ["bad name", "x"]]) t.systemVariables.set(k, v);
     t.applyEffects(analyzeStatements("PREPARE s1 FROM 'SELECT 1'"), true);
     t.lastInsertId = 7n;
-    t.onPrepared({ clientId: 2, backendId: 9, sql: "SELECT ?", numParams: 1, numColumns: 1, cursorOpen: false, longDataPending: false, paramTypes: null });
-    const plan = restorePlan(t, false);
-    assert.deepEqual(plan.statements, [
+    t.onPrepared({ clientId: 2, sql: "SELECT ?", numParams: 1, numColumns: 1, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: 0, on: new WeakMap() });
+    // binary prepared statements are not replayed: they are prepared where they next run
+    assert.deepEqual(restorePlan(t, false), [
       { kind: "query", sql: "SET SESSION character_set_connection = 'utf8mb4', collation_connection = 'utf8mb4_unicode_ci', sql_mode = 'ANSI', wait_timeout = 100" },
       { kind: "query", sql: "PREPARE s1 FROM 'SELECT 1'" },
       { kind: "query", sql: "DO LAST_INSERT_ID(7)" },
-      { kind: "prepare", sql: "SELECT ?" },
     ]);
-    assert.equal(plan.prepared[0].clientId, 2);
   });
 });

@@ -80,7 +80,7 @@ describe("statement effects and state tracker", () => {
 
   it("tracks binary prepared statements, cursors and long data", () => {
     const t = new StateTracker();
-    t.onPrepared({ clientId: 1, backendId: 1, sql: "SELECT ?", numParams: 1, numColumns: 1, cursorOpen: false, longDataPending: false, paramTypes: null });
+    t.onPrepared({ clientId: 1, sql: "SELECT ?", numParams: 1, numColumns: 1, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: 0, on: new WeakMap() });
     t.onStmtExecuted(1, true);
     assert.deepEqual(t.pinReasons(), ["cursor"]);
     t.onStmtFetchDone(1, true);
