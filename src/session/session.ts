@@ -29,7 +29,7 @@ import { splitStatements, tokenize } from "../protocol/tokenizer.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
-import { StateTracker, type PreparedStatement, type StatementOnConnection } from "./state-tracker.js";
+import { StateTracker, statementOn, type PreparedStatement, type StatementOnConnection } from "./state-tracker.js";
 import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.js";
 import { rebindForForwarding } from "../frontend/rebind.js";
 import { PacketStream } from "../protocol/packet-stream.js";
@@ -477,7 +477,7 @@ export class Session implements ScanListener, ChunkSink {
         // 0xFFFFFFFF is MariaDB's "the statement prepared last": the server resolves it.
         if (stmt) {
           if (cmd === COM_STMT_CLOSE) this.closeOnParked(stmt);
-          here = this.backend !== null ? stmt.on.get(this.backend) ?? null : null;
+          here = statementOn(stmt, this.backend);
           if (here === null) {
             if (cmd === COM_STMT_CLOSE) {
               this.tracker.onStmtClosed(id);

@@ -29,6 +29,20 @@ export interface PreparedStatement {
   hostgroup: number;
   /** its id on each backend connection that has it; others prepare it when it first runs there */
   readonly on: WeakMap<object, StatementOnConnection>;
+  /** the last lookup in `on` (executes repeat on one connection) */
+  lastConn?: object;
+  lastOn?: StatementOnConnection;
+}
+
+/** The statement on a connection, or null. */
+export function statementOn(stmt: PreparedStatement, conn: object | null): StatementOnConnection | null {
+  if (conn === null) return null;
+  if (stmt.lastConn === conn) return stmt.lastOn!;
+  const rec = stmt.on.get(conn);
+  if (!rec) return null;
+  stmt.lastConn = conn;
+  stmt.lastOn = rec;
+  return rec;
 }
 
 export interface UserVariable {
