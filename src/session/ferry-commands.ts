@@ -110,7 +110,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     }
     const previous = s.detachBackend();
     previous?.socket.destroy();
-    s.dropAllParked();
+    s.parked.dropAll();
     s.tracker.reset();
     s.homeHostgroup = home;
     s.tracker.schema = newAuth.database;

@@ -10,7 +10,7 @@ import { COM_QUIT } from "../protocol/constants.js";
 import { encodeCommand } from "../protocol/packets.js";
 import { lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
 import type { Session } from "./session.js";
-import { syncStatements } from "./state-sync.js";
+import { snapshotState, syncStatements } from "./state-sync.js";
 import type { PreparedStatement } from "./state-tracker.js";
 import { FerryError } from "../protocol/errors.js";
 
@@ -33,7 +33,7 @@ export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent
   const t = s.tracker;
   let conn: BackendConnection | null = null;
   let flags = t.statusFlags;
-  const parked = s.takeParked(hostgroup);
+  const parked = s.parked.take(hostgroup);
   if (parked) {
     try {
       const results = await runChecked(parked.conn, syncStatements(parked.snapshot, t, noBackslashEscapes(parked.conn)));
@@ -66,7 +66,7 @@ export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent
     old.socket.on("error", () => undefined);
     old.socket.end(encodeCommand(COM_QUIT));
   } else if (old) {
-    s.park(old);
+    s.parked.park(old, snapshotState(t));
   }
   t.statusFlags = flags;
   s.attachBackend(conn);

@@ -17,7 +17,7 @@ import {
   COM_SET_OPTION, COM_SHUTDOWN, COM_STATISTICS, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
   COM_STMT_RESET, COM_STMT_SEND_LONG_DATA, CR_SERVER_LOST, ER_NET_PACKETS_OUT_OF_ORDER, ER_UNKNOWN_COM_ERROR,
   FERRY_NO_BACKEND, HEADER_SIZE, MAX_PACKET_PAYLOAD, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_AUTOCOMMIT,
-  SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_IN_TRANS, SERVER_STATUS_LAST_ROW_SENT,
+  SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_LAST_ROW_SENT,
 } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { decodeOk, encodeErr, encodeOk } from "../protocol/packets.js";
@@ -37,18 +37,10 @@ import type { SessionRegistry } from "./registry.js";
 import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
 import { moveSession, type MoveSlots } from "./migrator.js";
 import { refreshState, systemVariablesToReadBack } from "./state-refresh.js";
-import { snapshotState, type StateSnapshot } from "./state-sync.js";
+import { ParkedConnections } from "./parked-connections.js";
 import { prepareOnActive, switchHostgroup } from "./hostgroup-switch.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
-
-/** A backend connection of another hostgroup, kept for the session's next statement routed there. */
-export interface ParkedConnection {
-  conn: BackendConnection;
-  hostgroup: number;
-  snapshot: StateSnapshot;
-  onClose: () => void;
-}
 
 const REFUSED = -1;
 
@@ -105,7 +97,7 @@ export class Session implements ScanListener, ChunkSink {
   /** hostgroup the session lives in (user default or route); commands no rule sends elsewhere go here */
   homeHostgroup: number;
   /** connections of other hostgroups, brought up to date when a statement is routed back to them */
-  readonly parked: ParkedConnection[] = [];
+  readonly parked: ParkedConnections;
   private routeDecided = false;
   /** where the query rules send the statement being prepared */
   private prepareRoute = 0;
@@ -142,6 +134,7 @@ export class Session implements ScanListener, ChunkSink {
     this.onSocketError = this.onSocketError.bind(this);
     this.tracker.schema = auth.database;
     this.tracker.collation = auth.collation;
+    this.parked = new ParkedConnections(deps.router);
     this.homeHostgroup = homeHostgroup(deps.config(), auth.user, auth.clientAddr, auth.labels);
     this.hostgroup = this.homeHostgroup;
     this.onCommandTimeout = this.onCommandTimeout.bind(this);
@@ -258,42 +251,6 @@ export class Session implements ScanListener, ChunkSink {
     this.serverStats = null;
     if (release) this.deps.router.release(b.server.address);
     return b;
-  }
-
-  /** Keeps a connection of another hostgroup for later, with a snapshot of the state it has. */
-  park(conn: BackendConnection): void {
-    const entry: ParkedConnection = { conn, hostgroup: conn.server.hostgroup, snapshot: snapshotState(this.tracker), onClose: () => this.discardParked(entry) };
-    conn.socket.once("close", entry.onClose);
-    conn.socket.on("error", this.onSocketError);
-    this.parked.push(entry);
-  }
-
-  /** The parked connection of a hostgroup, now the caller's (still counted for its server). */
-  takeParked(hostgroup: number): ParkedConnection | null {
-    const i = this.parked.findIndex((p) => p.hostgroup === hostgroup);
-    if (i < 0) return null;
-    const [entry] = this.parked.splice(i, 1);
-    entry.conn.socket.off("close", entry.onClose);
-    entry.conn.socket.off("error", this.onSocketError);
-    return entry;
-  }
-
-  /** Closes a parked connection (its server leaves, it died, or the session state was reset). */
-  discardParked(entry: ParkedConnection): void {
-    const i = this.parked.indexOf(entry);
-    if (i < 0) return;
-    this.parked.splice(i, 1);
-    this.deps.router.release(entry.conn.server.address);
-    entry.conn.socket.off("close", entry.onClose);
-    entry.conn.socket.on("error", () => undefined);
-    entry.conn.socket.destroy();
-  }
-
-  /** Drops parked connections on servers that leave; one holding a transaction only when forced. */
-  dropParked(leaving: (server: ServerConfig) => boolean, force = false): void {
-    for (const p of [...this.parked]) {
-      if (leaving(p.conn.server) && (force || (p.snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0)) this.discardParked(p);
-    }
   }
 
   // ---- client → backend ------------------------------------------------------------------
@@ -476,7 +433,7 @@ export class Session implements ScanListener, ChunkSink {
         let here: StatementOnConnection | null = null;
         // 0xFFFFFFFF is MariaDB's "the statement prepared last": the server resolves it.
         if (stmt) {
-          if (cmd === COM_STMT_CLOSE) this.closeOnParked(stmt);
+          if (cmd === COM_STMT_CLOSE) this.parked.closeStatement(stmt);
           here = statementOn(stmt, this.backend);
           if (here === null) {
             if (cmd === COM_STMT_CLOSE) {
@@ -598,7 +555,7 @@ export class Session implements ScanListener, ChunkSink {
     if (want === this.hostgroup) return want;
     if (this.backend === null) return want;
     // Nowhere to go (every server of that hostgroup down or shunned): the statement runs here.
-    if (!this.parked.some((x) => x.hostgroup === want) && this.deps.router.candidates(want, this.labels).length === 0) return this.hostgroup;
+    if (!this.parked.has(want) && this.deps.router.candidates(want, this.labels).length === 0) return this.hostgroup;
     const pins = t.pinReasons();
     if (pins.length === 0 || (!this.auth.user.transactionPersistent && pins.length === 1 && pins[0] === "transaction")) return want;
     return this.hostgroup;
@@ -647,17 +604,6 @@ export class Session implements ScanListener, ChunkSink {
     this.routeDecided = false;
     if (cmd !== COM_STMT_SEND_LONG_DATA && cmd !== COM_STMT_CLOSE) this.client.write(encodeErr(1, err.errno, err.sqlState, err.message));
     return this.skipRefused(len, avail, p);
-  }
-
-  /** COM_STMT_CLOSE also closes the statement on parked connections (it has no response). */
-  private closeOnParked(stmt: PreparedStatement): void {
-    for (const x of this.parked) {
-      const rec = stmt.on.get(x.conn);
-      if (!rec) continue;
-      const pkt = Buffer.from([5, 0, 0, 0, COM_STMT_CLOSE, 0, 0, 0, 0]);
-      pkt.writeUInt32LE(rec.id, 5);
-      x.conn.socket.write(pkt);
-    }
   }
 
   private onCommandTimeout(): void {
@@ -855,7 +801,7 @@ export class Session implements ScanListener, ChunkSink {
       switch (this.cmd) {
         case COM_INIT_DB: if (this.cmdText !== null) t.onInitDb(this.cmdText); break;
         case COM_STMT_RESET: t.onStmtReset(this.cmdStmtId); break;
-        case COM_RESET_CONNECTION: t.reset(); this.dropAllParked(); break;
+        case COM_RESET_CONNECTION: t.reset(); this.parked.dropAll(); break;
       }
     }
     this.cstate = C.Idle;
@@ -1163,7 +1109,7 @@ export class Session implements ScanListener, ChunkSink {
     if (this.lostDeadline) clearTimeout(this.lostDeadline);
     this.deps.registry.remove(this);
     if (this.cmdTimer) clearTimeout(this.cmdTimer);
-    this.dropAllParked();
+    this.parked.dropAll();
     const b = this.detachBackend();
     if (b) {
       b.socket.on("error", () => undefined);
@@ -1175,10 +1121,6 @@ export class Session implements ScanListener, ChunkSink {
     if (!this.client.destroyed) this.client.end();
     setTimeout(() => this.client.destroy(), 1000).unref();
     this.release();
-  }
-
-  dropAllParked(): void {
-    for (const p of [...this.parked]) this.discardParked(p);
   }
 
   get isClosed(): boolean {

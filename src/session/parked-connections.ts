@@ -1,0 +1,82 @@
+// A session's backend connections to other hostgroups than the active one's (read/write split),
+// each with a snapshot of the session state it has. They still count for their servers in the
+// router; one that dies, or whose server leaves, is closed.
+
+import type { BackendConnection } from "../backend/backend-connection.js";
+import type { ServerConfig } from "../config/runtime-config.js";
+import { COM_STMT_CLOSE, SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
+import type { Router } from "../router/router.js";
+import type { StateSnapshot } from "./state-sync.js";
+import type { PreparedStatement } from "./state-tracker.js";
+
+export interface ParkedConnection {
+  conn: BackendConnection;
+  hostgroup: number;
+  snapshot: StateSnapshot;
+  onClose: () => void;
+}
+
+const ignore = (): void => undefined;
+
+export class ParkedConnections {
+  private readonly list: ParkedConnection[] = [];
+
+  constructor(private readonly router: Router) {}
+
+  get size(): number {
+    return this.list.length;
+  }
+
+  has(hostgroup: number): boolean {
+    return this.list.some((p) => p.hostgroup === hostgroup);
+  }
+
+  park(conn: BackendConnection, snapshot: StateSnapshot): void {
+    const entry: ParkedConnection = { conn, hostgroup: conn.server.hostgroup, snapshot, onClose: () => this.discard(entry) };
+    conn.socket.once("close", entry.onClose);
+    conn.socket.on("error", ignore);
+    this.list.push(entry);
+  }
+
+  /** The parked connection of a hostgroup, now the caller's (still counted for its server). */
+  take(hostgroup: number): ParkedConnection | null {
+    const i = this.list.findIndex((p) => p.hostgroup === hostgroup);
+    if (i < 0) return null;
+    const [entry] = this.list.splice(i, 1);
+    entry.conn.socket.off("close", entry.onClose);
+    entry.conn.socket.off("error", ignore);
+    return entry;
+  }
+
+  /** Closes a parked connection (its server leaves, it died, or the session state was reset). */
+  discard(entry: ParkedConnection): void {
+    const i = this.list.indexOf(entry);
+    if (i < 0) return;
+    this.list.splice(i, 1);
+    this.router.release(entry.conn.server.address);
+    entry.conn.socket.off("close", entry.onClose);
+    entry.conn.socket.destroy();
+  }
+
+  /** Closes those on servers that leave; one holding a transaction only when forced. */
+  drop(leaving: (server: ServerConfig) => boolean, force = false): void {
+    for (const p of [...this.list]) {
+      if (leaving(p.conn.server) && (force || (p.snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0)) this.discard(p);
+    }
+  }
+
+  dropAll(): void {
+    for (const p of [...this.list]) this.discard(p);
+  }
+
+  /** COM_STMT_CLOSE for a statement on every parked connection that has it (it has no response). */
+  closeStatement(stmt: PreparedStatement): void {
+    for (const x of this.list) {
+      const rec = stmt.on.get(x.conn);
+      if (!rec) continue;
+      const pkt = Buffer.from([5, 0, 0, 0, COM_STMT_CLOSE, 0, 0, 0, 0]);
+      pkt.writeUInt32LE(rec.id, 5);
+      x.conn.socket.write(pkt);
+    }
+  }
+}
