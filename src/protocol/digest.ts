@@ -1,48 +1,166 @@
 // Statement digests: the statement with comments dropped, whitespace collapsed and literals
 // replaced by "?" ("SELECT * FROM t WHERE id IN (?,...)"), as query rules match them and as
-// digest statistics group them. Words keep the case the client wrote.
+// digest statistics group them. Words keep the case the client wrote. Query rules compute one
+// for every statement, so this is one pass over the packet's bytes into a reused buffer, with a
+// single string made at the end.
 
-import { Tok, tokenize } from "./tokenizer.js";
+const MAX_DIGEST = 16 * 1024;
+const out = Buffer.allocUnsafe(MAX_DIGEST + 16);
 
-const MAX_TOKENS = 2000;
+const isWordByte = (c: number): boolean =>
+  (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 36 || c >= 128;
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+const isSpace = (c: number): boolean => c === 32 || c === 9 || c === 10 || c === 13 || c === 12 || c === 11;
+
+const enum K { None, Word, Ident, Literal, Var, Punct }
+
+/** Words after which "(" starts a list or subquery, not a function call: "IN (", not "COUNT(". */
+const NOT_CALLS = ["in", "values", "and", "or", "not", "on", "as", "from", "join", "where", "exists"].map((w) => Buffer.from(w));
+/** Words after which "-1" is a signed literal, not a subtraction. */
+const BEFORE_SIGNED = ["and", "or", "in", "between", "values", "by", "limit", "offset", "select", "where", "when", "then", "else", "set"].map((w) => Buffer.from(w));
+
+function wordIn(buf: Buffer, start: number, end: number, words: Buffer[]): boolean {
+  outer: for (const w of words) {
+    if (w.length !== end - start) continue;
+    for (let i = 0; i < w.length; i++) if ((buf[start + i] | 0x20) !== w[i]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+/** Digest of the statement in buf[start, end). */
+export function digestOf(buf: Buffer, start: number, end: number): string {
+  let o = 0;
+  let prev = K.None;
+  let prevOpen = false, prevDot = false, prevSign = false;
+  let prevWordStart = 0, prevWordEnd = 0; // in `out`
+  let inExec = false;
+  let i = start;
+  while (i < end && o < MAX_DIGEST) {
+    const c = buf[i];
+    if (isSpace(c)) { i++; continue; }
+    if (c === 35 || (c === 45 && buf[i + 1] === 45 && (i + 2 >= end || isSpace(buf[i + 2])))) { // # or "-- " comment
+      while (i < end && buf[i] !== 10) i++;
+      continue;
+    }
+    if (c === 47 && buf[i + 1] === 42) { // /* comment, or executable /*! … */ whose content counts
+      const c2 = buf[i + 2];
+      if (c2 === 33 || (c2 === 77 && buf[i + 3] === 33)) {
+        i += c2 === 33 ? 3 : 4;
+        while (i < end && isDigit(buf[i])) i++;
+        inExec = true;
+        continue;
+      }
+      i += 2;
+      while (i < end && !(buf[i] === 42 && buf[i + 1] === 47)) i++;
+      i += 2;
+      continue;
+    }
+    if (inExec && c === 42 && buf[i + 1] === 47) { i += 2; inExec = false; continue; }
+    // one token: [ts, i)
+    const ts = i;
+    let kind: K;
+    if (c === 39 || c === 34 || c === 96) {
+      i++;
+      while (i < end) {
+        const d = buf[i];
+        if (d === 92 && c !== 96) { i += 2; continue; }
+        if (d === c) {
+          if (buf[i + 1] === c) { i += 2; continue; }
+          i++;
+          break;
+        }
+        i++;
+      }
+      kind = c === 96 ? K.Ident : K.Literal;
+    } else if (c === 64) {
+      i += buf[i + 1] === 64 ? 2 : 1;
+      while (i < end && (isWordByte(buf[i]) || buf[i] === 46)) i++;
+      kind = K.Var;
+    } else if (isDigit(c) || (c === 46 && isDigit(buf[i + 1]))) {
+      i++;
+      while (i < end && (isWordByte(buf[i]) || buf[i] === 46)) i++;
+      kind = K.Literal;
+    } else if (isWordByte(c)) {
+      i++;
+      while (i < end && isWordByte(buf[i])) i++;
+      kind = K.Word;
+    } else {
+      i += c === 58 && buf[i + 1] === 61 ? 2 : 1;
+      kind = K.Punct;
+    }
+    const single = kind === K.Punct && i - ts === 1 ? c : -1;
+    if (kind === K.Literal) {
+      if (prevSign && isDigit(c)) {
+        // "= -1" → "= ?": drop the sign when what precedes it cannot end an operand
+        let b = o - 1; // the sign
+        let e = b;
+        while (e > 0 && out[e - 1] === 32) e--;
+        const last = e > 0 ? out[e - 1] : -1;
+        let ws = e;
+        while (ws > 0 && isWordByte(out[ws - 1])) ws--;
+        if (last === -1 || last === 61 || last === 60 || last === 62 || last === 40 || last === 44 || (ws < e && wordIn(out, ws, e, BEFORE_SIGNED))) {
+          o = e;
+          b = -1;
+          prevOpen = last === 40;
+        }
+        void b;
+      }
+      if (prevOpen) {
+        // a literal list "(?, ?, ?)" collapses to "(?,...)"
+        let j = i, more = false;
+        for (;;) {
+          let k = j;
+          while (k < end && isSpace(buf[k])) k++;
+          if (buf[k] !== 44) break;
+          k++;
+          while (k < end && isSpace(buf[k])) k++;
+          const d = buf[k];
+          if (d === 39 || d === 34) {
+            k++;
+            while (k < end) {
+              const x = buf[k];
+              if (x === 92) { k += 2; continue; }
+              if (x === d) { if (buf[k + 1] === d) { k += 2; continue; } k++; break; }
+              k++;
+            }
+          } else if (isDigit(d) || (d === 46 && isDigit(buf[k + 1]))) {
+            k++;
+            while (k < end && (isWordByte(buf[k]) || buf[k] === 46)) k++;
+          } else {
+            break;
+          }
+          j = k;
+          more = true;
+        }
+        if (more) {
+          i = j;
+          out[o++] = 63; out[o++] = 44; out[o++] = 46; out[o++] = 46; out[o++] = 46; // ?,...
+          prev = K.Literal; prevOpen = false; prevDot = false; prevSign = false;
+          continue;
+        }
+      }
+      if (o > 0 && !prevOpen && !prevDot) out[o++] = 32;
+      out[o++] = 63; // ?
+    } else {
+      const glue = o > 0 && single !== 44 && single !== 41 && single !== 46 && !prevOpen && !prevDot &&
+        !(single === 40 && prev === K.Word && !wordIn(out, prevWordStart, prevWordEnd, NOT_CALLS));
+      if (glue) out[o++] = 32;
+      const n = Math.min(i - ts, MAX_DIGEST - o);
+      // tokens are short: a byte loop beats Buffer#copy's call overhead
+      for (let x = 0; x < n; x++) out[o + x] = buf[ts + x];
+      if (kind === K.Word) { prevWordStart = o; prevWordEnd = o + n; }
+      o += n;
+    }
+    prev = kind;
+    prevOpen = single === 40;
+    prevDot = single === 46;
+    prevSign = single === 45 || single === 43;
+  }
+  return out.toString("utf8", 0, o);
+}
 
 export function digestText(sql: string): string {
-  const tokens = tokenize(sql, MAX_TOKENS);
-  let out = "";
-  let prev: Tok | -1 = -1;
-  let prevText = "";
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i];
-    let piece: string;
-    if (t.type === Tok.String || t.type === Tok.Number) {
-      piece = "?";
-      // a literal list "(?, ?, ?)" collapses to "(?,...)"
-      if (prevText === "(") {
-        let j = i + 1;
-        while (j + 1 < tokens.length && tokens[j].text === "," && (tokens[j + 1].type === Tok.String || tokens[j + 1].type === Tok.Number)) j += 2;
-        if (j > i + 1) {
-          piece = "?,...";
-          i = j - 1;
-        }
-      }
-      // a sign before a number is part of the literal: "= -1" → "= ?"
-      if (t.type === Tok.Number && (prevText === "-" || prevText === "+") && out.length >= 2) {
-        const beforeSign = out.slice(0, out.length - 1).trimEnd();
-        const last = beforeSign[beforeSign.length - 1];
-        if (last === undefined || "=<>(,".includes(last) || /\b(and|or|in|between|values|by|limit|offset|select|where|when|then|else|set)$/i.test(beforeSign)) {
-          out = beforeSign;
-          prevText = "";
-        }
-      }
-    } else if (t.type === Tok.Word) {
-      piece = sql.slice(t.start, t.end);
-    } else {
-      piece = sql.slice(t.start, t.end);
-    }
-    const glue = out === "" || piece === "," || piece === ")" || piece === "." || prevText === "(" || prevText === "." || (piece === "(" && prev === Tok.Word && !/^(in|values|and|or|not|on|as|from|join|where|exists)$/i.test(prevText)) ? "" : " ";
-    out += glue + piece;
-    prev = t.type;
-    prevText = piece;
-  }
-  return out;
+  const b = Buffer.from(sql, "utf8");
+  return digestOf(b, 0, b.length);
 }

@@ -6,7 +6,7 @@
 // apply stops the walk.
 
 import type { QueryRule } from "../config/runtime-config.js";
-import { digestText } from "../protocol/digest.js";
+import { digestOf } from "../protocol/digest.js";
 
 export interface RuleContext {
   username: string;
@@ -24,17 +24,19 @@ export interface RuleOutcome {
   digest: string | null;
 }
 
-export function applyQueryRules(rules: readonly QueryRule[], needDigest: boolean, ctx: RuleContext, sql: string): RuleOutcome | null {
+/** Rules over the statement in buf[start, end) (a COM_QUERY or COM_STMT_PREPARE payload). */
+export function applyQueryRules(rules: readonly QueryRule[], needDigest: boolean, ctx: RuleContext, buf: Buffer, start: number, end: number): RuleOutcome | null {
   let flag = 0;
   let out: RuleOutcome | null = null;
-  const digest = needDigest ? digestText(sql) : null;
+  const digest = needDigest ? digestOf(buf, start, end) : null;
+  let sql: string | null = null; // made only when a rule matches on the text
   for (const r of rules) {
     if (r.flagIn !== flag) continue;
     if (r.username !== null && r.username !== ctx.username) continue;
     if (r.schemaname !== null && r.schemaname !== ctx.schema) continue;
     if (r.clientAddr !== null && !r.clientAddr.matches(ctx.clientAddr)) continue;
     if (r.matchDigest !== null && !r.matchDigest.test(digest!)) continue;
-    if (r.matchPattern !== null && r.matchPattern.test(sql) === r.negateMatchPattern) continue;
+    if (r.matchPattern !== null && r.matchPattern.test((sql ??= buf.toString("utf8", start, end))) === r.negateMatchPattern) continue;
     out ??= { hostgroup: null, errorMsg: null, timeoutMs: null, log: false, matched: [], digest };
     out.matched.push(r.id);
     if (r.destinationHostgroup !== null) out.hostgroup = r.destinationHostgroup;

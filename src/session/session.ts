@@ -44,6 +44,11 @@ const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
 const REFUSED = -1;
 
+function hasSemicolon(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i] === 59) return true;
+  return false;
+}
+
 /** Commands up to this size are assembled whole before dispatch; larger ones dispatch on a prefix. */
 const ASSEMBLE_LIMIT = 1 << 20;
 const PREFIX_LIMIT = 64 * 1024;
@@ -530,17 +535,16 @@ export class Session implements ScanListener, ChunkSink {
       want = stmt.hostgroup;
     } else if (cmd === COM_QUERY || cmd === COM_STMT_PREPARE) {
       if (cfg.queryRules.length > 0 && len === avail) {
-        const sql = buf.toString("utf8", p + 1, p + avail);
-        const o = applyQueryRules(cfg.queryRules, cfg.rulesNeedDigest, { username: this.auth.user.name, schema: this.tracker.schema, clientAddr: this.auth.clientAddr }, sql);
+        const o = applyQueryRules(cfg.queryRules, cfg.rulesNeedDigest, { username: this.auth.user.name, schema: this.tracker.schema, clientAddr: this.auth.clientAddr }, buf, p + 1, p + avail);
         if (o !== null) {
-          if (o.log) this.log.info({ rules: o.matched, digest: o.digest ?? undefined, hostgroup: o.hostgroup, sql: sql.length > 1024 ? sql.slice(0, 1024) + "…" : sql }, "query rule matched");
+          if (o.log) this.log.info({ rules: o.matched, digest: o.digest ?? undefined, hostgroup: o.hostgroup, sql: buf.toString("utf8", p + 1, Math.min(p + avail, p + 1025)) }, "query rule matched");
           if (o.errorMsg !== null) {
             this.client.write(encodeErr(1, 1148, "42000", `ferry: statement refused by query rule ${o.matched[o.matched.length - 1]}: ${o.errorMsg}`));
             return REFUSED;
           }
           if (cmd === COM_QUERY) this.cmdTimeoutMs = o.timeoutMs ?? 0;
           // Several statements in one query may mix reads and writes: they run at home.
-          if (o.hostgroup !== null && (sql.indexOf(";") < 0 || splitStatements(tokenize(sql)).length < 2)) want = o.hostgroup;
+          if (o.hostgroup !== null && (!hasSemicolon(buf, p + 1, p + avail) || splitStatements(tokenize(buf.toString("utf8", p + 1, p + avail))).length < 2)) want = o.hostgroup;
         }
       }
       if (cmd === COM_STMT_PREPARE) this.prepareRoute = want;

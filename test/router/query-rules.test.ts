@@ -7,7 +7,7 @@ import { applyQueryRules } from "../../src/router/query-rules.js";
 function rules(list: object[]) {
   const rt = buildRuntimeConfig(configSchema.parse({ query_rules: list }));
   return (sql: string, ctx: Partial<{ username: string; schema: string | null; clientAddr: string }> = {}) =>
-    applyQueryRules(rt.queryRules, rt.rulesNeedDigest, { username: "app", schema: "db", clientAddr: "127.0.0.1", ...ctx }, sql);
+    applyQueryRules(rt.queryRules, rt.rulesNeedDigest, { username: "app", schema: "db", clientAddr: "127.0.0.1", ...ctx }, Buffer.from(sql), 0, Buffer.byteLength(sql));
 }
 
 const rwSplit = [
