@@ -4,6 +4,8 @@
 // for every statement, so this is one pass over the packet's bytes into a reused buffer, with a
 // single string made at the end.
 
+import { isKeyword, keywords } from "./keywords.js";
+
 const MAX_DIGEST = 16 * 1024;
 const out = Buffer.allocUnsafe(MAX_DIGEST + 16);
 
@@ -15,18 +17,9 @@ const isSpace = (c: number): boolean => c === 32 || c === 9 || c === 10 || c ===
 const enum K { None, Word, Ident, Literal, Var, Punct }
 
 /** Words after which "(" starts a list or subquery, not a function call: "IN (", not "COUNT(". */
-const NOT_CALLS = ["in", "values", "and", "or", "not", "on", "as", "from", "join", "where", "exists"].map((w) => Buffer.from(w));
+const NOT_CALLS = keywords("in", "values", "and", "or", "not", "on", "as", "from", "join", "where", "exists");
 /** Words after which "-1" is a signed literal, not a subtraction. */
-const BEFORE_SIGNED = ["and", "or", "in", "between", "values", "by", "limit", "offset", "select", "where", "when", "then", "else", "set"].map((w) => Buffer.from(w));
-
-function wordIn(buf: Buffer, start: number, end: number, words: Buffer[]): boolean {
-  outer: for (const w of words) {
-    if (w.length !== end - start) continue;
-    for (let i = 0; i < w.length; i++) if ((buf[start + i] | 0x20) !== w[i]) continue outer;
-    return true;
-  }
-  return false;
-}
+const BEFORE_SIGNED = keywords("and", "or", "in", "between", "values", "by", "limit", "offset", "select", "where", "when", "then", "else", "set");
 
 /** Digest of the statement in buf[start, end). */
 export function digestOf(buf: Buffer, start: number, end: number): string {
@@ -93,18 +86,15 @@ export function digestOf(buf: Buffer, start: number, end: number): string {
     if (kind === K.Literal) {
       if (prevSign && isDigit(c)) {
         // "= -1" → "= ?": drop the sign when what precedes it cannot end an operand
-        let b = o - 1; // the sign
-        let e = b;
+        let e = o - 1; // the sign
         while (e > 0 && out[e - 1] === 32) e--;
         const last = e > 0 ? out[e - 1] : -1;
         let ws = e;
         while (ws > 0 && isWordByte(out[ws - 1])) ws--;
-        if (last === -1 || last === 61 || last === 60 || last === 62 || last === 40 || last === 44 || (ws < e && wordIn(out, ws, e, BEFORE_SIGNED))) {
+        if (last === -1 || last === 61 || last === 60 || last === 62 || last === 40 || last === 44 || (ws < e && isKeyword(out, ws, e, BEFORE_SIGNED))) {
           o = e;
-          b = -1;
           prevOpen = last === 40;
         }
-        void b;
       }
       if (prevOpen) {
         // a literal list "(?, ?, ?)" collapses to "(?,...)"
@@ -144,7 +134,7 @@ export function digestOf(buf: Buffer, start: number, end: number): string {
       out[o++] = 63; // ?
     } else {
       const glue = o > 0 && single !== 44 && single !== 41 && single !== 46 && !prevOpen && !prevDot &&
-        !(single === 40 && prev === K.Word && !wordIn(out, prevWordStart, prevWordEnd, NOT_CALLS));
+        !(single === 40 && prev === K.Word && !isKeyword(out, prevWordStart, prevWordEnd, NOT_CALLS));
       if (glue) out[o++] = 32;
       const n = Math.min(i - ts, MAX_DIGEST - o);
       // tokens are short: a byte loop beats Buffer#copy's call overhead

@@ -555,14 +555,18 @@ export class Session implements ScanListener, ChunkSink {
     }
     if (want === this.hostgroup) return want;
     const t = this.tracker;
-    if (!t.autocommit && this.auth.user.transactionPersistent) want = this.homeHostgroup;
+    const persistent = this.auth.user.transactionPersistent;
+    if (!t.autocommit && persistent) want = this.homeHostgroup;
     if (want === this.hostgroup) return want;
     if (this.backend === null) return want;
+    if (t.pinned) {
+      if (persistent) return this.hostgroup;
+      const pins = t.pinReasons();
+      if (pins.length !== 1 || pins[0] !== "transaction") return this.hostgroup;
+    }
     // Nowhere to go (every server of that hostgroup down or shunned): the statement runs here.
     if (!this.parked.has(want) && this.deps.router.candidates(want, this.labels).length === 0) return this.hostgroup;
-    const pins = t.pinReasons();
-    if (pins.length === 0 || (!this.auth.user.transactionPersistent && pins.length === 1 && pins[0] === "transaction")) return want;
-    return this.hostgroup;
+    return want;
   }
 
   /** A refused statement: skip its bytes; the session stays usable. */

@@ -114,8 +114,16 @@ export class StateTracker {
     return r;
   }
 
+  /** Some state ties the session to its connection (pinReasons says which; this one does not allocate). */
+  get pinned(): boolean {
+    if (this.inCommand || this.inTransaction || this.tempTables.size || this.namedLocks.size || this.lockTables || this.xaActive ||
+      this.foundRowsPending || this.userVariablesStale) return true;
+    for (const s of this.prepared.values()) if (s.cursorOpen || s.longDataPending || s.sql === null) return true;
+    return false;
+  }
+
   get movable(): boolean {
-    return this.pinReasons().length === 0;
+    return !this.pinned;
   }
 
   /** Called for every command before it is sent: FOUND_ROWS() is only meaningful right after the query it follows. */

@@ -3,6 +3,7 @@
 // tracked effect; system variables are also reported by the server's session tracking.
 
 import { Tok, splitStatements, tokenize, type Token } from "../protocol/tokenizer.js";
+import { isKeyword, keywords } from "../protocol/keywords.js";
 
 export interface StatementEffects {
   userVars: string[];
@@ -30,18 +31,7 @@ function empty(): StatementEffects {
   };
 }
 
-const PLAIN_DML = ["select", "insert", "update", "delete", "replace", "with", "values", "table", "show", "explain", "describe", "desc", "commit", "rollback", "begin", "start"]
-  .map((w) => Buffer.from(w, "latin1"));
-
-/** Case-insensitive match of buf[p, w) against one of the plain DML keywords, without allocating. */
-function isPlainDml(buf: Buffer, p: number, w: number): boolean {
-  outer: for (const kw of PLAIN_DML) {
-    if (kw.length !== w - p) continue;
-    for (let i = 0; i < kw.length; i++) if ((buf[p + i] | 0x20) !== kw[i]) continue outer;
-    return true;
-  }
-  return false;
-}
+const PLAIN_DML = keywords("select", "insert", "update", "delete", "replace", "with", "values", "table", "show", "explain", "describe", "desc", "commit", "rollback", "begin", "start");
 
 /**
  * Cheap byte-level pre-check on a COM_QUERY payload: false when the statement cannot have a
@@ -53,7 +43,7 @@ export function mayHaveEffects(buf: Buffer, start: number, end: number): boolean
   while (p < end && (buf[p] === 32 || buf[p] === 10 || buf[p] === 13 || buf[p] === 9 || buf[p] === 40)) p++;
   let w = p;
   while (w < end && ((buf[w] | 0x20) >= 97 && (buf[w] | 0x20) <= 122)) w++;
-  if (w - p < 2 || w - p > 8 || !isPlainDml(buf, p, w)) return true;
+  if (w - p < 2 || w - p > 8 || !isKeyword(buf, p, w, PLAIN_DML)) return true;
   for (let i = w; i < end; i++) {
     const c = buf[i];
     if (c === 64 || c === 59) return true; // @ ;
