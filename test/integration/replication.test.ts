@@ -139,6 +139,26 @@ describe("read/write split with a primary and a replica", () => {
     assert.equal((await cluster.servers[0].sql("SELECT COUNT(*) FROM app.items WHERE name LIKE 'loose%'")).trim(), "2", "both writes committed together");
   });
 
+  it("replaces a parked or active replica connection that the server closed", async () => {
+    const [, replica] = cluster.servers;
+    const c = await client();
+    await c.query("SET @mark = 7");
+    assert.equal(await serverId(c), 2);
+    await c.query("DO 1"); // back home: the replica connection is parked
+    const killAppConnections = async (): Promise<void> => {
+      const ids = (await replica.sql("SELECT id FROM information_schema.PROCESSLIST WHERE user = 'app'")).trim().split("\n").filter(Boolean);
+      if (ids.length) await replica.sql(ids.map((id) => `KILL ${id};`).join(" "));
+    };
+    await killAppConnections();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual([Number((await one(c, "SELECT @@server_id AS id, @mark AS m")).id), Number((await one(c, "SELECT @mark AS m")).m)], [2, 7], "a parked connection that died is replaced");
+    await killAppConnections(); // now the active one
+    await new Promise((r) => setTimeout(r, 100));
+    const r = await one(c, "SELECT @@server_id AS id, @mark AS m");
+    assert.deepEqual([Number(r.m)], [7], "the session survives its active replica connection closing");
+    assert.equal(await serverId(c), 2);
+  });
+
   it("refuses a statement by rule with 1148, and kills one over the rule's timeout; the session goes on", async () => {
     const c = await client();
     await assert.rejects(c.query("DROP DATABASE app"), (e: { errno: number; sqlState: string; message: string }) => {
