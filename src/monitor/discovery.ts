@@ -6,7 +6,7 @@
 
 import { promises as dns } from "node:dns";
 import type { Logger } from "pino";
-import { Etcd3, type Watcher } from "etcd3";
+import type { Etcd3, Watcher } from "etcd3";
 import { serverSchema, type ConfigFile, type ServerConfigEntry } from "../config/schema.js";
 
 export type DiscoveredServer = ServerConfigEntry & { source: string };
@@ -106,8 +106,12 @@ class EtcdSource implements Source {
   }
 
   start(): void {
-    this.client = new Etcd3({ hosts: this.c.endpoints, ...(this.c.username ? { auth: { username: this.c.username, password: this.c.password ?? "" } } : {}) });
-    void this.connect();
+    // The etcd client (gRPC) is loaded only when an etcd source is configured.
+    void import("etcd3").then(({ Etcd3: Client }) => {
+      if (this.stopped) return;
+      this.client = new Client({ hosts: this.c.endpoints, ...(this.c.username ? { auth: { username: this.c.username, password: this.c.password ?? "" } } : {}) });
+      return this.connect();
+    });
   }
 
   private async connect(): Promise<void> {
