@@ -92,6 +92,8 @@ export const monitorSchema = z.object({
   timeout_ms: z.number().int().min(50).default(1000),
   /** consecutive failed checks before a server is SHUNNED */
   failure_threshold: z.number().int().min(1).default(3),
+  /** consecutive healthy checks before a SHUNNED server is ONLINE again */
+  recovery_threshold: z.number().int().min(1).default(2),
   /** lag assumed, in seconds, when replication is stopped (Seconds_Behind_Master is NULL) */
   lag_when_null: z.number().int().min(0).default(60),
 }).strict();

@@ -8,7 +8,8 @@
 // Verdicts: failure_threshold consecutive failed rounds (connect, timeout, error) → SHUNNED; a
 // replica behind by more than max_replication_lag (stopped replication counts as lag_when_null)
 // → SHUNNED until it catches up; a Galera node that is not Synced, not ready, desynced or outside
-// the primary component → SHUNNED. read_only feeds the replication hostgroups. The monitor never
+// the primary component → SHUNNED. A shunned server is ONLINE again after recovery_threshold
+// healthy rounds in a row. read_only feeds the replication hostgroups. The monitor never
 // raises a server above the status the configuration gives it. Every change of verdict is a
 // BackendStatus event, and the server publishes a new RuntimeConfig from it.
 
@@ -35,6 +36,8 @@ export interface ServerHealth {
   pingMs: number | null;
   lastError: string | null;
   consecutiveFailures: number;
+  /** healthy rounds in a row while SHUNNED (it returns at recovery_threshold) */
+  consecutiveHealthy: number;
   readOnly: boolean | null;
   /** seconds behind its primary; null when not a replica or not checked */
   replicationLag: number | null;
@@ -60,7 +63,7 @@ class ServerProbe {
   readonly health: ServerHealth;
 
   constructor(address: string) {
-    this.health = { address, lastCheck: 0, pingMs: null, lastError: null, consecutiveFailures: 0, readOnly: null, replicationLag: null, galera: null, status: "ONLINE", reason: null };
+    this.health = { address, lastCheck: 0, pingMs: null, lastError: null, consecutiveFailures: 0, consecutiveHealthy: 0, readOnly: null, replicationLag: null, galera: null, status: "ONLINE", reason: null };
   }
 
   close(): void {
@@ -199,13 +202,23 @@ export class Monitor {
       }
       h.replicationLag = maxLag < Infinity ? replicationLag(results[2], m.lag_when_null) : null;
       const problem = this.verdict(h, maxLag);
-      h.status = problem ? "SHUNNED" : "ONLINE";
-      h.reason = problem;
+      if (problem) {
+        h.status = "SHUNNED";
+        h.reason = problem;
+        h.consecutiveHealthy = 0;
+      } else if (h.status === "SHUNNED" && ++h.consecutiveHealthy < m.recovery_threshold) {
+        // healthy again, but not for long enough to trust it (no flapping at a lag limit)
+      } else {
+        h.status = "ONLINE";
+        h.reason = null;
+        h.consecutiveHealthy = 0;
+      }
     } catch (e) {
       p.close();
       h.pingMs = null;
       h.lastError = (e as Error).message;
       h.consecutiveFailures++;
+      h.consecutiveHealthy = 0;
       if (h.consecutiveFailures >= m.failure_threshold) {
         h.status = "SHUNNED";
         h.reason = `unreachable: ${h.lastError} (${h.consecutiveFailures} checks in a row)`;

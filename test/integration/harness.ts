@@ -109,6 +109,7 @@ export async function startReplicated(): Promise<Cluster> {
   const [primary, replica] = c.servers;
   await primary.sql(`${monitorGrants} CREATE USER 'repl'@'%' IDENTIFIED BY 'repl'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';`);
   await replica.sql(`${monitorGrants} SET GLOBAL server_id = 2; SET GLOBAL read_only = ON;`);
+  replica.args.push("--server-id=2", "--read-only=ON"); // the same identity after a restart
   const [file, pos] = (await primary.sql("SHOW MASTER STATUS")).trim().split("\t");
   await replica.sql(`CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${primary.port}, MASTER_USER='repl', MASTER_PASSWORD='repl',
     MASTER_LOG_FILE='${file}', MASTER_LOG_POS=${pos}; START SLAVE;`);

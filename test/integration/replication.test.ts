@@ -191,6 +191,23 @@ describe("read/write split with a primary and a replica", () => {
     assert.equal(await serverId(fresh), 2);
   });
 
+  it("shuns a replica that stops answering after failure_threshold rounds; reads fall back; it returns after recovery_threshold healthy rounds", async () => {
+    const [, replica] = cluster.servers;
+    const c = await client();
+    assert.equal(await serverId(c), 2);
+    await c.query("DO 1"); // home, so the next read is a routing decision
+    await replica.stop();
+    assert.ok(await waitFor(() => statusOf(replica.port).includes("SHUNNED"), 5000), "the stopped replica is shunned");
+    const h = ferry.health().find((x) => x.address.endsWith(`:${replica.port}`))!;
+    assert.ok(h.consecutiveFailures >= 2 && h.lastError !== null, JSON.stringify(h));
+    assert.match(ferry.config().servers.find((x) => x.port === replica.port)!.statusReason!, /^unreachable: /);
+    assert.equal(await serverId(c), 1, "reads fall back to the primary");
+    await replica.start();
+    assert.ok(await waitFor(() => statusOf(replica.port).every((x) => x === "ONLINE"), 10_000), "back ONLINE");
+    assert.ok(logs.lines.some((l) => l.includes("monitor: server status changed") && l.includes("unreachable")));
+    assert.equal(await serverId(c), 2);
+  });
+
   it("moves a server between the writer and reader hostgroups when its read_only flips", async () => {
     const [primary, replica] = cluster.servers;
     await replica.sql("SET GLOBAL read_only = OFF");
