@@ -78,7 +78,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       });
     },
   });
-  const rebalancer = new Rebalancer(registry, () => runtime, log);
+  const rebalancer = new Rebalancer(registry, () => runtime, log, router);
   rebalancer.start();
   // The control plane's findings (discovered servers, monitor verdicts) become a new snapshot.
   let monitor: Monitor;

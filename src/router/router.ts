@@ -60,8 +60,13 @@ export class Router {
 
   /** The balancer's score of a server among its hostgroup's candidates (lower is better). */
   score(s: ServerConfig, group: readonly ServerConfig[], cfg: RuntimeConfig = this.config()): number {
+    return ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, group, cfg);
+  }
+
+  /** How much more loaded than its connections say a server counts: latency and zone factors (≥ 1). */
+  penalty(s: ServerConfig, group: readonly ServerConfig[], cfg: RuntimeConfig = this.config()): number {
     const b = cfg.balancer;
-    let score = (this.connectionCount(s.address) + 1) / s.weight;
+    let factor = 1;
     if (b.latency_weight > 0) {
       const mine = this.stats.get(s.address);
       let best = Infinity;
@@ -71,11 +76,11 @@ export class Router {
       }
       if (mine && mine.samples > 0 && best < Infinity) {
         const gap = mine.latencyMs - best - LATENCY_DEADBAND_MS;
-        if (gap > 0) score *= Math.min(10, 1 + (b.latency_weight * gap) / Math.max(best, LATENCY_DEADBAND_MS));
+        if (gap > 0) factor *= Math.min(10, 1 + (b.latency_weight * gap) / Math.max(best, LATENCY_DEADBAND_MS));
       }
     }
-    if (b.zone !== undefined && s.labels[b.zone_label] !== b.zone) score *= b.zone_penalty;
-    return score;
+    if (b.zone !== undefined && s.labels[b.zone_label] !== b.zone) factor *= b.zone_penalty;
+    return factor;
   }
 
   acquire(address: string): void {

@@ -1,11 +1,14 @@
 // Evens out long-lived sessions across a hostgroup: when the spread (the most loaded server's
-// sessions over the least loaded one's, each relative to its weighted share) exceeds
-// `rebalance_ratio` (typically after a server joins), up to
-// `rebalance_moves_per_second` sessions a second are asked to move from the most loaded server to
-// the least loaded one. Sessions move at their own movable boundaries; the router only says where.
+// load over the least loaded one's) exceeds `rebalance_ratio` (typically after a server joins, or
+// when one turns slow), up to `rebalance_moves_per_second` sessions a second are asked to move
+// from the most loaded server to the least loaded one. A server's load is its sessions relative
+// to its weighted share, times the router's penalty (latency and zone, as in its score), so the
+// loop settles where the scores of new sessions would. Sessions move at their own movable
+// boundaries; the router only says where.
 
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
+import type { Router } from "../router/router.js";
 import type { SessionRegistry } from "./registry.js";
 import type { Session } from "./session.js";
 
@@ -16,6 +19,7 @@ export class Rebalancer {
     private readonly registry: SessionRegistry<Session>,
     private readonly config: () => RuntimeConfig,
     private readonly log: Logger,
+    private readonly router: Router | null = null,
   ) {}
 
   start(): void {
@@ -51,8 +55,11 @@ export class Rebalancer {
         list.push(sess);
         total++;
       }
-      const weight = servers.reduce((n, s) => n + s.weight, 0);
-      const target = (s: ServerConfig): number => (total * s.weight) / weight;
+      // Shares: weight over penalty, so a slow server's share shrinks as its score grows.
+      const penalty = new Map(servers.map((s) => [s.address, this.router ? this.router.penalty(s, servers, cfg) : 1]));
+      const share = (s: ServerConfig): number => s.weight / penalty.get(s.address)!;
+      const shares = servers.reduce((n, s) => n + share(s), 0);
+      const target = (s: ServerConfig): number => (total * share(s)) / shares;
       const load = (s: ServerConfig): number => on.get(s.address)!.length / target(s);
       const busiest = servers.reduce((a, b) => (load(b) > load(a) ? b : a));
       const idlest = servers.reduce((a, b) => (load(b) < load(a) ? b : a));
