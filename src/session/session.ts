@@ -28,7 +28,7 @@ import { applyQueryRules } from "../router/query-rules.js";
 import { splitStatements, tokenize } from "../protocol/tokenizer.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
-import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
+import { analyzeStatements, mayHaveEffects, pinsToServer, type StatementEffects } from "./statement-effects.js";
 import { StateTracker, statementOn, type PreparedStatement, type StatementOnConnection } from "./state-tracker.js";
 import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.js";
 import { rebindForForwarding } from "../frontend/rebind.js";
@@ -545,6 +545,8 @@ export class Session implements ScanListener, ChunkSink {
           if (cmd === COM_QUERY) this.cmdTimeoutMs = o.timeoutMs ?? 0;
           // Several statements in one query may mix reads and writes: they run at home.
           if (o.hostgroup !== null && (!hasSemicolon(buf, p + 1, p + avail) || splitStatements(tokenize(buf.toString("utf8", p + 1, p + avail))).length < 2)) want = o.hostgroup;
+          // Locks, temporary tables and the like are taken where every client takes them: at home.
+          if (want !== this.homeHostgroup && mayHaveEffects(buf, p + 1, p + avail) && pinsToServer(analyzeStatements(buf.toString("utf8", p + 1, p + avail)))) want = this.homeHostgroup;
         }
       }
       if (cmd === COM_STMT_PREPARE) this.prepareRoute = want;

@@ -23,6 +23,17 @@ export interface StatementEffects {
   kill: { query: boolean; id: number } | null;
 }
 
+/**
+ * Effects that tie state to the server a statement runs on (named locks, table locks, temporary
+ * tables, XA, SQL prepared statements, the schema): such statements run in the session's home
+ * hostgroup whatever the query rules say, so every client takes its locks on the same server.
+ */
+export function pinsToServer(fx: StatementEffects): boolean {
+  return fx.locksAcquired.length > 0 || fx.locksReleased.length > 0 || fx.releaseAllLocks || fx.lockTables !== null ||
+    fx.tempTablesCreated.length > 0 || fx.tempTablesDropped.length > 0 || fx.xa !== null || fx.sqlPrepared.length > 0 ||
+    fx.sqlDeallocated.length > 0 || fx.useSchema !== null;
+}
+
 function empty(): StatementEffects {
   return {
     userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],

@@ -86,6 +86,11 @@ describe("read/write split with a primary and a replica", () => {
     const r = await one(c, "SELECT @who AS who, @@session.sql_mode AS mode, LAST_INSERT_ID() AS li, @@server_id AS id");
     assert.deepEqual([r.who, r.mode, Number(r.li), Number(r.id)], ["me", "ANSI_QUOTES", insertId, 2]);
     await c.query("SET SESSION sql_mode = DEFAULT");
+    // named locks are taken at home, where every client takes them, and pin the session there
+    assert.equal(Number((await one(c, "SELECT GET_LOCK('ferry-test', 1) AS l, @@server_id AS id")).id), 1);
+    assert.equal(await serverId(c), 1, "a session holding a named lock stays where the lock is");
+    await c.query("SELECT RELEASE_LOCK('ferry-test')");
+    assert.equal(await serverId(c), 2);
     // a multi-statement query may write: it runs on the primary
     const [multi] = await c.query("SELECT @@server_id AS id; INSERT INTO items (name) VALUES ('m')");
     assert.equal(Number((multi as [{ id: number }[]])[0][0].id), 1);
