@@ -16,6 +16,8 @@ const allowed: Record<string, string[]> = {
   session: ["lib", "protocol", "frontend", "backend", "router", "config:type"],
   config: ["lib", "protocol"],
   observe: ["lib", "protocol", "config"],
+  // the monitor checks servers with the backend's own client code
+  monitor: ["lib", "protocol", "config", "backend"],
 };
 
 function files(dir: string): string[] {

@@ -24,11 +24,10 @@ import { decodeOk, encodeErr, encodeOk } from "../protocol/packets.js";
 import { framePayload } from "../protocol/writer.js";
 import { ResponseScanner, Shape, type ScanListener } from "../protocol/response-scanner.js";
 import { homeHostgroup, type Router, type ServerStats } from "../router/router.js";
-import { applyQueryRules } from "../router/query-rules.js";
-import { splitStatements, tokenize } from "../protocol/tokenizer.js";
+import { REFUSED, routeCommand, type RouteExtras } from "./statement-routing.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
-import { analyzeStatements, mayHaveEffects, pinsToServer, type StatementEffects } from "./statement-effects.js";
+import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
 import { StateTracker, statementOn, type PreparedStatement, type StatementOnConnection } from "./state-tracker.js";
 import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.js";
 import { rebindForForwarding } from "../frontend/rebind.js";
@@ -42,12 +41,7 @@ import { prepareOnActive, switchHostgroup } from "./hostgroup-switch.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
-const REFUSED = -1;
 
-function hasSemicolon(buf: Buffer, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (buf[i] === 59) return true;
-  return false;
-}
 
 /** Commands up to this size are assembled whole before dispatch; larger ones dispatch on a prefix. */
 const ASSEMBLE_LIMIT = 1 << 20;
@@ -71,7 +65,7 @@ export class Session implements ScanListener, ChunkSink {
   readonly tracker = new StateTracker();
   private readonly scanner = new ResponseScanner(this);
   readonly deps: SessionDeps;
-  private readonly log: Logger;
+  readonly log: Logger;
 
   private cstate = C.Idle;
   // client packet walker
@@ -105,10 +99,10 @@ export class Session implements ScanListener, ChunkSink {
   readonly parked: ParkedConnections;
   private routeDecided = false;
   /** where the query rules send the statement being prepared */
-  private prepareRoute = 0;
+  /** what routing decided beyond the hostgroup, for the command being dispatched */
+  private readonly route: RouteExtras = { timeoutMs: 0, prepareHostgroup: 0 };
   /** an error to answer the next command with instead of running it (a failed preparation) */
   private failNext: FerryError | null = null;
-  private cmdTimeoutMs = 0;
   private cmdTimer: NodeJS.Timeout | null = null;
   private cmdStart = 0;
   private serverStats: ServerStats | null = null;
@@ -154,6 +148,7 @@ export class Session implements ScanListener, ChunkSink {
   get userName(): string { return this.auth.user.name; }
   get backendThreadId(): number { return this.backend ? this.backend.threadId : -1; }
   get backendAddress(): string | null { return this.backend ? this.backend.server.address : null; }
+  get hasBackend(): boolean { return this.backend !== null; }
   private get deprecateEof(): boolean { return (this.auth.capabilities & CLIENT_DEPRECATE_EOF) !== 0; }
 
   /** Connects the first backend and finishes the client's login with OK (or the backend's error). */
@@ -402,10 +397,10 @@ export class Session implements ScanListener, ChunkSink {
     if (this.routeDecided) {
       this.routeDecided = false;
     } else {
-      this.cmdTimeoutMs = 0;
-      this.prepareRoute = this.homeHostgroup;
+      this.route.timeoutMs = 0;
+      this.route.prepareHostgroup = this.homeHostgroup;
       if (this.hostgroup !== this.homeHostgroup || this.deps.config().queryRules.length > 0) {
-        const hg = this.routeCommand(cmd, buf, p, avail, len);
+        const hg = routeCommand(this, this.route, cmd, buf, p, avail, len);
         if (hg === REFUSED) return this.skipRefused(len, avail, p);
         if (hg !== this.hostgroup) {
           this.startSwitch(hg, buf.subarray(pos, end));
@@ -521,56 +516,6 @@ export class Session implements ScanListener, ChunkSink {
     return this.forwardCommand(buf, pos, end, len, shape);
   }
 
-  /**
-   * Where this command runs: query rules for COM_QUERY, the home hostgroup for everything else.
-   * A session stays where it is while pinned (transaction, temporary table, lock, …); with
-   * autocommit off it goes home, where its implicit transaction will start.
-   */
-  private routeCommand(cmd: number, buf: Buffer, p: number, avail: number, len: number): number {
-    const cfg = this.deps.config();
-    let want = this.homeHostgroup;
-    if (cmd === COM_STMT_EXECUTE) {
-      const stmt = avail >= 5 ? this.tracker.prepared.get(buf.readUInt32LE(p + 1)) : undefined;
-      if (!stmt) return this.hostgroup; // unknown, or "the last prepared" (0xFFFFFFFF): where it was prepared
-      want = stmt.hostgroup;
-    } else if (cmd === COM_QUERY || cmd === COM_STMT_PREPARE) {
-      if (cfg.queryRules.length > 0 && len === avail) {
-        const o = applyQueryRules(cfg.queryRules, cfg.rulesNeedDigest, { username: this.auth.user.name, schema: this.tracker.schema, clientAddr: this.auth.clientAddr }, buf, p + 1, p + avail);
-        if (o !== null) {
-          if (o.log) this.log.info({ rules: o.matched, digest: o.digest ?? undefined, hostgroup: o.hostgroup, sql: buf.toString("utf8", p + 1, Math.min(p + avail, p + 1025)) }, "query rule matched");
-          if (o.errorMsg !== null) {
-            this.client.write(encodeErr(1, 1148, "42000", `ferry: statement refused by query rule ${o.matched[o.matched.length - 1]}: ${o.errorMsg}`));
-            return REFUSED;
-          }
-          if (cmd === COM_QUERY) this.cmdTimeoutMs = o.timeoutMs ?? 0;
-          // Several statements in one query may mix reads and writes: they run at home.
-          if (o.hostgroup !== null && (!hasSemicolon(buf, p + 1, p + avail) || splitStatements(tokenize(buf.toString("utf8", p + 1, p + avail))).length < 2)) want = o.hostgroup;
-          // Locks, temporary tables and the like are taken where every client takes them: at home.
-          if (want !== this.homeHostgroup && mayHaveEffects(buf, p + 1, p + avail) && pinsToServer(analyzeStatements(buf.toString("utf8", p + 1, p + avail)))) want = this.homeHostgroup;
-        }
-      }
-      if (cmd === COM_STMT_PREPARE) this.prepareRoute = want;
-    } else if (cmd === COM_PING || cmd === COM_QUIT || cmd === COM_STATISTICS || cmd === COM_STMT_FETCH || cmd === COM_STMT_RESET ||
-      cmd === COM_STMT_CLOSE || cmd === COM_STMT_SEND_LONG_DATA) {
-      // Statement commands other than execute run where the session is (a cursor or long data pins it there).
-      return this.hostgroup;
-    }
-    if (want === this.hostgroup) return want;
-    const t = this.tracker;
-    const persistent = this.auth.user.transactionPersistent;
-    if (!t.autocommit && persistent) want = this.homeHostgroup;
-    if (want === this.hostgroup) return want;
-    if (this.backend === null) return want;
-    if (t.pinned) {
-      if (persistent) return this.hostgroup;
-      const pins = t.pinReasons();
-      if (pins.length !== 1 || pins[0] !== "transaction") return this.hostgroup;
-    }
-    // Nowhere to go (every server of that hostgroup down or shunned): the statement runs here.
-    if (!this.parked.has(want) && this.deps.router.candidates(want, this.labels).length === 0) return this.hostgroup;
-    return want;
-  }
-
   /** A refused statement: skip its bytes; the session stays usable. */
   private skipRefused(len: number, avail: number, p: number): number {
     this.cPktLeft = len - avail;
@@ -618,14 +563,14 @@ export class Session implements ScanListener, ChunkSink {
 
   private onCommandTimeout(): void {
     this.cmdTimer = null;
-    this.log.info({ timeoutMs: this.cmdTimeoutMs }, "statement over its query rule timeout: killing it");
+    this.log.info({ timeoutMs: this.route.timeoutMs }, "statement over its query rule timeout: killing it");
     this.kill(true).catch((e: Error) => this.log.warn({ err: e.message }, "could not kill a statement over its timeout"));
   }
 
   /** Forwards a command's first packet: whatever of it is in this buffer now, the rest as it comes. */
   private forwardCommand(buf: Buffer, pos: number, end: number, len: number, shape: Shape): number {
     this.cmdStart = performance.now();
-    if (this.cmdTimeoutMs > 0) this.cmdTimer = setTimeout(this.onCommandTimeout, this.cmdTimeoutMs);
+    if (this.route.timeoutMs > 0) this.cmdTimer = setTimeout(this.onCommandTimeout, this.route.timeoutMs);
     const pktEnd = pos + HEADER_SIZE + len;
     const stop = Math.min(end, pktEnd);
     this.writeBackend(pos === 0 && stop === buf.length ? buf : buf.subarray(pos, stop));
@@ -1024,7 +969,7 @@ export class Session implements ScanListener, ChunkSink {
     buf.writeUInt32LE(clientId, start + 1);
     const on = new WeakMap<object, StatementOnConnection>();
     if (this.backend) on.set(this.backend, { id: stmtId, typesBound: true }); // the client sends types on its first execute
-    this.tracker.onPrepared({ clientId, sql: this.cmdText, numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: this.prepareRoute, on });
+    this.tracker.onPrepared({ clientId, sql: this.cmdText, numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: this.route.prepareHostgroup, on });
   }
 
   // ---- commands Ferry answers itself --------------------------------------------------------
