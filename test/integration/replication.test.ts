@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type mysql from "mysql2/promise";
+import * as mariadb from "mariadb";
 import { parseConfig } from "../../src/config/load.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, MONITOR_PASSWORD, MONITOR_USER, one, startReplicated, waitFor } from "./harness.js";
@@ -162,6 +163,30 @@ describe("read/write split with a primary and a replica", () => {
     const r = await one(c, "SELECT @@server_id AS id, @mark AS m");
     assert.deepEqual([Number(r.m)], [7], "the session survives its active replica connection closing");
     assert.equal(await serverId(c), 2);
+  });
+
+  it("keeps order and answers right when a pipelining client interleaves reads and writes (mariadb connector)", async () => {
+    const conn = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app", pipelining: true });
+    try {
+      await conn.query("CREATE TABLE IF NOT EXISTS piped (n INT PRIMARY KEY)");
+      // 40 commands sent without waiting: each write goes to the primary, each read to the replica
+      const sent: Promise<unknown>[] = [];
+      for (let i = 0; i < 20; i++) {
+        sent.push(conn.query("INSERT INTO piped VALUES (?)", [i]));
+        sent.push(conn.query("SELECT @@server_id AS id, ? AS n", [i]));
+      }
+      const answers = await Promise.all(sent);
+      for (let i = 0; i < 20; i++) {
+        assert.equal((answers[2 * i] as { affectedRows: number }).affectedRows, 1);
+        const row = (answers[2 * i + 1] as { id: number; n: number }[])[0];
+        assert.deepEqual([Number(row.id), Number(row.n)], [2, i], `answer ${i} in order, from the replica`);
+      }
+      const [stmtRow] = await conn.execute("SELECT @@server_id AS id, COUNT(*) AS c FROM piped WHERE n < ?", [100]);
+      assert.equal(Number(stmtRow.id), 2);
+      assert.equal((await cluster.servers[0].sql("SELECT COUNT(*) FROM app.piped")).trim(), "20");
+    } finally {
+      await conn.end();
+    }
   });
 
   it("refuses a statement by rule with 1148, and kills one over the rule's timeout; the session goes on", async () => {
