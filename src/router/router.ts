@@ -4,13 +4,16 @@
 //   (connections + 1) / weight  ×  latency factor  ×  zone factor
 //
 // latency factor = 1 + latency_weight × (server's EWMA round trip − the hostgroup's best − 1 ms)
-// / max(best, 1 ms), when positive, capped at 10 (sub-millisecond differences are noise, not load); zone factor = zone_penalty for servers outside Ferry's zone (when one is set).
+// / max(best, 1 ms), when positive, capped at 10, once servers have 20 samples (sub-millisecond
+// differences and a handful of round trips are noise, not load); zone factor = zone_penalty for servers outside Ferry's zone (when one is set).
 // Only ONLINE servers under their max_connections, carrying every label the session asks for,
 // are candidates; a server that recently refused a connection goes to the back of the line.
 
 import type { Route, RuntimeConfig, ServerConfig, UserConfig } from "../config/runtime-config.js";
 
 const LATENCY_DEADBAND_MS = 1;
+/** round trips a server needs before its latency counts (a handful says nothing) */
+const MIN_SAMPLES = 20;
 
 /** Per-server numbers the data plane updates in place (no lookup per command). */
 export class ServerStats {
@@ -72,9 +75,9 @@ export class Router {
       let best = Infinity;
       for (const g of group) {
         const st = this.stats.get(g.address);
-        if (st && st.samples > 0 && st.latencyMs < best) best = st.latencyMs;
+        if (st && st.samples >= MIN_SAMPLES && st.latencyMs < best) best = st.latencyMs;
       }
-      if (mine && mine.samples > 0 && best < Infinity) {
+      if (mine && mine.samples >= MIN_SAMPLES && best < Infinity) {
         const gap = mine.latencyMs - best - LATENCY_DEADBAND_MS;
         if (gap > 0) factor *= Math.min(10, 1 + (b.latency_weight * gap) / Math.max(best, LATENCY_DEADBAND_MS));
       }
