@@ -523,33 +523,31 @@ export class Session implements ScanListener, ChunkSink {
     return p + avail;
   }
 
-  /** Holds the command while the session changes to a connection of another hostgroup, then replays it there. */
-  private startSwitch(hostgroup: number, command: Buffer): void {
+  /** Holds a command while Ferry readies the connection it runs on, then replays it (not routed again). */
+  private holdWhile(command: Buffer, work: Promise<void>): void {
     this.hold(command);
     this.cstate = C.Busy;
     this.routeDecided = true;
-    switchHostgroup(this, hostgroup).catch((e: Error) => {
-      this.log.warn({ hostgroup, err: e.message }, "could not reach the routed hostgroup; the statement runs where the session is");
-    }).finally(() => {
+    void work.finally(() => {
       if (this.closed) return;
       this.cstate = C.Idle;
       this.resumeClient();
     });
   }
 
-  /** Prepares a statement on the active connection (its first use there), then replays the held command. */
+  /** The command runs in another hostgroup: change connections first. */
+  private startSwitch(hostgroup: number, command: Buffer): void {
+    this.holdWhile(command, switchHostgroup(this, hostgroup).catch((e: Error) => {
+      this.log.warn({ hostgroup, err: e.message }, "could not reach the routed hostgroup; the statement runs where the session is");
+    }));
+  }
+
+  /** A prepared statement's first use on this connection: prepare it here first. */
   private startPrepareHere(stmt: PreparedStatement, command: Buffer): void {
-    this.hold(command);
-    this.cstate = C.Busy;
-    this.routeDecided = true;
-    prepareOnActive(this, stmt).catch((e: Error) => {
+    this.holdWhile(command, prepareOnActive(this, stmt).catch((e: Error) => {
       this.log.info({ statement: stmt.clientId, err: e.message }, "could not prepare a statement on this connection");
       this.failNext = e instanceof FerryError ? e : new FerryError(1105, "HY000", e.message);
-    }).finally(() => {
-      if (this.closed) return;
-      this.cstate = C.Idle;
-      this.resumeClient();
-    });
+    }));
   }
 
   /** Answers a held command with the error that stopped its preparation, and skips it. */

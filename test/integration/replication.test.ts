@@ -131,6 +131,17 @@ describe("read/write split with a primary and a replica", () => {
     await c.query("DO 1");
     const [p2, r2] = await Promise.all(cluster.servers.map(async (s) => Number((await s.sql("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")).split("\t")[1])));
     assert.deepEqual([primaryStmts - p2, replicaStmts - r2], [1, 1], "closing the statement closed it on both connections");
+    // prepared at home (inside a transaction), first executed on the replica, where it cannot be prepared
+    await cluster.servers[0].sql("SET SESSION sql_log_bin = 0; CREATE TABLE app.primary_only (n INT); INSERT INTO app.primary_only VALUES (5)");
+    await c.query("BEGIN");
+    assert.deepEqual(await exec("SELECT n FROM primary_only WHERE n = ?", [5]), [{ n: 5 }]);
+    await c.query("COMMIT");
+    await assert.rejects(exec("SELECT n FROM primary_only WHERE n = ?", [5]), (e: { errno: number; message: string }) => {
+      assert.equal(e.errno, 1146);
+      assert.match(e.message, /^ferry: statement \d+ could not be prepared on 127\.0\.0\.1:\d+, where it runs now: Table 'app\.primary_only' doesn't exist/);
+      return true;
+    });
+    assert.equal(await serverId(c), 2, "the session goes on");
   });
 
   it("transaction_persistent = false: reads inside a transaction follow the rules, the transaction waits on its connection", async () => {
