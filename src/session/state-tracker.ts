@@ -56,6 +56,13 @@ export type PinReason =
   | "transaction" | "temporary-table" | "named-lock" | "lock-tables" | "cursor" | "xa" | "long-data" | "found-rows" | "command"
   | "unknown-user-variables" | "unpreparable-statement";
 
+/** a equals buf[from, to); a plain loop: the ranges are a few bytes, a native compare costs more */
+function sameBytes(a: Buffer, buf: Buffer, from: number, to: number): boolean {
+  if (a.length !== to - from) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== buf[from + i]) return false;
+  return true;
+}
+
 export class StateTracker {
   schema: string | null = null;
   collation = 0;
@@ -193,7 +200,7 @@ export class StateTracker {
     if (flagAt < end && buf[flagAt] === 1 && to <= end) {
       // Clients that bind types on every execute send the same ones: copy only when they change.
       const known = stmt.paramTypes;
-      if (known === null || buf.compare(known, 0, known.length, from, to) !== 0) stmt.paramTypes = Buffer.from(buf.subarray(from, to));
+      if (known === null || !sameBytes(known, buf, from, to)) stmt.paramTypes = Buffer.from(buf.subarray(from, to));
     }
   }
 
