@@ -555,8 +555,13 @@ export class Session implements ScanListener, ChunkSink {
     const err = this.failNext!;
     this.failNext = null;
     this.routeDecided = false;
+    // The rest of a command larger than what arrived cannot be skipped reliably: then the session ends.
+    if (len !== avail || len === MAX_PACKET_PAYLOAD) {
+      this.fatal(err, cmd === COM_STMT_SEND_LONG_DATA || cmd === COM_STMT_CLOSE ? -1 : 1);
+      return p + avail;
+    }
     if (cmd !== COM_STMT_SEND_LONG_DATA && cmd !== COM_STMT_CLOSE) this.client.write(encodeErr(1, err.errno, err.sqlState, err.message));
-    return this.skipRefused(len, avail, p);
+    return p + avail;
   }
 
   private onCommandTimeout(): void {
