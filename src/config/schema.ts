@@ -150,6 +150,8 @@ export const configSchema = z.object({
     shutdown_wait_ms: z.number().int().min(0).default(30_000),
     rebalance_ratio: z.number().min(0).default(1.25),
     rebalance_moves_per_second: z.number().int().min(1).default(50),
+    /** a session's connection to another hostgroup (read/write split) unused this long is closed (0: never) */
+    parked_idle_ms: z.number().int().min(0).default(60_000),
   }).strict().prefault({}),
   tls: z.object({
     enabled: z.boolean().default(true),

@@ -66,7 +66,7 @@ export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent
     old.socket.on("error", () => undefined);
     old.socket.end(encodeCommand(COM_QUIT));
   } else if (old) {
-    s.parked.park(old, snapshotState(t));
+    s.parked.park(old, snapshotState(t), s.deps.config().proxy.parked_idle_ms);
   }
   t.statusFlags = flags;
   s.attachBackend(conn);

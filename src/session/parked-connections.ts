@@ -1,6 +1,6 @@
 // A session's backend connections to other hostgroups than the active one's (read/write split),
 // each with a snapshot of the session state it has. They still count for their servers in the
-// router; one that dies, or whose server leaves, is closed.
+// router; one that dies, whose server leaves, or that stays unused for parked_idle_ms is closed.
 
 import type { BackendConnection } from "../backend/backend-connection.js";
 import type { ServerConfig } from "../config/runtime-config.js";
@@ -14,9 +14,11 @@ export interface ParkedConnection {
   hostgroup: number;
   snapshot: StateSnapshot;
   onClose: () => void;
+  idleTimer: NodeJS.Timeout | null;
 }
 
 const ignore = (): void => undefined;
+const QUIT = Buffer.from([1, 0, 0, 0, 1]); // COM_QUIT
 
 export class ParkedConnections {
   private readonly list: ParkedConnection[] = [];
@@ -31,10 +33,15 @@ export class ParkedConnections {
     return this.list.some((p) => p.hostgroup === hostgroup);
   }
 
-  park(conn: BackendConnection, snapshot: StateSnapshot): void {
-    const entry: ParkedConnection = { conn, hostgroup: conn.server.hostgroup, snapshot, onClose: () => this.discard(entry) };
+  /** Keeps a connection; unused for idleMs (when > 0) it is closed. */
+  park(conn: BackendConnection, snapshot: StateSnapshot, idleMs = 0): void {
+    const entry: ParkedConnection = { conn, hostgroup: conn.server.hostgroup, snapshot, onClose: () => this.discard(entry), idleTimer: null };
     conn.socket.once("close", entry.onClose);
     conn.socket.on("error", ignore);
+    if (idleMs > 0 && (snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0) {
+      entry.idleTimer = setTimeout(entry.onClose, idleMs);
+      entry.idleTimer.unref();
+    }
     this.list.push(entry);
   }
 
@@ -45,6 +52,7 @@ export class ParkedConnections {
     const [entry] = this.list.splice(i, 1);
     entry.conn.socket.off("close", entry.onClose);
     entry.conn.socket.off("error", ignore);
+    if (entry.idleTimer) clearTimeout(entry.idleTimer);
     return entry;
   }
 
@@ -55,7 +63,9 @@ export class ParkedConnections {
     this.list.splice(i, 1);
     this.router.release(entry.conn.server.address);
     entry.conn.socket.off("close", entry.onClose);
-    entry.conn.socket.destroy();
+    if (entry.idleTimer) clearTimeout(entry.idleTimer);
+    entry.conn.socket.end(QUIT); // a polite goodbye; the server closes its side
+    setTimeout(() => entry.conn.socket.destroy(), 1000).unref();
   }
 
   /** Closes those on servers that leave; one holding a transaction only when forced. */

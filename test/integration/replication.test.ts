@@ -48,7 +48,7 @@ describe("read/write split with a primary and a replica", () => {
     cluster = await startReplicated();
     const [primary, replica] = cluster.servers;
     await primary.sql("CREATE TABLE app.items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40))");
-    const config = parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\n
+    const config = parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nparked_idle_ms = 1500\n
 [monitor]\nuser = "${MONITOR_USER}"\npassword = "${MONITOR_PASSWORD}"\ninterval_ms = 200\ntimeout_ms = 1000\nfailure_threshold = 2\n
 [[replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${primary.port}\nhostgroup = 0\n
@@ -198,6 +198,19 @@ describe("read/write split with a primary and a replica", () => {
     } finally {
       await conn.end();
     }
+  });
+
+  it("closes a parked connection left unused for parked_idle_ms; the next read opens a new one", async () => {
+    const [, replica] = cluster.servers;
+    const appOnReplica = async (): Promise<number> => Number((await replica.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE user = 'app'")).trim());
+    const c = await client();
+    await c.query("SET @idle = 1");
+    assert.equal(await serverId(c), 2);
+    const before = await appOnReplica();
+    await c.query("DO 1"); // home: the replica connection is parked
+    assert.ok(await waitFor(async () => (await appOnReplica()) === before - 1, 5000), "the parked replica connection was closed after 1.5 s unused");
+    assert.deepEqual([Number((await one(c, "SELECT @@server_id AS id, @idle AS v")).id)], [2]);
+    assert.equal(Number((await one(c, "SELECT @idle AS v")).v), 1);
   });
 
   it("refuses a statement by rule with 1148, and kills one over the rule's timeout; the session goes on", async () => {
