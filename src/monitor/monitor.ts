@@ -60,6 +60,7 @@ function pairs(r: StatementResult): Map<string, string> {
 class ServerProbe {
   conn: BackendConnection | null = null;
   busy = false;
+  warned = false;
   readonly health: ServerHealth;
 
   constructor(address: string) {
@@ -187,20 +188,26 @@ export class Monitor {
         runOwnStatements(conn, statements),
         new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${m.timeout_ms} ms`)), m.timeout_ms); }),
       ]).finally(() => clearTimeout(timer));
-      const failed = results.find((r) => r.error);
-      if (failed?.error) throw new Error(`${failed.error.errno} ${failed.error.message}`);
+      // The server answered: that is the health check. A check it refuses (a missing privilege)
+      // is reported, not held against the server.
+      if (results[0].error) throw new Error(`${results[0].error.errno} ${results[0].error.message}`);
+      const refused = results.find((r) => r.error)?.error ?? null;
       h.pingMs = Math.round((performance.now() - t0) * 100) / 100;
-      h.lastError = null;
+      h.lastError = refused ? `check refused: ${refused.errno} ${refused.message}` : null;
+      if (refused && !p.warned) {
+        p.warned = true;
+        this.log.warn({ server: h.address, err: h.lastError }, "monitor: a check was refused; grant the monitor user PROCESS, REPLICATION CLIENT and SLAVE MONITOR");
+      }
       h.consecutiveFailures = 0;
       const vars = pairs(results[0]);
       h.readOnly = vars.has("read_only") ? vars.get("read_only") === "ON" || vars.get("read_only") === "1" : null;
-      if (vars.get("wsrep_on") === "ON") {
+      if (vars.get("wsrep_on") === "ON" && !results[1].error) {
         const st = pairs(results[1]);
         h.galera = { state: Number(st.get("wsrep_local_state") ?? -1), ready: st.get("wsrep_ready") === "ON", desync: vars.get("wsrep_desync") === "ON", clusterStatus: st.get("wsrep_cluster_status") ?? "" };
       } else {
         h.galera = null;
       }
-      h.replicationLag = maxLag < Infinity ? replicationLag(results[2], m.lag_when_null) : null;
+      h.replicationLag = maxLag < Infinity && !results[2].error ? replicationLag(results[2], m.lag_when_null) : null;
       const problem = this.verdict(h, maxLag);
       if (problem) {
         h.status = "SHUNNED";

@@ -262,6 +262,22 @@ describe("read/write split with a primary and a replica", () => {
     assert.equal(await serverId(c), 2);
   });
 
+  it("a monitor user without the replication privilege: the refused check is reported, the server is not shunned", async () => {
+    const [primary, replica] = cluster.servers;
+    await primary.sql("CREATE USER 'weakmon'@'%' IDENTIFIED BY 'weak'");
+    assert.ok(await waitFor(async () => (await replica.sql("SELECT COUNT(*) FROM mysql.user WHERE user = 'weakmon'")).trim() === "1", 5000));
+    const weak = await startFerry(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\n[monitor]\nuser = "weakmon"\npassword = "weak"\ninterval_ms = 100\nfailure_threshold = 1\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${replica.port}\nhostgroup = 1\nmax_replication_lag = 5\n[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`, "test"), { logLevel: "silent" });
+    try {
+      assert.ok(await waitFor(() => (weak.health()[0]?.lastError ?? "").startsWith("check refused: 1227"), 5000), JSON.stringify(weak.health()));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(weak.config().servers[0].status, "ONLINE");
+      assert.equal(weak.health()[0].replicationLag, null);
+    } finally {
+      await weak.close();
+    }
+  });
+
   it("moves a server between the writer and reader hostgroups when its read_only flips", async () => {
     const [primary, replica] = cluster.servers;
     await replica.sql("SET GLOBAL read_only = OFF");
