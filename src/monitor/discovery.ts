@@ -163,6 +163,8 @@ class EtcdSource implements Source {
       if (this.c.layout === "tidb") {
         if (parts.length !== 2 || parts[1] !== "info") return null;
         addr = parts[0];
+        // TiDB keeps <addr>/ttl alive under a lease while it runs; without it the server is gone.
+        if (!this.keys.has(`${this.prefix}${addr}/ttl`)) return null;
         hostgroup = this.c.hostgroup;
         const info = JSON.parse(value) as { labels?: Record<string, string> };
         if (info.labels) extra = { labels: info.labels };

@@ -85,6 +85,11 @@ describe("discovery", () => {
       assert.ok(await waitFor(() => addresses(f, 3).join() === s0, 5000), `tidb server discovered: ${addresses(f, 3)}`);
       assert.deepEqual(f.config().servers[0].labels, { zone: "east" });
       assert.equal(f.config().servers[0].source, "etcd");
+      // the ttl key expires when TiDB stops: the server goes, and comes back with it
+      await kv.delete().key(`/topology/tidb/${s0}/ttl`);
+      assert.ok(await waitFor(() => addresses(f, 3).length === 0, 5000), "a TiDB without its ttl key is gone");
+      await kv.put(`/topology/tidb/${s0}/ttl`).value("1700000000001");
+      assert.ok(await waitFor(() => addresses(f, 3).join() === s0, 5000));
     } finally {
       kv.close();
     }
