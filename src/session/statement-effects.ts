@@ -19,26 +19,29 @@ export interface StatementEffects {
   sqlDeallocated: string[];
   useSchema: string | null;
   calcFoundRows: boolean;
+  /** IS_FREE_LOCK / IS_USED_LOCK: asks about named locks, which live on the home server */
+  readsLocks: boolean;
   /** set only when the whole text is one KILL statement */
   kill: { query: boolean; id: number } | null;
 }
 
 /**
  * Effects that tie state to the server a statement runs on (named locks, table locks, temporary
- * tables, XA, SQL prepared statements, the schema): such statements run in the session's home
- * hostgroup whatever the query rules say, so every client takes its locks on the same server.
+ * tables, XA, SQL prepared statements, the schema), and questions about named locks: such
+ * statements run in the session's home hostgroup whatever the query rules say, so every client
+ * takes and sees its locks on the same server.
  */
 export function pinsToServer(fx: StatementEffects): boolean {
   return fx.locksAcquired.length > 0 || fx.locksReleased.length > 0 || fx.releaseAllLocks || fx.lockTables !== null ||
     fx.tempTablesCreated.length > 0 || fx.tempTablesDropped.length > 0 || fx.xa !== null || fx.sqlPrepared.length > 0 ||
-    fx.sqlDeallocated.length > 0 || fx.useSchema !== null;
+    fx.sqlDeallocated.length > 0 || fx.useSchema !== null || fx.readsLocks;
 }
 
 function empty(): StatementEffects {
   return {
     userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],
     releaseAllLocks: false, lockTables: null, xa: null, sqlPrepared: [], sqlDeallocated: [], useSchema: null,
-    calcFoundRows: false, kill: null,
+    calcFoundRows: false, readsLocks: false, kill: null,
   };
 }
 
@@ -95,6 +98,7 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
       if (tok.text === "get_lock" && arg !== null) fx.locksAcquired.push(arg);
       else if (tok.text === "release_lock" && arg !== null) fx.locksReleased.push(arg);
       else if (tok.text === "release_all_locks") fx.releaseAllLocks = true;
+      else if (tok.text === "is_free_lock" || tok.text === "is_used_lock") fx.readsLocks = true;
     }
     if (word(tok, "sql_calc_found_rows")) fx.calcFoundRows = true;
   }

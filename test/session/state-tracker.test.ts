@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { analyzeStatements, mayHaveEffects } from "../../src/session/statement-effects.js";
+import { analyzeStatements, mayHaveEffects, pinsToServer } from "../../src/session/statement-effects.js";
 import { StateTracker } from "../../src/session/state-tracker.js";
 
 const fx = (sql: string) => analyzeStatements(sql);
@@ -48,6 +48,14 @@ describe("statement effects and state tracker", () => {
     assert.deepEqual(t.pinReasons(), ["lock-tables"]);
     t.applyEffects(fx("UNLOCK TABLES"), true);
     assert.equal(t.movable, true);
+  });
+
+  it("tells which statements must run where the session's locks and tables are", () => {
+    for (const sql of ["SELECT GET_LOCK('a', 1)", "SELECT RELEASE_LOCK('a')", "SELECT IS_USED_LOCK('a')", "SELECT IS_FREE_LOCK('a')",
+      "CREATE TEMPORARY TABLE t (a INT)", "LOCK TABLES t READ", "XA START 'x'", "PREPARE s FROM 'SELECT 1'", "USE db"]) {
+      assert.equal(pinsToServer(analyzeStatements(sql)), true, sql);
+    }
+    for (const sql of ["SELECT @a := 1", "SELECT * FROM t INTO @x", "SELECT 1", "SET @b = 2"]) assert.equal(pinsToServer(analyzeStatements(sql)), false, sql);
   });
 
   it("does not pin for a statement the server refused", () => {
