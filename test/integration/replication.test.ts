@@ -294,4 +294,27 @@ describe("read/write split with a primary and a replica", () => {
     assert.equal(await serverId(c, "SELECT @@server_id AS id FROM DUAL FOR UPDATE"), 1);
     assert.ok(logs.lines.some((l) => l.includes("runtime servers changed")));
   });
+
+  // Last: it leaves the replica promoted and the old primary stopped.
+  it("failover: the primary stops, the replica is promoted, idle sessions carry on there with their state", async () => {
+    const [primary, replica] = cluster.servers;
+    const sessions = await Promise.all([1, 2, 3].map(async (i) => {
+      const c = await client();
+      await c.query(`SET @who = 'client ${i}'`);
+      await c.query("INSERT INTO items (name) VALUES ('before failover')");
+      return c;
+    }));
+    assert.ok(await waitFor(async () => (await replica.sql("SELECT COUNT(*) FROM app.items WHERE name = 'before failover'")).trim() === "3", 5000));
+    await primary.stop();
+    assert.ok(await waitFor(() => statusOf(primary.port).includes("SHUNNED"), 5000), "the stopped primary is shunned");
+    await replica.sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+    assert.ok(await waitFor(() => hostgroupsOf(replica.port).join() === "0", 5000), "the promoted replica is the writer");
+    for (const [i, c] of sessions.entries()) {
+      const r = await one(c, "SELECT @who AS who, @@server_id AS id");
+      assert.deepEqual([r.who, Number(r.id)], [`client ${i + 1}`, 2]);
+      await c.query("INSERT INTO items (name) VALUES ('after failover')");
+    }
+    assert.equal((await replica.sql("SELECT COUNT(*) FROM app.items WHERE name = 'after failover'")).trim(), "3");
+    assert.ok(logs.lines.some((l) => l.includes('"reason":"backend-lost"') && l.includes('"result":"moved"')), "sessions reconnected");
+  });
 });
