@@ -34,7 +34,8 @@ import { rebindForForwarding } from "../frontend/rebind.js";
 import { PacketStream } from "../protocol/packet-stream.js";
 import type { SessionRegistry } from "./registry.js";
 import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
-import { moveSession, type MoveSlots } from "./migrator.js";
+import type { MoveSlots } from "./migrator.js";
+import { MoveControl } from "./move-control.js";
 import { refreshState, systemVariablesToReadBack } from "./state-refresh.js";
 import { ParkedConnections } from "./parked-connections.js";
 import { prepareOnActive, switchHostgroup } from "./hostgroup-switch.js";
@@ -108,13 +109,7 @@ export class Session implements ScanListener, ChunkSink {
   private serverStats: ServerStats | null = null;
   /** address of a backend lost while the session was idle (it reconnects elsewhere) */
   lostFrom: string | null = null;
-  private moveReason: string | null = null;
-  private moveTarget: ServerConfig | null = null;
-  private moving = false;
-  private moveAttempts = 0;
-  private moveNotBefore = 0;
-  private moveTimer: NodeJS.Timeout | null = null;
-  private lostDeadline: NodeJS.Timeout | null = null;
+  private readonly mover: MoveControl;
   private closeWhenIdleRequested = false;
 
   constructor(id: number, auth: AuthenticatedClient, deps: SessionDeps, release: () => void = () => undefined) {
@@ -134,6 +129,7 @@ export class Session implements ScanListener, ChunkSink {
     this.tracker.schema = auth.database;
     this.tracker.collation = auth.collation;
     this.parked = new ParkedConnections(deps.router);
+    this.mover = new MoveControl(this);
     this.homeHostgroup = homeHostgroup(deps.config(), auth.user, auth.clientAddr, auth.labels);
     this.hostgroup = this.homeHostgroup;
     this.onCommandTimeout = this.onCommandTimeout.bind(this);
@@ -275,7 +271,7 @@ export class Session implements ScanListener, ChunkSink {
           if (this.backend === null) {
             // The backend was lost while idle: hold the command until the session has reconnected.
             this.hold(pos === 0 ? chunk : chunk.subarray(pos));
-            this.awaitReconnect();
+            this.mover.awaitReconnect();
             return;
           }
           pos = this.readCommandStart(chunk, pos, end);
@@ -782,13 +778,13 @@ export class Session implements ScanListener, ChunkSink {
       }).finally(() => {
         if (this.closed) return;
         this.cstate = C.Idle;
-        this.maybeMove();
-        if (!this.moving) this.resumeClient();
+        this.mover.maybe();
+        if (!this.mover.moving) this.resumeClient();
       });
       return;
     }
-    this.maybeMove();
-    if (!this.moving) this.resumeClient();
+    this.mover.maybe();
+    if (!this.mover.moving) this.resumeClient();
   }
 
   get backendTracksState(): boolean {
@@ -814,103 +810,39 @@ export class Session implements ScanListener, ChunkSink {
 
   /** Asks the session to move; it does at its first command boundary where it is movable. */
   requestMove(reason: string, target: ServerConfig | null = null): void {
-    if (this.closed) return;
-    this.moveReason = reason;
-    this.moveTarget = target;
-    this.moveNotBefore = 0;
-    this.maybeMove();
+    this.mover.request(reason, target);
   }
 
   /** Withdraws a move request that has not started. */
   cancelMove(): void {
-    if (this.moving) return;
-    this.moveReason = null;
-    this.moveTarget = null;
-    this.moveAttempts = 0;
-    if (this.moveTimer) {
-      clearTimeout(this.moveTimer);
-      this.moveTimer = null;
-    }
+    this.mover.cancel();
   }
 
   get pendingMove(): string | null {
-    return this.moveReason;
+    return this.mover.reason;
   }
 
-  private maybeMove(): void {
-    if (this.moveReason === null || this.moving || this.closed) return;
-    if (this.cstate !== C.Idle || this.scanner.active || !this.tracker.movable) return;
-    if (Date.now() < this.moveNotBefore) return;
-    this.moving = true;
+  /** At a command boundary, with nothing in flight and nothing pinning the session. */
+  get atMovableBoundary(): boolean {
+    return this.cstate === C.Idle && !this.scanner.active && this.tracker.movable;
+  }
+
+  /** Ferry works on the session's connections (a move): the client's commands wait. */
+  beginBusy(): void {
     this.cstate = C.Busy;
     this.pauseClient();
-    void this.runMove(this.moveReason);
   }
 
-  private async runMove(reason: string): Promise<void> {
-    const slots = this.deps.moves;
-    await slots.acquire();
-    try {
-      if (this.closed) return;
-      const m = await moveSession(this, this.moveTarget).catch(async (e: unknown) => {
-        // A connection of another hostgroup with nowhere to go: the session goes home instead.
-        if (this.hostgroup === this.homeHostgroup) throw e;
-        const from = this.backendAddress ?? this.lostFrom;
-        const t0 = performance.now();
-        await switchHostgroup(this, this.homeHostgroup, true);
-        return { from, to: this.backendAddress ?? "?", ms: performance.now() - t0 };
-      });
-      slots.moved++;
-      this.log.info({ reason, from: m.from, to: m.to, ms: Math.round(m.ms * 10) / 10, result: "moved" }, "session moved");
-      this.moveReason = null;
-      this.moveTarget = null;
-      this.moveAttempts = 0;
-      this.lostFrom = null;
-      if (this.lostDeadline) {
-        clearTimeout(this.lostDeadline);
-        this.lostDeadline = null;
-      }
-    } catch (e) {
-      slots.failed++;
-      this.moveAttempts++;
-      const delay = Math.min(5000, 50 * 2 ** Math.min(this.moveAttempts, 7));
-      this.log.warn({ reason, from: this.backendAddress ?? this.lostFrom, err: (e as Error).message, attempt: this.moveAttempts, retryInMs: delay, result: "failed" }, "session move failed");
-      this.moveNotBefore = Date.now() + delay;
-      if (this.moveTimer) clearTimeout(this.moveTimer);
-      this.moveTimer = setTimeout(() => {
-        this.moveTimer = null;
-        this.maybeMove();
-      }, delay);
-      this.moveTimer.unref();
-    } finally {
-      slots.release();
-      this.moving = false;
-      if (!this.closed) {
-        this.cstate = C.Idle;
-        if (this.closeWhenIdleRequested && !this.tracker.inTransaction) this.close();
-        else this.resumeClient();
-      }
-    }
-  }
-
-  /** A command arrived while there is no backend: give the reconnect a bounded time. */
-  private awaitReconnect(): void {
-    if (this.lostDeadline || this.closed) return;
-    const ms = this.deps.config().proxy.reconnect_timeout_ms;
-    this.lostDeadline = setTimeout(() => {
-      this.lostDeadline = null;
-      if (this.backend === null) {
-        this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${this.lostFrom ?? "?"} and no other server took the session within ${ms} ms`, "backend"), 1);
-      }
-    }, ms);
-    this.lostDeadline.unref();
-    this.maybeMove();
+  endBusy(): void {
+    this.cstate = C.Idle;
+    if (this.closeWhenIdleRequested && !this.tracker.inTransaction) this.close();
+    else this.resumeClient();
   }
 
   /** Closes the session at its next boundary outside a transaction (graceful shutdown). */
   closeWhenIdle(): void {
     this.closeWhenIdleRequested = true;
-    if (this.cstate === C.Idle && !this.scanner.active && !this.moving && !this.tracker.inTransaction) this.close();
+    if (this.cstate === C.Idle && !this.scanner.active && !this.mover.moving && !this.tracker.inTransaction) this.close();
   }
 
   /** Replays bytes held while a response was pending, then lets the client socket flow again. */
@@ -1042,7 +974,7 @@ export class Session implements ScanListener, ChunkSink {
     this.lostFrom = where;
     this.log.info({ server: where }, "backend lost while idle; reconnecting");
     if (this.cstate === C.Idle) this.requestMove("backend-lost");
-    else this.moveReason = "backend-lost"; // a refresh or move in flight fails and retries
+    else this.mover.reason = "backend-lost"; // a refresh or move in flight fails and retries
   }
 
   /** KILL: aborts the running statement, or ends the session. */
@@ -1063,8 +995,7 @@ export class Session implements ScanListener, ChunkSink {
     if (this.closed) return;
     this.closed = true;
     this.cstate = C.Closed;
-    if (this.moveTimer) clearTimeout(this.moveTimer);
-    if (this.lostDeadline) clearTimeout(this.lostDeadline);
+    this.mover.clear();
     this.deps.registry.remove(this);
     if (this.cmdTimer) clearTimeout(this.cmdTimer);
     this.parked.dropAll();
