@@ -24,7 +24,7 @@ import { decodeOk, encodeErr, encodeOk } from "../protocol/packets.js";
 import { framePayload } from "../protocol/writer.js";
 import { ResponseScanner, Shape, type ScanListener } from "../protocol/response-scanner.js";
 import { homeHostgroup, type Router, type ServerStats } from "../router/router.js";
-import { REFUSED, routeCommand, type RouteExtras } from "./statement-routing.js";
+import { REFUSED, REFUSED_LARGE, routeCommand, type RouteExtras } from "./statement-routing.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./statement-effects.js";
@@ -398,6 +398,11 @@ export class Session implements ScanListener, ChunkSink {
       if (this.hostgroup !== this.homeHostgroup || this.deps.config().queryRules.length > 0) {
         const hg = routeCommand(this, this.route, cmd, buf, p, avail, len);
         if (hg === REFUSED) return this.skipRefused(len, avail, p);
+        if (hg === REFUSED_LARGE) {
+          this.log.info({ bytes: len }, "closing session: a statement larger than Ferry assembles was refused by a query rule");
+          this.close();
+          return end;
+        }
         if (hg !== this.hostgroup) {
           this.startSwitch(hg, buf.subarray(pos, end));
           return end;

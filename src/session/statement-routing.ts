@@ -20,6 +20,8 @@ import type { StateTracker } from "./state-tracker.js";
 
 /** The command was refused by a rule; its ERR is written. */
 export const REFUSED = -1;
+/** Refused, but the statement is larger than what arrived: the session cannot skip it and ends. */
+export const REFUSED_LARGE = -2;
 
 /** What routing decided besides the hostgroup (reused per session: nothing allocated per command). */
 export interface RouteExtras {
@@ -57,17 +59,19 @@ export function routeCommand(s: RoutedSession, extras: RouteExtras, cmd: number,
     if (!stmt) return s.hostgroup; // unknown, or "the last prepared" (0xFFFFFFFF): where it was prepared
     want = stmt.hostgroup;
   } else if (cmd === COM_QUERY || cmd === COM_STMT_PREPARE) {
-    if (cfg.queryRules.length > 0 && len === avail) {
+    // A statement larger than Ferry assembles is matched on its first 64 KiB.
+    if (cfg.queryRules.length > 0) {
       const o = applyQueryRules(cfg.queryRules, cfg.rulesNeedDigest, { username: s.auth.user.name, schema: s.tracker.schema, clientAddr: s.auth.clientAddr }, buf, p + 1, p + avail);
       if (o !== null) {
         if (o.log) s.log.info({ rules: o.matched, digest: o.digest ?? undefined, hostgroup: o.hostgroup, sql: buf.toString("utf8", p + 1, Math.min(p + avail, p + 1025)) }, "query rule matched");
         if (o.errorMsg !== null) {
           s.client.write(encodeErr(1, 1148, "42000", `ferry: statement refused by query rule ${o.matched[o.matched.length - 1]}: ${o.errorMsg}`));
-          return REFUSED;
+          return len === avail ? REFUSED : REFUSED_LARGE;
         }
         if (cmd === COM_QUERY) extras.timeoutMs = o.timeoutMs ?? 0;
-        // Several statements in one query may mix reads and writes: they run at home.
-        if (o.hostgroup !== null && (!hasSemicolon(buf, p + 1, p + avail) || splitStatements(tokenize(buf.toString("utf8", p + 1, p + avail))).length < 2)) want = o.hostgroup;
+        // Several statements in one query may mix reads and writes: they run at home (and so does a
+        // statement Ferry has not seen whole).
+        if (o.hostgroup !== null && len === avail && (!hasSemicolon(buf, p + 1, p + avail) || splitStatements(tokenize(buf.toString("utf8", p + 1, p + avail))).length < 2)) want = o.hostgroup;
         // Locks, temporary tables and the like are taken where every client takes them: at home.
         if (want !== s.homeHostgroup && mayHaveEffects(buf, p + 1, p + avail) && pinsToServer(analyzeStatements(buf.toString("utf8", p + 1, p + avail)))) want = s.homeHostgroup;
       }

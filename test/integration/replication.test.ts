@@ -229,6 +229,13 @@ describe("read/write split with a primary and a replica", () => {
     assert.ok(Date.now() - t0 < 3000, `the statement was stopped after ${Date.now() - t0} ms`);
     assert.equal(await serverId(c), 2);
     assert.equal((await cluster.servers[0].sql("SHOW DATABASES LIKE 'app'")).trim(), "app");
+    // padded past what Ferry assembles (1 MiB), the statement is still matched (on its first 64 KiB);
+    // Ferry cannot skip the rest of it, so the refused session ends
+    const big = await client();
+    await assert.rejects(big.query(`DROP DATABASE app /* ${"x".repeat(2 * 1024 * 1024)} */`), (e: { errno: number }) => e.errno === 1148);
+    await assert.rejects(big.query("SELECT 1"));
+    assert.equal((await cluster.servers[0].sql("SHOW DATABASES LIKE 'app'")).trim(), "app");
+    assert.equal(await serverId(c), 2, "other sessions go on");
   });
 
   it("shuns a replica whose replication stopped, reads fall back to the primary, and it returns when replication resumes", async () => {
