@@ -7,12 +7,12 @@
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { runOwnStatements } from "../backend/own-statements.js";
 import { COM_QUIT } from "../protocol/constants.js";
+import { FerryError } from "../protocol/errors.js";
 import { encodeCommand } from "../protocol/packets.js";
 import { lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
 import type { Session } from "./session.js";
 import { snapshotState, syncStatements } from "./state-sync.js";
 import type { PreparedStatement } from "./state-tracker.js";
-import { FerryError } from "../protocol/errors.js";
 
 /** Prepares a statement on the session's active connection, where the client's command will run. */
 export async function prepareOnActive(s: Session, stmt: PreparedStatement): Promise<void> {
