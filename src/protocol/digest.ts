@@ -16,6 +16,30 @@ const isSpace = (c: number): boolean => c === 32 || c === 9 || c === 10 || c ===
 
 const enum K { None, Word, Ident, Literal, Var, Punct }
 
+/** End of a quoted string or `identifier` starting at buf[i] (its opening quote). */
+function quotedEnd(buf: Buffer, i: number, end: number): number {
+  const q = buf[i++];
+  while (i < end) {
+    const d = buf[i];
+    if (d === 92 && q !== 96) { i += 2; continue; }
+    if (d === q) {
+      if (buf[i + 1] === q) { i += 2; continue; }
+      return i + 1;
+    }
+    i++;
+  }
+  return i;
+}
+
+const startsNumber = (buf: Buffer, i: number): boolean => isDigit(buf[i]) || (buf[i] === 46 && isDigit(buf[i + 1]));
+
+/** End of a number (or 0x…, 1e5, 1.5) starting at buf[i]. */
+function numberEnd(buf: Buffer, i: number, end: number): number {
+  i++;
+  while (i < end && (isWordByte(buf[i]) || buf[i] === 46)) i++;
+  return i;
+}
+
 /** Words after which "(" starts a list or subquery, not a function call: "IN (", not "COUNT(". */
 const NOT_CALLS = keywords("in", "values", "and", "or", "not", "on", "as", "from", "join", "where", "exists");
 /** Words after which "-1" is a signed literal, not a subtraction. */
@@ -54,25 +78,14 @@ export function digestOf(buf: Buffer, start: number, end: number): string {
     const ts = i;
     let kind: K;
     if (c === 39 || c === 34 || c === 96) {
-      i++;
-      while (i < end) {
-        const d = buf[i];
-        if (d === 92 && c !== 96) { i += 2; continue; }
-        if (d === c) {
-          if (buf[i + 1] === c) { i += 2; continue; }
-          i++;
-          break;
-        }
-        i++;
-      }
+      i = quotedEnd(buf, i, end);
       kind = c === 96 ? K.Ident : K.Literal;
     } else if (c === 64) {
       i += buf[i + 1] === 64 ? 2 : 1;
       while (i < end && (isWordByte(buf[i]) || buf[i] === 46)) i++;
       kind = K.Var;
-    } else if (isDigit(c) || (c === 46 && isDigit(buf[i + 1]))) {
-      i++;
-      while (i < end && (isWordByte(buf[i]) || buf[i] === 46)) i++;
+    } else if (startsNumber(buf, i)) {
+      i = numberEnd(buf, i, end);
       kind = K.Literal;
     } else if (isWordByte(c)) {
       i++;
@@ -105,22 +118,9 @@ export function digestOf(buf: Buffer, start: number, end: number): string {
           if (buf[k] !== 44) break;
           k++;
           while (k < end && isSpace(buf[k])) k++;
-          const d = buf[k];
-          if (d === 39 || d === 34) {
-            k++;
-            while (k < end) {
-              const x = buf[k];
-              if (x === 92) { k += 2; continue; }
-              if (x === d) { if (buf[k + 1] === d) { k += 2; continue; } k++; break; }
-              k++;
-            }
-          } else if (isDigit(d) || (d === 46 && isDigit(buf[k + 1]))) {
-            k++;
-            while (k < end && (isWordByte(buf[k]) || buf[k] === 46)) k++;
-          } else {
-            break;
-          }
-          j = k;
+          if (buf[k] === 39 || buf[k] === 34) j = quotedEnd(buf, k, end);
+          else if (startsNumber(buf, k)) j = numberEnd(buf, k, end);
+          else break;
           more = true;
         }
         if (more) {

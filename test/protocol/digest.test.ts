@@ -8,4 +8,6 @@ it("digest text replaces literals, collapses lists and whitespace, drops comment
   assert.equal(digestText("SELECT COUNT(*) FROM `a`.`b` WHERE name='o''x' FOR UPDATE"), "SELECT COUNT(*) FROM `a`.`b` WHERE name = ? FOR UPDATE");
   assert.equal(digestText("UPDATE t SET a=a-1 WHERE id = 3"), "UPDATE t SET a = a - ? WHERE id = ?");
   assert.equal(digestText("SELECT 'a' ; "), "SELECT ? ;");
+  assert.equal(digestText("SELECT * FROM t WHERE a IN ('x', 'y\\'z', \"w\") AND b IN (.5, 0x1F) AND c IN (`q`)"),
+    "SELECT * FROM t WHERE a IN (?,...) AND b IN (?,...) AND c IN (`q`)");
 });
