@@ -11,7 +11,7 @@ import {
   CLIENT_FOUND_ROWS, CLIENT_IGNORE_SPACE, CLIENT_INTERACTIVE, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_LONG_PASSWORD,
   CLIENT_MULTI_RESULTS, CLIENT_MULTI_STATEMENTS, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
   CLIENT_PROTOCOL_41, CLIENT_PS_MULTI_RESULTS, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL,
-  CLIENT_TRANSACTIONS, COM_QUERY, ERR_HEADER, NATIVE_PASSWORD, OK_HEADER,
+  CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT, ERR_HEADER, NATIVE_PASSWORD, OK_HEADER,
 } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { FAST_AUTH_SUCCESS, PERFORM_FULL_AUTHENTICATION, REQUEST_PUBLIC_KEY, sha2EncryptPassword, sha2Token } from "../protocol/auth/caching-sha2.js";
@@ -127,6 +127,12 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Ends a backend connection politely with COM_QUIT; the server closes its side, and errors from here on are expected. */
+export function quitBackend(conn: BackendConnection): void {
+  conn.socket.on("error", () => undefined);
+  conn.socket.end(encodeCommand(COM_QUIT));
 }
 
 /** Whole-packet reading of a backend connection for Ferry's own statements. */

@@ -4,12 +4,10 @@
 // parked; without one, it opens a connection there and restores the whole state. Binary prepared
 // statements are prepared on a connection when they first run there.
 
-import type { BackendConnection } from "../backend/backend-connection.js";
+import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import { runOwnStatements } from "../backend/own-statements.js";
-import { COM_QUIT } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
-import { encodeCommand } from "../protocol/packets.js";
-import { lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
+import { abandonBackend, lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
 import type { Session } from "./session.js";
 import { snapshotState, syncStatements } from "./state-sync.js";
 import type { PreparedStatement } from "./state-tracker.js";
@@ -41,9 +39,7 @@ export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent
       conn = parked.conn;
     } catch {
       // A parked connection that cannot be brought up to date is closed; a fresh one replaces it.
-      s.deps.router.release(parked.conn.server.address);
-      parked.conn.socket.on("error", () => undefined);
-      parked.conn.socket.destroy();
+      abandonBackend(s, parked.conn);
     }
   }
   if (conn === null) {
@@ -51,20 +47,14 @@ export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent
     try {
       flags = await restoreOn(s, conn);
     } catch (e) {
-      s.deps.router.release(conn.server.address);
-      conn.socket.destroy();
+      abandonBackend(s, conn);
       throw e;
     }
   }
-  if (s.isClosed) {
-    s.deps.router.release(conn.server.address);
-    conn.socket.destroy();
-    return;
-  }
+  if (s.isClosed) return abandonBackend(s, conn);
   const old = s.detachBackend(dropCurrent);
   if (old && dropCurrent) {
-    old.socket.on("error", () => undefined);
-    old.socket.end(encodeCommand(COM_QUIT));
+    quitBackend(old);
   } else if (old) {
     s.parked.park(old, snapshotState(t), s.deps.config().proxy.parked_idle_ms);
   }

@@ -5,10 +5,9 @@
 
 import type { ServerConfig } from "../config/runtime-config.js";
 import { runOwnStatements, type OwnStatement, type StatementResult } from "../backend/own-statements.js";
-import type { BackendConnection } from "../backend/backend-connection.js";
-import { COM_QUIT, SERVER_STATUS_NO_BACKSLASH_ESCAPES } from "../protocol/constants.js";
+import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
+import { SERVER_STATUS_NO_BACKSLASH_ESCAPES } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
-import { encodeCommand } from "../protocol/packets.js";
 import { restorePlan } from "./restore-plan.js";
 import type { Session } from "./session.js";
 
@@ -90,6 +89,13 @@ export function lastStatus(results: StatementResult[]): number | null {
   return null;
 }
 
+/** Drops a connection that did not become the session's: it no longer counts for its server. */
+export function abandonBackend(s: Session, conn: BackendConnection): void {
+  s.deps.router.release(conn.server.address);
+  conn.socket.on("error", () => undefined);
+  conn.socket.destroy();
+}
+
 export async function moveSession(s: Session, target: ServerConfig | null = null): Promise<MoveOutcome> {
   const t0 = performance.now();
   const from = s.backend ? s.backend.server.address : s.lostFrom;
@@ -97,15 +103,11 @@ export async function moveSession(s: Session, target: ServerConfig | null = null
   try {
     await restoreOn(s, conn);
   } catch (e) {
-    s.deps.router.release(conn.server.address);
-    conn.socket.destroy();
+    abandonBackend(s, conn);
     throw e;
   }
   const old = s.detachBackend();
   s.attachBackend(conn);
-  if (old) {
-    old.socket.on("error", () => undefined);
-    old.socket.end(encodeCommand(COM_QUIT));
-  }
+  if (old) quitBackend(old);
   return { from, to: conn.server.address, ms: performance.now() - t0 };
 }

@@ -2,7 +2,7 @@
 // each with a snapshot of the session state it has. They still count for their servers in the
 // router; one that dies, whose server leaves, or that stays unused for parked_idle_ms is closed.
 
-import type { BackendConnection } from "../backend/backend-connection.js";
+import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import type { ServerConfig } from "../config/runtime-config.js";
 import { COM_STMT_CLOSE, SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
 import type { Router } from "../router/router.js";
@@ -18,7 +18,6 @@ export interface ParkedConnection {
 }
 
 const ignore = (): void => undefined;
-const QUIT = Buffer.from([1, 0, 0, 0, 1]); // COM_QUIT
 
 export class ParkedConnections {
   private readonly list: ParkedConnection[] = [];
@@ -64,7 +63,7 @@ export class ParkedConnections {
     this.router.release(entry.conn.server.address);
     entry.conn.socket.off("close", entry.onClose);
     if (entry.idleTimer) clearTimeout(entry.idleTimer);
-    entry.conn.socket.end(QUIT); // a polite goodbye; the server closes its side
+    quitBackend(entry.conn);
     setTimeout(() => entry.conn.socket.destroy(), 1000).unref();
   }
 
