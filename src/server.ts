@@ -83,9 +83,10 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   // The control plane's findings (discovered servers, monitor verdicts) become a new snapshot.
   let monitor: Monitor;
   const discovery = new Discovery(() => publish(), log);
+  const build = (): RuntimeConfig => buildRuntimeConfig(file, { discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
   const publish = (): void => {
     const before = runtime.checksum;
-    runtime = buildRuntimeConfig(file, { discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
+    runtime = build();
     if (runtime.checksum === before) return;
     log.info({ version: runtime.version, checksum: runtime.checksum, servers: runtime.servers.map((x) => `${x.hostgroup}/${x.address}/${x.status}`) }, "runtime servers changed");
     applyServerChanges(registry, runtime, log, () => runtime);
@@ -115,7 +116,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     reload(next: ConfigFile) {
       const monitorWas = JSON.stringify(file.monitor);
       file = next;
-      runtime = buildRuntimeConfig(file, { discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
+      runtime = build();
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");
       applyServerChanges(registry, runtime, log, () => runtime);
       discovery.configure(next.discovery);

@@ -56,28 +56,32 @@ export class Router {
       s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections && hasLabels(s, labels));
     if (list.length < 2) return list;
     const now = Date.now();
-    const scores = new Map(list.map((s) => [s, this.score(s, list, cfg)]));
+    const best = this.bestLatency(list);
+    const scores = new Map(list.map((s) => [s, ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, best, cfg)]));
     const failed = (s: ServerConfig): number => (this.statsOf(s.address).failedUntil > now ? 1 : 0);
     return list.sort((a, b) => failed(a) - failed(b) || scores.get(a)! - scores.get(b)!);
   }
 
-  /** The balancer's score of a server among its hostgroup's candidates (lower is better). */
-  score(s: ServerConfig, group: readonly ServerConfig[], cfg: RuntimeConfig = this.config()): number {
-    return ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, group, cfg);
+  /** The best (lowest) latency EWMA among servers with enough samples, Infinity when none has. */
+  bestLatency(group: readonly ServerConfig[]): number {
+    let best = Infinity;
+    for (const g of group) {
+      const st = this.stats.get(g.address);
+      if (st && st.samples >= MIN_SAMPLES && st.latencyMs < best) best = st.latencyMs;
+    }
+    return best;
   }
 
-  /** How much more loaded than its connections say a server counts: latency and zone factors (≥ 1). */
-  penalty(s: ServerConfig, group: readonly ServerConfig[], cfg: RuntimeConfig = this.config()): number {
+  /**
+   * How much more loaded than its connections say a server counts (≥ 1): the latency factor
+   * against the hostgroup's best latency, and the zone factor.
+   */
+  penalty(s: ServerConfig, best: number, cfg: RuntimeConfig = this.config()): number {
     const b = cfg.balancer;
     let factor = 1;
-    if (b.latency_weight > 0) {
+    if (b.latency_weight > 0 && best < Infinity) {
       const mine = this.stats.get(s.address);
-      let best = Infinity;
-      for (const g of group) {
-        const st = this.stats.get(g.address);
-        if (st && st.samples >= MIN_SAMPLES && st.latencyMs < best) best = st.latencyMs;
-      }
-      if (mine && mine.samples >= MIN_SAMPLES && best < Infinity) {
+      if (mine && mine.samples >= MIN_SAMPLES) {
         const gap = mine.latencyMs - best - LATENCY_DEADBAND_MS;
         if (gap > 0) factor *= Math.min(10, 1 + (b.latency_weight * gap) / Math.max(best, LATENCY_DEADBAND_MS));
       }

@@ -56,7 +56,8 @@ export class Rebalancer {
         total++;
       }
       // Shares: weight over penalty, so a slow server's share shrinks as its score grows.
-      const penalty = new Map(servers.map((s) => [s.address, this.router ? this.router.penalty(s, servers, cfg) : 1]));
+      const best = this.router ? this.router.bestLatency(servers) : Infinity;
+      const penalty = new Map(servers.map((s) => [s.address, this.router ? this.router.penalty(s, best, cfg) : 1]));
       const share = (s: ServerConfig): number => s.weight / penalty.get(s.address)!;
       const shares = servers.reduce((n, s) => n + share(s), 0);
       const target = (s: ServerConfig): number => (total * share(s)) / shares;

@@ -50,6 +50,19 @@ function hasSemicolon(buf: Buffer, from: number, to: number): boolean {
   return false;
 }
 
+/**
+ * A query a rule sends away that still runs at home: several statements (they may mix reads and
+ * writes), or one that takes locks, temporary tables and the like, which live where every client
+ * takes them. Byte checks first; the text is decoded at most once.
+ */
+function mustRunAtHome(buf: Buffer, from: number, to: number): boolean {
+  const several = hasSemicolon(buf, from, to);
+  if (!several && !mayHaveEffects(buf, from, to)) return false;
+  const sql = buf.toString("utf8", from, to);
+  if (several && splitStatements(tokenize(sql)).length > 1) return true;
+  return pinsToServer(analyzeStatements(sql));
+}
+
 /** The hostgroup for the command whose first packet's payload starts at buf[p] (avail of len bytes here), or REFUSED. */
 export function routeCommand(s: RoutedSession, extras: RouteExtras, cmd: number, buf: Buffer, p: number, avail: number, len: number): number {
   const cfg = s.deps.config();
@@ -69,11 +82,7 @@ export function routeCommand(s: RoutedSession, extras: RouteExtras, cmd: number,
           return len === avail ? REFUSED : REFUSED_LARGE;
         }
         if (cmd === COM_QUERY) extras.timeoutMs = o.timeoutMs ?? 0;
-        // Several statements in one query may mix reads and writes: they run at home (and so does a
-        // statement Ferry has not seen whole).
-        if (o.hostgroup !== null && len === avail && (!hasSemicolon(buf, p + 1, p + avail) || splitStatements(tokenize(buf.toString("utf8", p + 1, p + avail))).length < 2)) want = o.hostgroup;
-        // Locks, temporary tables and the like are taken where every client takes them: at home.
-        if (want !== s.homeHostgroup && mayHaveEffects(buf, p + 1, p + avail) && pinsToServer(analyzeStatements(buf.toString("utf8", p + 1, p + avail)))) want = s.homeHostgroup;
+        if (o.hostgroup !== null && o.hostgroup !== s.homeHostgroup && len === avail && !mustRunAtHome(buf, p + 1, p + avail)) want = o.hostgroup;
       }
     }
     if (cmd === COM_STMT_PREPARE) extras.prepareHostgroup = want;
