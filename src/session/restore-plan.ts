@@ -48,7 +48,8 @@ export function userVariableLiteral(v: UserVariable): string {
   return `_${charset} X'${v.value.toString("hex")}'`;
 }
 
-const ident = (name: string): string => "`" + name.replace(/`/g, "``") + "`";
+/** A quoted identifier: `name`, backticks doubled. */
+export const ident = (name: string): string => "`" + name.replace(/`/g, "``") + "`";
 
 export const isRestorable = (name: string): boolean => !NOT_RESTORED.has(name) && /^[a-z0-9_]+$/.test(name);
 

@@ -6,6 +6,7 @@
 import { runOwnStatements, type OwnStatement } from "../backend/own-statements.js";
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";
+import { ident } from "./restore-plan.js";
 import type { UserVariable } from "./state-tracker.js";
 import type { StatementEffects } from "./statement-effects.js";
 
@@ -13,7 +14,7 @@ const USER_VARIABLES_SQL = "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE,
 const SAFE_NAME = /^[a-z0-9_]+$/;
 
 function hexSelect(names: string[]): string {
-  return names.length ? "SELECT " + names.map((n) => "HEX(@`" + n.replace(/`/g, "``") + "`)").join(", ") : "SELECT 1";
+  return names.length ? "SELECT " + names.map((n) => `HEX(@${ident(n)})`).join(", ") : "SELECT 1";
 }
 
 /**

@@ -5,7 +5,7 @@
 // insert id) — usually nothing at all.
 
 import type { OwnStatement } from "../backend/own-statements.js";
-import { isRestorable, setSystemVariables, setUserVariables } from "./restore-plan.js";
+import { ident, isRestorable, setSystemVariables, setUserVariables } from "./restore-plan.js";
 import type { StateTracker, UserVariable } from "./state-tracker.js";
 
 export interface StateSnapshot {
@@ -26,8 +26,6 @@ export function snapshotState(t: StateTracker): StateSnapshot {
 
 const sameUserVariable = (a: UserVariable, b: UserVariable): boolean =>
   a.type === b.type && a.charset === b.charset && (a.value === null ? b.value === null : b.value !== null && a.value.equals(b.value));
-
-const ident = (name: string): string => "`" + name.replace(/`/g, "``") + "`";
 
 /** The statements that take a connection from `snap` to the tracker's current state. */
 export function syncStatements(snap: StateSnapshot, t: StateTracker, noBackslashEscapes: boolean): OwnStatement[] {
