@@ -24,6 +24,7 @@ import {
 import { PacketReader } from "../protocol/reader.js";
 import { okStatus } from "../protocol/response-scanner.js";
 import { copyingSink, SocketReader } from "../lib/socket-reader.js";
+import { SocketWriter } from "../lib/socket-writer.js";
 
 /** Client capabilities passed through to the backend because they change what the server sends. */
 const PASS_THROUGH = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT_LOCAL_FILES | CLIENT_IGNORE_SPACE | CLIENT_INTERACTIVE |
@@ -58,6 +59,8 @@ export interface BackendConnection {
   socket: Duplex;
   /** reads the socket in place of "data" events (absent on TLS connections, which emit "data") */
   reader: SocketReader | null;
+  /** writes forwarded chunks (its onDrain belongs to the session the connection serves) */
+  out: SocketWriter;
   server: ServerConfig;
   threadId: number;
   serverVersion: string;
@@ -117,8 +120,11 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       else throw new FerryError(1105, "HY000", `backend ${o.server.address} refused session tracking: ${decodeErr(p.payload).message}`, "backend");
     }
     const leftover = stream.detach();
-    if (reader) reader.sink = null;
-    return { socket, reader, statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
+    if (reader) {
+      reader.sink = null;
+      reader.attach(socket);
+    }
+    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
   } catch (e) {
     socket.destroy();
     reader = null;

@@ -1,7 +1,16 @@
-// Reads a socket into one reused buffer (net's `onread`), so forwarded responses skip the
-// Readable stream and its allocation per chunk. The chunk handed to the sink is a view of that
-// buffer: a sink that keeps a reference past the call (a write the socket queued instead of
-// completing) must call renew() so the next read goes to a fresh buffer.
+// Reads a socket into one reused buffer, so forwarded bytes skip the Readable stream and its
+// allocation per chunk. The chunk handed to the sink is a view of that buffer: a sink that keeps
+// a reference past the call (a write the peer socket queued instead of completing) must call
+// renew() so the next read goes to a fresh buffer.
+//
+// Sockets are created with net's `onread` option (so pause() and resume() stop and start the
+// handle directly); attach() then takes over the handle's read callback for plain TCP sockets
+// (libuv-stream.ts): a read with data goes straight to the sink, and end of stream and errors go
+// on to net's own callback. Reads then do not refresh a socket's `setTimeout` timer; Ferry keeps
+// its own timers.
+
+import type { Duplex } from "node:stream";
+import { streamBinding, tcpHandleOf } from "./libuv-stream.js";
 
 export interface ChunkSink {
   onChunk(chunk: Buffer): void;
@@ -11,23 +20,51 @@ const READ_BUFFER_SIZE = 64 * 1024;
 
 export class SocketReader {
   private buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  /** set by renew() until the handle has been given the new buffer */
+  private renewed = false;
   sink: ChunkSink | null = null;
   readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
 
   constructor() {
-    // Two closures per connection, bound once; nothing is allocated per read but the chunk view.
+    // Closures per connection, made once; nothing is allocated per read but the chunk view.
     this.onread = {
       buffer: () => this.buf,
       callback: (n: number, buf: Buffer): boolean => {
-        const sink = this.sink;
-        if (sink) sink.onChunk(n === buf.length ? buf : buf.subarray(0, n));
+        this.renewed = false;
+        this.deliver(n, buf);
         return true;
       },
     };
   }
 
+  /** Reads the socket's handle directly from now on (a no-op where direct I/O is unavailable). */
+  attach(socket: Duplex): void {
+    const handle = tcpHandleOf(socket);
+    if (handle === null) return;
+    const state = streamBinding!.streamBaseState;
+    const kNread = streamBinding!.kReadBytesOrError;
+    const netOnread = handle.onread;
+    handle.useUserBuffer(this.buf);
+    this.renewed = false;
+    handle.onread = (arrayBuffer: unknown): unknown => {
+      const n = state[kNread];
+      if (n <= 0) return netOnread.call(handle, arrayBuffer);
+      this.deliver(n, this.buf);
+      // Returning a buffer makes it the handle's next read target.
+      if (!this.renewed) return undefined;
+      this.renewed = false;
+      return this.buf;
+    };
+  }
+
+  private deliver(n: number, buf: Buffer): void {
+    const sink = this.sink;
+    if (sink) sink.onChunk(n === buf.length ? buf : buf.subarray(0, n));
+  }
+
   renew(): void {
     this.buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+    this.renewed = true;
   }
 }
 

@@ -31,6 +31,7 @@ import { analyzeStatements, mayHaveEffects, type StatementEffects } from "./stat
 import { StateTracker, statementOn, type PreparedStatement, type StatementOnConnection } from "./state-tracker.js";
 import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.js";
 import { rebindForForwarding } from "../frontend/rebind.js";
+import { SocketWriter } from "../lib/socket-writer.js";
 import { PacketStream } from "../protocol/packet-stream.js";
 import type { SessionRegistry } from "./registry.js";
 import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
@@ -90,6 +91,8 @@ export class Session implements ScanListener, ChunkSink {
   private closed = false;
   /** reads the client socket when it could be re-bound for `onread` (plain TCP); else "data" events */
   private clientReader: SocketReader | null = null;
+  /** writes forwarded chunks to the client (made once the client socket is final, in start()) */
+  private clientOut!: SocketWriter;
   private readonly clientSink: ChunkSink = { onChunk: (c) => this.onClientData(c) };
   private readonly release: () => void;
   /** hostgroup of the active backend connection */
@@ -99,7 +102,6 @@ export class Session implements ScanListener, ChunkSink {
   /** connections of other hostgroups, brought up to date when a statement is routed back to them */
   readonly parked: ParkedConnections;
   private routeDecided = false;
-  /** where the query rules send the statement being prepared */
   /** what routing decided beyond the hostgroup, for the command being dispatched */
   private readonly route: RouteExtras = { timeoutMs: 0, prepareHostgroup: 0 };
   /** an error to answer the next command with instead of running it (a failed preparation) */
@@ -157,8 +159,10 @@ export class Session implements ScanListener, ChunkSink {
       this.auth.socket = rebound;
       this.clientReader = reader;
       reader.sink = this.clientSink;
+      reader.attach(rebound);
       this.clientPaused = true;
     }
+    this.clientOut = new SocketWriter(this.client);
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
     try {
@@ -173,7 +177,7 @@ export class Session implements ScanListener, ChunkSink {
     this.deps.registry.add(this);
     this.client.write(encodeOk(this.auth.nextSeq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, this.auth.capabilities));
     if (!this.clientReader) this.client.on("data", this.onClientData);
-    this.client.on("drain", this.onClientDrain);
+    this.clientOut.onDrain = this.onClientDrain;
     if (this.auth.leftover.length) this.onClientData(this.auth.leftover);
     this.unpauseClient();
   }
@@ -229,7 +233,7 @@ export class Session implements ScanListener, ChunkSink {
     if (b.initialTrack) this.tracker.applyTrack(b.initialTrack);
     if (b.reader) b.reader.sink = this;
     else b.socket.on("data", this.onBackendData);
-    b.socket.on("drain", this.onBackendDrain);
+    b.out.onDrain = this.onBackendDrain;
     b.socket.on("close", this.onBackendClose);
     b.socket.on("error", this.onSocketError);
   }
@@ -240,7 +244,7 @@ export class Session implements ScanListener, ChunkSink {
     if (!b) return null;
     if (b.reader) b.reader.sink = null;
     else b.socket.off("data", this.onBackendData);
-    b.socket.off("drain", this.onBackendDrain);
+    b.out.onDrain = null;
     b.socket.off("close", this.onBackendClose);
     b.socket.off("error", this.onSocketError);
     this.backend = null;
@@ -256,7 +260,7 @@ export class Session implements ScanListener, ChunkSink {
     // The chunk may live on (held while a response is pending, or queued by the backend socket):
     // then the next read must go to a fresh buffer.
     const r = this.clientReader;
-    if (r && (this.held.length > 0 || (this.backend !== null && this.backend.socket.writableLength > 0))) r.renew();
+    if (r && (this.held.length > 0 || (this.backend !== null && this.backend.out.queued))) r.renew();
   }
 
   private processClient(chunk: Buffer, pos: number): void {
@@ -638,7 +642,7 @@ export class Session implements ScanListener, ChunkSink {
 
   private writeBackend(bytes: Buffer): void {
     const b = this.backend;
-    if (b && !b.socket.write(bytes)) this.pauseClient();
+    if (b && !b.out.write(bytes)) this.pauseClient();
   }
 
   private onBackendDrain(): void {
@@ -719,11 +723,12 @@ export class Session implements ScanListener, ChunkSink {
     const from = sc.forwardFrom;
     const until = r >= 0 ? r : sc.forwardUntil;
     let more = true;
-    if (sc.emit !== null) more = this.client.write(sc.emit);
-    if (until > from) more = this.client.write(from === 0 && until === chunk.length ? chunk : chunk.subarray(from, until));
+    const out = this.clientOut;
+    if (sc.emit !== null) more = out.write(sc.emit);
+    if (until > from) more = out.write(from === 0 && until === chunk.length ? chunk : chunk.subarray(from, until));
     const b = this.backend;
     // The client socket queued the chunk instead of writing it: the read buffer must not be reused.
-    if (b && b.reader && this.client.writableLength > 0) b.reader.renew();
+    if (b && b.reader && out.queued) b.reader.renew();
     if (!more && b) {
       b.socket.pause();
       this.backendPaused = true;

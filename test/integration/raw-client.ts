@@ -5,7 +5,7 @@ import net from "node:net";
 import { nativeToken } from "../../src/protocol/auth/native-password.js";
 import {
   CLIENT_DEPRECATE_EOF, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION,
-  CLIENT_TRANSACTIONS, COM_QUIT, COM_STMT_EXECUTE, COM_STMT_PREPARE, ERR_HEADER,
+  CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT, COM_STMT_EXECUTE, COM_STMT_PREPARE, ERR_HEADER,
 } from "../../src/protocol/constants.js";
 import { PacketStream } from "../../src/protocol/packet-stream.js";
 import { decodeErr, decodeHandshakeV10, encodeCommand, encodeHandshakeResponse } from "../../src/protocol/packets.js";
@@ -48,6 +48,36 @@ export class RawClient {
     const row = (await this.stream.next()).payload; // 0x00, null bitmap (1 byte), 8-byte value
     await this.stream.next(); // terminator
     return row.readBigInt64LE(2);
+  }
+
+  /** Sends a COM_QUERY without waiting for its answer. */
+  sendQuery(sql: string): void {
+    this.socket.write(encodeCommand(COM_QUERY, sql));
+  }
+
+  /** Stops reading the socket (what the server sends piles up in the kernel, then in front of it). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** Reads a text-protocol result set to its end: rows and the bytes of their payloads. */
+  async readTextResult(): Promise<{ rows: number; rowBytes: number }> {
+    const first = (await this.stream.next()).payload;
+    if (first[0] === ERR_HEADER) throw new Error(decodeErr(first).message);
+    const cols = first[0];
+    for (let i = 0; i < cols; i++) await this.stream.next(); // definitions (no EOF: DEPRECATE_EOF)
+    let rows = 0, rowBytes = 0;
+    for (;;) {
+      const p = (await this.stream.next()).payload;
+      if (p[0] === 0xfe && p.length < 0xffffff) return { rows, rowBytes };
+      if (p[0] === ERR_HEADER) throw new Error(decodeErr(p).message);
+      rows++;
+      rowBytes += p.length;
+    }
   }
 
   close(): void {

@@ -1,0 +1,60 @@
+// Node's stream binding, for reading and writing a plain TCP socket's libuv handle directly.
+//
+// net.Socket reads and writes through the Readable/Writable machinery: a WriteWrap object, a
+// callback and stream bookkeeping per write, timer and state checks per read. On a proxy's
+// forwarding path that machinery costs more user CPU than everything the proxy does with the
+// bytes. The handle under a net.Socket offers the same operations natively: `writeBuffer(req,
+// buf)` tries a synchronous write first (the common case: the kernel takes the bytes at once and
+// `req` is never used), and `onread` receives each read into a buffer of the caller's choosing.
+//
+// These are Node internals (`process.binding("stream_wrap")`, a socket's `_handle`), stable from
+// Node 12 through 22. Everything here checks their shape once at load and per socket; when a check
+// fails, callers use the public socket API instead, so a Node release that changes them costs
+// speed, not correctness.
+
+import net from "node:net";
+import tls from "node:tls";
+import type { Duplex } from "node:stream";
+
+export interface WriteReq {
+  handle: unknown;
+  oncomplete: (status: number) => void;
+  async: boolean;
+  bytes: number;
+  buffer: Buffer | null;
+}
+
+export interface TcpHandle {
+  writeBuffer(req: WriteReq, buf: Buffer): number;
+  useUserBuffer(buf: Buffer): void;
+  onread: (arrayBuffer: unknown) => unknown;
+}
+
+interface StreamBinding {
+  WriteWrap: new () => WriteReq;
+  streamBaseState: Int32Array;
+  kLastWriteWasAsync: number;
+  kReadBytesOrError: number;
+}
+
+function load(): StreamBinding | null {
+  try {
+    const b = (process as unknown as { binding(name: string): Partial<StreamBinding> }).binding("stream_wrap");
+    if (typeof b.WriteWrap !== "function" || !(b.streamBaseState instanceof Int32Array)) return null;
+    if (typeof b.kLastWriteWasAsync !== "number" || typeof b.kReadBytesOrError !== "number") return null;
+    return b as StreamBinding;
+  } catch {
+    return null;
+  }
+}
+
+/** The binding, or null when this Node does not offer it in the expected shape. */
+export const streamBinding: StreamBinding | null = process.env.FERRY_STREAM_IO === "off" ? null : load();
+
+/** The libuv TCP handle under a plain (not TLS) connected socket, when direct I/O can use it. */
+export function tcpHandleOf(socket: Duplex): TcpHandle | null {
+  if (streamBinding === null || !(socket instanceof net.Socket) || socket instanceof tls.TLSSocket) return null;
+  const h = (socket as unknown as { _handle: Partial<TcpHandle> | null })._handle;
+  if (!h || typeof h.writeBuffer !== "function" || typeof h.useUserBuffer !== "function" || typeof h.onread !== "function") return null;
+  return h as TcpHandle;
+}
