@@ -1,6 +1,8 @@
-// After login, a plain-TCP client socket is re-created around the same handle with net's `onread`,
-// so commands are read into a reused buffer instead of through the Readable stream (Node has no
-// `onread` option for accepted sockets). TLS sockets keep their stream: TLS owns their handle.
+// After login, a client socket is re-created around the same handle with net's `onread`, so
+// commands are read into a reused buffer instead of through the Readable stream (Node has no
+// `onread` option for accepted sockets). A TLS socket's handle is its TLS stream (TLSWrap), which
+// reads decrypted bytes the same way; only a plain TCP handle is also written directly
+// (lib/libuv-stream.ts).
 // `_handle` is Node's long-standing internal field for a socket's libuv handle.
 
 import net from "node:net";

@@ -35,14 +35,18 @@ interface StreamBinding {
   streamBaseState: Int32Array;
   kLastWriteWasAsync: number;
   kReadBytesOrError: number;
+  /** libuv's TCP handle class: only its instances are written directly */
+  TCP: abstract new () => unknown;
 }
 
 function load(): StreamBinding | null {
   try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamBinding> }).binding("stream_wrap");
-    if (typeof b.WriteWrap !== "function" || !(b.streamBaseState instanceof Int32Array)) return null;
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
+    const b = binding("stream_wrap") as Partial<StreamBinding>;
+    const { TCP } = binding("tcp_wrap") as { TCP?: unknown };
+    if (typeof b.WriteWrap !== "function" || !(b.streamBaseState instanceof Int32Array) || typeof TCP !== "function") return null;
     if (typeof b.kLastWriteWasAsync !== "number" || typeof b.kReadBytesOrError !== "number") return null;
-    return b as StreamBinding;
+    return { ...b, TCP } as StreamBinding;
   } catch {
     return null;
   }
@@ -51,10 +55,15 @@ function load(): StreamBinding | null {
 /** The binding, or null when this Node does not offer it in the expected shape. */
 export const streamBinding: StreamBinding | null = process.env.FERRY_STREAM_IO === "off" ? null : load();
 
-/** The libuv TCP handle under a plain (not TLS) connected socket, when direct I/O can use it. */
+/**
+ * The libuv TCP handle under a plain connected socket, when direct I/O can use it. Not a TLS
+ * socket's handle, nor a TCP socket's re-wrapped around a TLS handle (rebind.ts): TLS allows one
+ * write in flight where libuv queues any number.
+ */
 export function tcpHandleOf(socket: Duplex): TcpHandle | null {
   if (streamBinding === null || !(socket instanceof net.Socket) || socket instanceof tls.TLSSocket) return null;
   const h = (socket as unknown as { _handle: Partial<TcpHandle> | null })._handle;
-  if (!h || typeof h.writeBuffer !== "function" || typeof h.useUserBuffer !== "function" || typeof h.onread !== "function") return null;
+  if (!h || !(h instanceof streamBinding.TCP)) return null;
+  if (typeof h.writeBuffer !== "function" || typeof h.useUserBuffer !== "function" || typeof h.onread !== "function") return null;
   return h as TcpHandle;
 }

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import type { Readable } from "node:stream";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, startProxy, withTimeout } from "./harness.js";
@@ -54,6 +55,40 @@ describe("backpressure", () => {
       assert.equal((await client.readTextResult()).rows, 1);
     } finally {
       client.close();
+    }
+  });
+
+  it("holds a large result for a TLS client that pauses, then delivers it whole", async () => {
+    // Many small rows: chunk boundaries fall inside packet headers, where Ferry writes a held
+    // header and the rest of the chunk back to back.
+    const tlsClient = await connectVia(ferry.port, { ssl: { rejectUnauthorized: false } });
+    try {
+      const core = (tlsClient as unknown as { connection: { stream: { encrypted?: boolean }; query(sql: string): { stream(): Readable } } }).connection;
+      assert.equal(core.stream.encrypted, true, "the client connection uses TLS");
+      const rows = 200_000, width = 100;
+      const stream = core.query(`SELECT seq, REPEAT('y', ${width}) AS r FROM app.seq_1_to_${rows}`).stream();
+      let n = 0, bytes = 0, sum = 0;
+      const done = new Promise<void>((resolve, reject) => {
+        stream.on("data", (row: { seq: number; r: string }) => {
+          n++;
+          sum += row.seq;
+          bytes += row.r.length;
+          if (n === 1) {
+            // Stop reading long enough for every socket buffer on the way to fill.
+            stream.pause();
+            setTimeout(() => stream.resume(), 800);
+          }
+        });
+        stream.on("end", resolve);
+        stream.on("error", reject);
+      });
+      await withTimeout(done, 60_000, "reading the result over TLS");
+      assert.equal(n, rows);
+      assert.equal(bytes, rows * width);
+      assert.equal(sum, (rows * (rows + 1)) / 2);
+      assert.equal((await one(tlsClient, "SELECT 2 AS two")).two, 2);
+    } finally {
+      await tlsClient.end().catch(() => undefined);
     }
   });
 });
