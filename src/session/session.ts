@@ -7,6 +7,7 @@
 // the chunks go to the client unchanged. Handlers are bound once; nothing per packet allocates
 // except a Buffer view when a chunk holds more than the current command.
 
+import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
