@@ -59,7 +59,20 @@ export class SocketReader {
 
   private deliver(n: number, buf: Buffer): void {
     const sink = this.sink;
-    if (sink) sink.onChunk(n === buf.length ? buf : buf.subarray(0, n));
+    if (sink) sink.onChunk(n === buf.length ? buf : this.viewOf(buf, n));
+  }
+
+  /**
+   * buf[0, n) as a Buffer. Request/response traffic repeats its sizes (the same statement, the same
+   * row shape), so the last view is kept and handed out again while buffer and size match: views
+   * never change, only the bytes under them do.
+   */
+  private view: Buffer = this.buf.subarray(0, 0);
+  private viewOfBuf: Buffer = this.buf;
+  private viewOf(buf: Buffer, n: number): Buffer {
+    if (this.viewOfBuf === buf && this.view.length === n) return this.view;
+    this.viewOfBuf = buf;
+    return (this.view = buf.subarray(0, n));
   }
 
   renew(): void {
