@@ -21,7 +21,7 @@ async function pair(): Promise<{ client: net.Socket; server: net.Socket; close()
 
 const chunk = (i: number, size: number): Buffer => Buffer.alloc(size, i % 251);
 
-it("direct I/O is available on this Node (else Ferry falls back to the stream layer)", async () => {
+it("direct I/O is available on this Node (else Ferry falls back to the stream layer)", { skip: process.env.FERRY_STREAM_IO === "off" ? "FERRY_STREAM_IO=off" : false }, async () => {
   assert.ok(streamBinding, "process.binding('stream_wrap') has the expected shape");
   const p = await pair();
   try {
