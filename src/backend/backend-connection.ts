@@ -2,6 +2,7 @@
 // session tracking switched on. After connectBackend() resolves, the socket belongs to a session,
 // which reads it in forwarding mode.
 
+import { readFileSync, statSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
@@ -94,22 +95,26 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
     let caps = REQUIRED | (o.clientCapabilities & PASS_THROUGH & hs.capabilities);
     if (hs.capabilities & CLIENT_CONNECT_ATTRS) caps |= CLIENT_CONNECT_ATTRS;
     if (o.database) caps |= CLIENT_CONNECT_WITH_DB;
+    // The server takes collation and MariaDB capabilities from the first packet it reads: with TLS
+    // that is the SSL request, so both packets carry the same ones.
+    const collation = o.collation || hs.collation;
+    const mariadbCaps = hs.capabilities & CLIENT_LONG_PASSWORD ? 0 : o.mariadbCapabilities & hs.mariadbCapabilities;
     let seq = first.seq + 1;
     let secure = false;
     if (o.server.useSsl) {
       if (!(hs.capabilities & CLIENT_SSL)) throw new FerryError(2026, "HY000", `backend ${o.server.address} does not offer TLS but use_ssl is set`, "backend");
       caps |= CLIENT_SSL;
-      socket.write(encodeHandshakeResponse(sslRequest(caps, o.collation), seq++));
+      socket.write(encodeHandshakeResponse(sslRequest(caps, collation, mariadbCaps), seq++));
       stream.detach();
-      socket = await startTls(raw, o.server.host);
+      socket = await startTls(raw, o.server);
       stream = new PacketStream(socket);
       secure = true;
     }
     const plugin = hs.authPluginName || NATIVE_PASSWORD;
     socket.write(encodeHandshakeResponse({
-      capabilities: caps, maxPacketSize: 0x40000000, collation: o.collation || hs.collation, username: o.credentials.user,
+      capabilities: caps, maxPacketSize: 0x40000000, collation, username: o.credentials.user,
       authResponse: authToken(plugin, hs.authPluginData, o.credentials), database: o.database, authPluginName: plugin,
-      attributes: o.attributes, mariadbCapabilities: hs.capabilities & CLIENT_LONG_PASSWORD ? 0 : o.mariadbCapabilities & hs.mariadbCapabilities, sslRequest: false,
+      attributes: o.attributes, mariadbCapabilities: mariadbCaps, sslRequest: false,
     }, seq));
     const statusFlags = await authenticate(stream, socket, o, hs, plugin, secure);
     let initialTrack: SessionTrackInfo | null = null;
@@ -148,19 +153,46 @@ export function packetStream(socket: Duplex, reader: SocketReader | null): Packe
   return stream;
 }
 
-function sslRequest(caps: number, collation: number) {
+function sslRequest(caps: number, collation: number, mariadbCapabilities: number) {
   return {
     capabilities: caps, maxPacketSize: 0x40000000, collation, username: "", authResponse: Buffer.alloc(0), database: null,
-    authPluginName: null, attributes: new Map<string, string>(), mariadbCapabilities: 0, sslRequest: true,
+    authPluginName: null, attributes: new Map<string, string>(), mariadbCapabilities, sslRequest: true,
   };
 }
 
-function startTls(socket: net.Socket, host: string): Promise<tls.TLSSocket> {
+/**
+ * TLS on a backend connection. With the server's ssl_ca, its certificate must chain to that CA and
+ * name the configured host (or address); without it the connection is encrypted, not verified.
+ */
+function startTls(socket: net.Socket, server: ServerConfig): Promise<tls.TLSSocket> {
+  const host = server.host;
+  const servername = net.isIP(host) ? undefined : host;
+  const verify = server.sslCa !== null ? { ca: readCa(server.sslCa), rejectUnauthorized: true, host } : { rejectUnauthorized: false };
   return new Promise((resolve, reject) => {
-    const t = tls.connect({ socket, rejectUnauthorized: false, servername: net.isIP(host) ? undefined : host });
+    const t = tls.connect({ socket, servername, ...verify });
     t.once("secureConnect", () => resolve(t));
-    t.once("error", reject);
+    t.once("error", (e: Error) => {
+      const why = server.sslCa !== null ? `TLS certificate refused (ssl_ca ${server.sslCa}): ${e.message}` : `TLS failed: ${e.message}`;
+      reject(new FerryError(2026, "HY000", `backend ${server.address}: ${why}`, "backend"));
+    });
   });
+}
+
+/** CA files, read again only when they change on disk. */
+const caCache = new Map<string, { mtimeMs: number; pem: string }>();
+
+function readCa(path: string): string {
+  let mtimeMs: number;
+  try {
+    mtimeMs = statSync(path).mtimeMs;
+    const hit = caCache.get(path);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.pem;
+    const pem = readFileSync(path, "utf8");
+    caCache.set(path, { mtimeMs, pem });
+    return pem;
+  } catch (e) {
+    throw new FerryError(2026, "HY000", `cannot read ssl_ca ${path}: ${(e as Error).message}`, "backend");
+  }
 }
 
 function authToken(plugin: string, nonce: Buffer, c: BackendCredentials): Buffer {

@@ -15,6 +15,8 @@ export interface ServerConfig {
   readonly status: ServerStatus;
   readonly maxConnections: number;
   readonly useSsl: boolean;
+  /** CA file the server's certificate is verified against; null: TLS without verification */
+  readonly sslCa: string | null;
   /** seconds; 0 when lag is not checked */
   readonly maxReplicationLag: number;
   readonly labels: Readonly<Record<string, string>>;
@@ -105,7 +107,7 @@ function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay
   const shun = overlay.shunned.get(address);
   const status = s.status === "ONLINE" && shun !== undefined ? "SHUNNED" : s.status;
   return Object.freeze({
-    address, host: s.host, port: s.port, hostgroup, weight: s.weight, status, maxConnections: s.max_connections, useSsl: s.use_ssl,
+    address, host: s.host, port: s.port, hostgroup, weight: s.weight, status, maxConnections: s.max_connections, useSsl: s.use_ssl, sslCa: s.ssl_ca ?? null,
     maxReplicationLag: s.max_replication_lag, labels: Object.freeze({ ...s.labels }), source, statusReason: status === "SHUNNED" && shun !== undefined ? shun : null,
   });
 }

@@ -1,6 +1,7 @@
 // The TOML configuration file's schema. Every key is checked; unknown keys are refused so that a
 // typo never silently becomes a default.
 
+import { existsSync } from "node:fs";
 import { z } from "zod";
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, "expected \"host:port\"");
@@ -15,11 +16,13 @@ export const serverSchema = z.object({
   status: serverStatus.default("ONLINE"),
   max_connections: z.number().int().min(1).default(10_000),
   use_ssl: z.boolean().default(false),
+  /** PEM file of the CA certificate(s) the server's certificate must chain to; with it Ferry verifies the certificate and the host name or address */
+  ssl_ca: z.string().min(1).refine((f) => existsSync(f), "no such file").optional(),
   /** seconds; a reader further behind is SHUNNED by the monitor until it catches up (0: not checked) */
   max_replication_lag: z.number().int().min(0).default(0),
   labels: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "label keys are letters, digits, _ . -"), z.string()).default({}),
   comment: z.string().default(""),
-}).strict();
+}).strict().refine((s) => s.ssl_ca === undefined || s.use_ssl, { message: "ssl_ca needs use_ssl = true", path: ["ssl_ca"] });
 
 export const userSchema = z.object({
   name: z.string().min(1).max(80),

@@ -47,15 +47,15 @@ export class LogSink extends Writable {
 }
 
 /** Ferry's configuration for a cluster; `status` gives a server (by port) a status other than ONLINE. */
-export function proxyConfig(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}): ConfigFile {
-  const servers = cluster.servers.map((s) => `[[servers]]\nhost = "127.0.0.1"\nport = ${s.port}\nhostgroup = 0\nstatus = "${status[s.port] ?? "ONLINE"}"\n`).join("\n");
+export function proxyConfig(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}, serverExtra = ""): ConfigFile {
+  const servers = cluster.servers.map((s) => `[[servers]]\nhost = "127.0.0.1"\nport = ${s.port}\nhostgroup = 0\nstatus = "${status[s.port] ?? "ONLINE"}"\n${serverExtra}\n`).join("\n");
   const text = `[proxy]\nlisten = "127.0.0.1:0"\n${extra}\n${servers}\n${users ?? `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`}`;
   return parseConfig(text, "test config");
 }
 
-export async function startProxy(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}): Promise<{ ferry: FerryServer; logs: LogSink }> {
+export async function startProxy(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}, serverExtra = ""): Promise<{ ferry: FerryServer; logs: LogSink }> {
   const logs = new LogSink();
-  const ferry = await startFerry(proxyConfig(cluster, extra, users, status), { logLevel: "debug", logDestination: logs });
+  const ferry = await startFerry(proxyConfig(cluster, extra, users, status, serverExtra), { logLevel: "debug", logDestination: logs });
   return { ferry, logs };
 }
 
