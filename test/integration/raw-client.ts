@@ -14,11 +14,11 @@ import { PacketWriter } from "../../src/protocol/writer.js";
 export class RawClient {
   private constructor(private readonly socket: net.Socket, private readonly stream: PacketStream) {}
 
-  static async connect(port: number, user: string, password: string): Promise<RawClient> {
+  static async connect(port: number, user: string, password: string, extraCapabilities = 0): Promise<RawClient> {
     const socket = net.connect(port, "127.0.0.1");
     const stream = new PacketStream(socket);
     const hs = decodeHandshakeV10((await stream.next()).payload);
-    const caps = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_TRANSACTIONS | CLIENT_DEPRECATE_EOF;
+    const caps = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_TRANSACTIONS | CLIENT_DEPRECATE_EOF | extraCapabilities;
     socket.write(encodeHandshakeResponse({ capabilities: caps, maxPacketSize: 1 << 24, collation: 45, username: user, authResponse: nativeToken(password, hs.authPluginData),
       database: null, authPluginName: "mysql_native_password", attributes: new Map(), mariadbCapabilities: 0, sslRequest: false }, 1));
     const ok = (await stream.next()).payload;
@@ -48,6 +48,16 @@ export class RawClient {
     const row = (await this.stream.next()).payload; // 0x00, null bitmap (1 byte), 8-byte value
     await this.stream.next(); // terminator
     return row.readBigInt64LE(2);
+  }
+
+  /** Sends any command (its payload after the command byte) without waiting for the answer. */
+  send(cmd: number, payload: Buffer | string = Buffer.alloc(0)): void {
+    this.socket.write(encodeCommand(cmd, payload));
+  }
+
+  /** The next packet's payload. */
+  async packet(): Promise<Buffer> {
+    return (await this.stream.next()).payload;
   }
 
   /** Sends a COM_QUERY without waiting for its answer. */
