@@ -45,20 +45,7 @@ export class MoveSlots {
 async function openTarget(s: Session, exclude: string | null, target: ServerConfig | null): Promise<BackendConnection> {
   const candidates = target ? [target] : s.deps.router.candidates(s.hostgroup, s.labels).filter((c) => c.address !== exclude);
   if (candidates.length === 0) throw new FerryError(9001, "08S01", `no backend available: hostgroup ${s.hostgroup} has no other ONLINE server`);
-  let last: unknown = null;
-  for (const server of candidates.slice(0, s.deps.config().proxy.backend_connect_attempts)) {
-    s.deps.router.acquire(server.address);
-    try {
-      const conn = await s.connectTo(server, s.tracker.schema);
-      s.deps.router.reportSuccess(server.address);
-      return conn;
-    } catch (e) {
-      s.deps.router.release(server.address);
-      s.deps.router.reportFailure(server.address);
-      last = e;
-    }
-  }
-  throw last instanceof FerryError ? last : new FerryError(9001, "08S01", `no backend accepted the session: ${String(last)}`);
+  return s.connectFirst(candidates, s.tracker.schema);
 }
 
 /** Runs statements Ferry needs on a connection; the first error fails the whole, naming the statement. */

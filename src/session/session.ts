@@ -60,6 +60,9 @@ export interface SessionDeps {
   moves: MoveSlots;
 }
 
+/** Login errors that are the client's (credentials, database): no other server would answer differently. */
+const LOGIN_ERRORS = new Set([1044, 1045, 1049]);
+
 export class Session implements ScanListener, ChunkSink {
   readonly id: number;
   client: Duplex;
@@ -185,31 +188,44 @@ export class Session implements ScanListener, ChunkSink {
 
   /** Tries the hostgroup's servers best-first, a bounded number of times. */
   async openBackend(hostgroup: number, database: string | null): Promise<BackendConnection> {
-    const cfg = this.deps.config();
     const candidates = this.deps.router.candidates(hostgroup, this.labels);
     if (candidates.length === 0) {
       const which = this.labels ? ` with labels ${JSON.stringify(this.labels)}` : "";
       throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: hostgroup ${hostgroup} has no ONLINE server${which}`);
     }
+    try {
+      return await this.connectFirst(candidates, database);
+    } catch (e) {
+      const err = e as FerryError;
+      if (LOGIN_ERRORS.has(err.errno)) throw err;
+      throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available in hostgroup ${hostgroup}: ${err.message}`);
+    }
+  }
+
+  /**
+   * Logs in to the first of `candidates` (best first) that accepts, trying at most
+   * backend_connect_attempts of them. A login refused for the client's own reasons (bad
+   * credentials, unknown database) ends the attempt at once; any other failure counts against
+   * that server and the next is tried. Throws the last failure.
+   */
+  async connectFirst(candidates: ServerConfig[], database: string | null): Promise<BackendConnection> {
+    const router = this.deps.router;
     let last: FerryError | null = null;
-    const attempts = Math.min(cfg.proxy.backend_connect_attempts, candidates.length);
-    for (let i = 0; i < attempts; i++) {
-      const server = candidates[i];
-      this.deps.router.acquire(server.address);
+    for (const server of candidates.slice(0, this.deps.config().proxy.backend_connect_attempts)) {
+      router.acquire(server.address);
       try {
         const conn = await this.connectTo(server, database);
-        this.deps.router.reportSuccess(server.address);
+        router.reportSuccess(server.address);
         return conn;
       } catch (e) {
-        this.deps.router.release(server.address);
-        last = e as FerryError;
-        // Errors about the login itself (bad credentials, unknown database) are the client's: report them.
-        if (last.errno === 1045 || last.errno === 1049 || last.errno === 1044) throw last;
-        this.deps.router.reportFailure(server.address);
+        router.release(server.address);
+        last = e instanceof FerryError ? e : new FerryError(2013, "HY000", `backend ${server.address}: ${String(e)}`, "backend");
+        if (LOGIN_ERRORS.has(last.errno)) throw last;
+        router.reportFailure(server.address);
         this.log.warn({ server: server.address, err: last.message }, "backend connect failed");
       }
     }
-    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available in hostgroup ${hostgroup}: ${last?.message ?? "all servers failed"}`);
+    throw last ?? new FerryError(FERRY_NO_BACKEND, "08S01", "no backend available: no server to try");
   }
 
   connectTo(server: ServerConfig, database: string | null): Promise<BackendConnection> {
