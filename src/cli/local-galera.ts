@@ -1,7 +1,7 @@
 // A MariaDB Galera cluster on loopback (galera-4, rsync SST), for the tests and benchmarks.
 
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -29,15 +29,7 @@ export class GaleraCluster {
     const address = `gcomm://${gcomm.map((p) => `127.0.0.1:${p}`).join(",")}`;
     for (let i = 0; i < n; i++) {
       const node = await LocalMariadb.prepare({ dir: join(c.dir, `node${i}`) });
-      const ist = await freePort();
-      const sst = await freePort();
-      node.args = [
-        "--wsrep-on=ON", `--wsrep-provider=${GALERA_PROVIDER}`, `--wsrep-cluster-address=${address}`, "--wsrep-cluster-name=ferry-test",
-        `--wsrep-node-name=node${i}`, `--wsrep-node-address=127.0.0.1:${gcomm[i]}`,
-        `--wsrep-provider-options=base_port=${gcomm[i]};ist.recv_addr=127.0.0.1:${ist};gcache.size=64M;evs.suspect_timeout=PT3S;evs.inactive_timeout=PT6S`,
-        "--wsrep-sst-method=rsync", `--wsrep-sst-receive-address=127.0.0.1:${sst}`, "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2",
-        "--wsrep-slave-threads=2",
-      ];
+      node.args = await nodeArgs(i, address, gcomm[i]);
       // Nodes run as the mysql user, as packaged servers do: rsync's SST daemon, started by the
       // server, would otherwise drop from root to "nobody" and could not write the joiner's datadir.
       if (process.getuid?.() === 0) {
@@ -54,9 +46,29 @@ export class GaleraCluster {
     await first.start(60_000);
     first.args = base; // a restart rejoins the running cluster
     await c.waitSynced(first);
-    for (const node of c.nodes.slice(1)) {
-      await node.start(120_000);
-      await c.waitSynced(node);
+    for (let i = 1; i < n; i++) {
+      // A joiner's state transfer listens on ports picked beforehand; on a busy machine another
+      // process may take one first and the transfer fails. Then try again on fresh ports.
+      const node = c.nodes[i];
+      const log = join(node.dir, "error.log");
+      for (let attempt = 1; ; attempt++) {
+        // A failed transfer can leave the server up but useless: stop it as soon as it says so.
+        const watch = setInterval(() => {
+          if (existsSync(log) && /SST request callback failed/.test(readFileSync(log, "utf8"))) void node.crash();
+        }, 500);
+        try {
+          await node.start(90_000);
+          await c.waitSynced(node, 90_000);
+          break;
+        } catch (e) {
+          if (attempt === 3) throw e;
+          await node.crash().catch(() => undefined);
+          if (existsSync(log)) renameSync(log, `${log}.${attempt}`);
+          node.args = await nodeArgs(i, address, gcomm[i]);
+        } finally {
+          clearInterval(watch);
+        }
+      }
     }
     return c;
   }
@@ -82,4 +94,17 @@ export class GaleraCluster {
     for (const n of [...this.nodes].reverse()) await n.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A node's Galera options; the ports for incremental and full state transfer are picked here. */
+async function nodeArgs(i: number, address: string, gcommPort: number): Promise<string[]> {
+  const ist = await freePort();
+  const sst = await freePort();
+  return [
+    "--wsrep-on=ON", `--wsrep-provider=${GALERA_PROVIDER}`, `--wsrep-cluster-address=${address}`, "--wsrep-cluster-name=ferry-test",
+    `--wsrep-node-name=node${i}`, `--wsrep-node-address=127.0.0.1:${gcommPort}`,
+    `--wsrep-provider-options=base_port=${gcommPort};ist.recv_addr=127.0.0.1:${ist};gcache.size=64M;evs.suspect_timeout=PT3S;evs.inactive_timeout=PT6S`,
+    "--wsrep-sst-method=rsync", `--wsrep-sst-receive-address=127.0.0.1:${sst}`, "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2",
+    "--wsrep-slave-threads=2",
+  ];
 }
