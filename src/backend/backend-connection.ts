@@ -182,9 +182,8 @@ function startTls(socket: net.Socket, server: ServerConfig): Promise<tls.TLSSock
 const caCache = new Map<string, { mtimeMs: number; pem: string }>();
 
 function readCa(path: string): string {
-  let mtimeMs: number;
   try {
-    mtimeMs = statSync(path).mtimeMs;
+    const mtimeMs = statSync(path).mtimeMs;
     const hit = caCache.get(path);
     if (hit && hit.mtimeMs === mtimeMs) return hit.pem;
     const pem = readFileSync(path, "utf8");

@@ -13,7 +13,6 @@
 // speed, not correctness.
 
 import net from "node:net";
-import tls from "node:tls";
 import type { Duplex } from "node:stream";
 
 export interface WriteReq {
@@ -61,7 +60,7 @@ export const streamBinding: StreamBinding | null = process.env.FERRY_STREAM_IO =
  * write in flight where libuv queues any number.
  */
 export function tcpHandleOf(socket: Duplex): TcpHandle | null {
-  if (streamBinding === null || !(socket instanceof net.Socket) || socket instanceof tls.TLSSocket) return null;
+  if (streamBinding === null || !(socket instanceof net.Socket)) return null;
   const h = (socket as unknown as { _handle: Partial<TcpHandle> | null })._handle;
   if (!h || !(h instanceof streamBinding.TCP)) return null;
   if (typeof h.writeBuffer !== "function" || typeof h.useUserBuffer !== "function" || typeof h.onread !== "function") return null;

@@ -20,8 +20,6 @@ const READ_BUFFER_SIZE = 64 * 1024;
 
 export class SocketReader {
   private buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
-  /** set by renew() until the handle has been given the new buffer */
-  private renewed = false;
   sink: ChunkSink | null = null;
   readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
 
@@ -30,7 +28,6 @@ export class SocketReader {
     this.onread = {
       buffer: () => this.buf,
       callback: (n: number, buf: Buffer): boolean => {
-        this.renewed = false;
         this.deliver(n, buf);
         return true;
       },
@@ -45,15 +42,13 @@ export class SocketReader {
     const kNread = streamBinding!.kReadBytesOrError;
     const netOnread = handle.onread;
     handle.useUserBuffer(this.buf);
-    this.renewed = false;
     handle.onread = (arrayBuffer: unknown): unknown => {
       const n = state[kNread];
       if (n <= 0) return netOnread.call(handle, arrayBuffer);
-      this.deliver(n, this.buf);
-      // Returning a buffer makes it the handle's next read target.
-      if (!this.renewed) return undefined;
-      this.renewed = false;
-      return this.buf;
+      const buf = this.buf;
+      this.deliver(n, buf);
+      // After renew(), returning the new buffer makes it the handle's next read target.
+      return this.buf === buf ? undefined : this.buf;
     };
   }
 
@@ -77,7 +72,6 @@ export class SocketReader {
 
   renew(): void {
     this.buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
-    this.renewed = true;
   }
 }
 

@@ -77,7 +77,7 @@ export class SocketWriter {
       this.socket.destroy(writeError(status));
       return;
     }
-    if (this.pending === 0 && this.socket.writableLength === 0 && this.onDrain !== null) this.onDrain();
+    if (!this.queued && this.onDrain !== null) this.onDrain();
   };
 }
 

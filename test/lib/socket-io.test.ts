@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { it } from "node:test";
+import { rebindForForwarding } from "../../src/frontend/rebind.js";
 import { streamBinding, tcpHandleOf } from "../../src/lib/libuv-stream.js";
 import { SocketReader } from "../../src/lib/socket-reader.js";
 import { SocketWriter } from "../../src/lib/socket-writer.js";
@@ -80,8 +81,8 @@ it("reads into its buffer in place and hands over a fresh one after renew()", as
         reader.renew();
       },
     };
-    const sock = new net.Socket({ handle: (p.server as unknown as { _handle: never })._handle, onread: reader.onread } as net.SocketConstructorOpts);
-    (p.server as unknown as { _handle: null })._handle = null;
+    const sock = rebindForForwarding(p.server, reader); // as a session does after login
+    assert.ok(sock);
     reader.attach(sock);
     sock.resume();
     const ended = new Promise<void>((r) => sock.once("end", r));
