@@ -41,14 +41,18 @@ export class SocketReader {
     const state = streamBinding!.streamBaseState;
     const kNread = streamBinding!.kReadBytesOrError;
     const netOnread = handle.onread;
-    handle.useUserBuffer(this.buf);
+    // The buffer the handle reads into: renew() may run outside a read (a chunk held later), so the
+    // data of a read is always in `target`, and the new buffer becomes the target at the next read.
+    let target = this.buf;
+    handle.useUserBuffer(target);
     handle.onread = (arrayBuffer: unknown): unknown => {
       const n = state[kNread];
       if (n <= 0) return netOnread.call(handle, arrayBuffer);
-      const buf = this.buf;
-      this.deliver(n, buf);
-      // After renew(), returning the new buffer makes it the handle's next read target.
-      return this.buf === buf ? undefined : this.buf;
+      this.deliver(n, target);
+      if (this.buf === target) return undefined;
+      // Returning a buffer makes it the handle's next read target.
+      target = this.buf;
+      return target;
     };
   }
 
