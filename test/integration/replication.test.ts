@@ -8,7 +8,7 @@ import type mysql from "mysql2/promise";
 import * as mariadb from "mariadb";
 import { parseConfig } from "../../src/config/load.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
-import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, MONITOR_PASSWORD, MONITOR_USER, one, startReplicated, waitFor } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, MONITOR_PASSWORD, MONITOR_USER, one, startReplicated, waitFor, withTimeout } from "./harness.js";
 
 const RW_SPLIT_RULES = `
 [[query_rules]]
@@ -306,20 +306,20 @@ describe("read/write split with a primary and a replica", () => {
   it("failover: the primary stops, the replica is promoted, idle sessions carry on there with their state", async () => {
     const [primary, replica] = cluster.servers;
     const sessions = await Promise.all([1, 2, 3].map(async (i) => {
-      const c = await client();
-      await c.query(`SET @who = 'client ${i}'`);
-      await c.query("INSERT INTO items (name) VALUES ('before failover')");
+      const c = await withTimeout(client(), 15_000, `client ${i}: connecting`);
+      await withTimeout(c.query(`SET @who = 'client ${i}'`), 15_000, `client ${i}: SET`);
+      await withTimeout(c.query("INSERT INTO items (name) VALUES ('before failover')"), 15_000, `client ${i}: INSERT before failover`);
       return c;
     }));
     assert.ok(await waitFor(async () => (await replica.sql("SELECT COUNT(*) FROM app.items WHERE name = 'before failover'")).trim() === "3", 5000));
-    await primary.stop();
+    await withTimeout(primary.stop(), 30_000, "stopping the primary");
     assert.ok(await waitFor(() => statusOf(primary.port).includes("SHUNNED"), 5000), "the stopped primary is shunned");
-    await replica.sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+    await withTimeout(replica.sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF"), 30_000, "promoting the replica");
     assert.ok(await waitFor(() => hostgroupsOf(replica.port).join() === "0", 5000), "the promoted replica is the writer");
     for (const [i, c] of sessions.entries()) {
-      const r = await one(c, "SELECT @who AS who, @@server_id AS id");
+      const r = await withTimeout(one(c, "SELECT @who AS who, @@server_id AS id"), 20_000, `client ${i + 1}: first query after failover`);
       assert.deepEqual([r.who, Number(r.id)], [`client ${i + 1}`, 2]);
-      await c.query("INSERT INTO items (name) VALUES ('after failover')");
+      await withTimeout(c.query("INSERT INTO items (name) VALUES ('after failover')"), 20_000, `client ${i + 1}: INSERT after failover`);
     }
     assert.equal((await replica.sql("SELECT COUNT(*) FROM app.items WHERE name = 'after failover'")).trim(), "3");
     assert.ok(logs.lines.some((l) => l.includes('"reason":"backend-lost"') && l.includes('"result":"moved"')), "sessions reconnected");
