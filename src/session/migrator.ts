@@ -41,9 +41,17 @@ export class MoveSlots {
   }
 }
 
-/** Picks a target: the best ONLINE server of the session's hostgroup other than the current one. */
-async function openTarget(s: Session, exclude: string | null, target: ServerConfig | null): Promise<BackendConnection> {
-  const candidates = target ? [target] : s.deps.router.candidates(s.hostgroup, s.labels).filter((c) => c.address !== exclude);
+/**
+ * Picks a target: the best ONLINE server of the session's hostgroup other than the current one. A
+ * session whose backend was lost tries the server it lost last rather than never: a restarted
+ * server takes its sessions back when no other can.
+ */
+async function openTarget(s: Session, from: string | null, target: ServerConfig | null): Promise<BackendConnection> {
+  let candidates = target ? [target] : s.deps.router.candidates(s.hostgroup, s.labels);
+  if (!target && from !== null) {
+    const others = candidates.filter((c) => c.address !== from);
+    candidates = s.backend === null ? [...others, ...candidates.filter((c) => c.address === from)] : others;
+  }
   if (candidates.length === 0) throw new FerryError(9001, "08S01", `no backend available: hostgroup ${s.hostgroup} has no other ONLINE server`);
   return s.connectFirst(candidates, s.tracker.schema);
 }

@@ -47,7 +47,13 @@ export class MoveControl {
   maybe(): void {
     const s = this.s;
     if (this.reason === null || this.moving || s.isClosed || !s.atMovableBoundary) return;
-    if (Date.now() < this.notBefore) return;
+    // Timers count from the event loop's cached time and may fire a little before Date.now()
+    // reaches notBefore: a retry that comes early is armed again, never dropped.
+    const wait = this.notBefore - Date.now();
+    if (wait > 0) {
+      if (this.retryTimer === null) this.retryIn(wait);
+      return;
+    }
     this.moving = true;
     s.beginBusy();
     void this.run(this.reason);
@@ -76,17 +82,21 @@ export class MoveControl {
       const delay = Math.min(5000, 50 * 2 ** Math.min(this.attempts, 7));
       s.log.warn({ reason, from: s.backendAddress ?? s.lostFrom, err: (e as Error).message, attempt: this.attempts, retryInMs: delay, result: "failed" }, "session move failed");
       this.notBefore = Date.now() + delay;
-      if (this.retryTimer) clearTimeout(this.retryTimer);
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        this.maybe();
-      }, delay);
-      this.retryTimer.unref();
+      this.retryIn(delay);
     } finally {
       slots.release();
       this.moving = false;
       if (!s.isClosed) s.endBusy();
     }
+  }
+
+  private retryIn(ms: number): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.maybe();
+    }, ms);
+    this.retryTimer.unref();
   }
 
   /** A connection of another hostgroup with nowhere to go: the session goes home instead. */

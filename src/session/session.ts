@@ -872,9 +872,16 @@ export class Session implements ScanListener, ChunkSink {
     if (this.cstate === C.Idle && !this.scanner.active && !this.mover.moving && !this.tracker.inTransaction) this.close();
   }
 
-  /** Replays bytes held while a response was pending, then lets the client socket flow again. */
+  /**
+   * Replays bytes held while a response was pending, then lets the client socket flow again.
+   * Without a backend (lost, the move not done yet) a held command waits for one, for at most
+   * reconnect_timeout_ms; with nothing held the client may send its next command, which then waits
+   * the same way.
+   */
   resumeClient(): void {
-    if (this.held.length && this.cstate === C.Idle && !this.closed && this.backend !== null) {
+    if (this.closed) return;
+    if (this.held.length && this.cstate === C.Idle && this.backend === null) return this.mover.awaitReconnect();
+    if (this.held.length && this.cstate === C.Idle) {
       // What a replayed chunk holds back again goes to a fresh list, ahead of the chunks not replayed yet.
       const queue = this.held;
       this.held = [];
@@ -882,7 +889,7 @@ export class Session implements ScanListener, ChunkSink {
       while (i < queue.length && this.cstate === C.Idle && !this.closed && this.backend !== null) this.processClient(queue[i++], 0);
       for (; i < queue.length; i++) this.held.push(queue[i]);
     }
-    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed && this.backend !== null) this.unpauseClient();
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed) this.unpauseClient();
   }
 
   // ScanListener

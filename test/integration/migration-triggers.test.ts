@@ -7,7 +7,7 @@ import * as mariadb from "mariadb";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
 import { RawClient } from "./raw-client.js";
-import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, withTimeout, type LogSink } from "./harness.js";
 
 const EXTRA = "drain_grace_ms = 500\nreconnect_timeout_ms = 10000\nrebalance_ratio = 0";
 
@@ -76,6 +76,31 @@ describe("migration triggers and safety", () => {
     assert.equal(await portOf(c), other.port);
     assert.ok(logs.lines.some((l) => l.includes('"result":"failed"') && l.includes('"reason":"drain"')));
     await c.end();
+  });
+
+  it("an idle session whose backend is lost with no server to take it: its next command waits for a server, up to reconnect_timeout_ms, then gets 2013", async () => {
+    const extra = "drain_grace_ms = 500\nreconnect_timeout_ms = 6000\nrebalance_ratio = 0";
+    ferry.reload(proxyConfig(cluster, extra));
+    const [a, b] = [await connectVia(ferry.port), await connectVia(ferry.port)];
+    await a.query("SET @keep = 'a'");
+    await b.query("SET @keep = 'b'");
+    for (const s of cluster.servers) await s.crash();
+    await new Promise((r) => setTimeout(r, 700)); // the sessions' moves fail and back off
+    const pending = one(a, "SELECT @keep AS k, @@port AS p");
+    await new Promise((r) => setTimeout(r, 300));
+    const back = cluster.servers[0];
+    await back.start();
+    const r = await withTimeout(pending, 15_000, "the waiting query once a server is back");
+    assert.deepEqual([r.k, Number(r.p)], ["a", back.port], "answered by the server that came back, with the session's state");
+    assert.ok(await waitFor(async () => (await back.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'")).trim() === "2", 8000), "the idle session moved too");
+    await back.crash();
+    const t0 = Date.now();
+    await withTimeout(assert.rejects(b.query("SELECT @keep"), (e: mysql.QueryError) =>
+      e.errno === 2013 && /^ferry: lost connection to backend .* no other server took the session within 6000 ms/.test(e.message)), 15_000, "the query with no server to run on");
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 5000 && waited < 12_000, `refused after about reconnect_timeout_ms (${waited} ms)`);
+    a.destroy();
+    b.destroy();
   });
 
   it("OFFLINE_HARD closes sessions still pinned after the grace period; idle ones move", async () => {

@@ -60,7 +60,7 @@ describe("read/write split with a primary and a replica", () => {
   });
 
   after(async () => {
-    for (const c of clients) await c.end().catch(() => undefined);
+    for (const c of clients) c.destroy(); // a teardown that cannot wait on a stuck session
     await ferry?.close();
     await cluster?.stop();
   });
