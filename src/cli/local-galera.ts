@@ -17,16 +17,19 @@ export async function ensureGalera(): Promise<void> {
   await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "galera-4", "rsync"], { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }, maxBuffer: 64 << 20 });
 }
 
+/** What a node logs when its state transfer (or the listener for one) failed. */
+const TRANSFER_FAILED = /SST request callback failed|Failed to prepare for incremental state transfer|Address already in use/;
+
 export class GaleraCluster {
   readonly nodes: LocalMariadb[] = [];
-  private constructor(readonly dir: string) {}
+  private constructor(readonly dir: string, private readonly address: string, private readonly gcomm: number[]) {}
 
   static async start(n = 3): Promise<GaleraCluster> {
     await ensureGalera();
-    const c = new GaleraCluster(mkdtempSync(join(tmpdir(), "ferry-galera-")));
     const gcomm: number[] = [];
     for (let i = 0; i < n; i++) gcomm.push(await freePort());
     const address = `gcomm://${gcomm.map((p) => `127.0.0.1:${p}`).join(",")}`;
+    const c = new GaleraCluster(mkdtempSync(join(tmpdir(), "ferry-galera-")), address, gcomm);
     for (let i = 0; i < n; i++) {
       const node = await LocalMariadb.prepare({ dir: join(c.dir, `node${i}`) });
       node.args = await nodeArgs(i, address, gcomm[i]);
@@ -46,31 +49,38 @@ export class GaleraCluster {
     await first.start(60_000);
     first.args = base; // a restart rejoins the running cluster
     await c.waitSynced(first);
-    for (let i = 1; i < n; i++) {
-      // A joiner's state transfer listens on ports picked beforehand; on a busy machine another
-      // process may take one first and the transfer fails. Then try again on fresh ports.
-      const node = c.nodes[i];
-      const log = join(node.dir, "error.log");
-      for (let attempt = 1; ; attempt++) {
-        // A failed transfer can leave the server up but useless: stop it as soon as it says so.
-        const watch = setInterval(() => {
-          if (existsSync(log) && /SST request callback failed/.test(readFileSync(log, "utf8"))) void node.crash();
-        }, 500);
-        try {
-          await node.start(90_000);
-          await c.waitSynced(node, 90_000);
-          break;
-        } catch (e) {
-          if (attempt === 3) throw e;
-          await node.crash().catch(() => undefined);
-          if (existsSync(log)) renameSync(log, `${log}.${attempt}`);
-          node.args = await nodeArgs(i, address, gcomm[i]);
-        } finally {
-          clearInterval(watch);
-        }
+    for (let i = 1; i < n; i++) await c.join(i, 90_000);
+    return c;
+  }
+
+  /**
+   * Starts node i into the running cluster and waits until it is Synced. Its state transfer
+   * listens on ports picked beforehand; on a busy machine another process may take one first and
+   * the transfer fails (or a restarted node finds its old ports taken). Then it is started again
+   * on fresh ports, up to three times.
+   */
+  private async join(i: number, ms: number): Promise<void> {
+    const node = this.nodes[i];
+    const log = join(node.dir, "error.log");
+    for (let attempt = 1; ; attempt++) {
+      // A failed transfer can leave the server up but useless: stop it as soon as it says so.
+      const seen = existsSync(log) ? readFileSync(log, "utf8").length : 0;
+      const watch = setInterval(() => {
+        if (existsSync(log) && TRANSFER_FAILED.test(readFileSync(log, "utf8").slice(seen))) void node.crash();
+      }, 500);
+      try {
+        await node.start(ms);
+        await this.waitSynced(node, ms);
+        return;
+      } catch (e) {
+        if (attempt === 3) throw e;
+        await node.crash().catch(() => undefined);
+        if (existsSync(log)) renameSync(log, `${log}.${attempt}`);
+        node.args = await nodeArgs(i, this.address, attempt === 1 ? this.gcomm[i] : (this.gcomm[i] = await freePort()));
+      } finally {
+        clearInterval(watch);
       }
     }
-    return c;
   }
 
   /** Waits until the node is Synced in a primary component of the full size. */
@@ -84,10 +94,12 @@ export class GaleraCluster {
     }
   }
 
+  /** Stops the node cleanly and starts it again into the cluster, with fresh transfer ports. */
   async restart(node: LocalMariadb): Promise<void> {
+    const i = this.nodes.indexOf(node);
     await node.stop();
-    await node.start(120_000);
-    await this.waitSynced(node);
+    node.args = await nodeArgs(i, this.address, this.gcomm[i]);
+    await this.join(i, 60_000);
   }
 
   async stop(): Promise<void> {

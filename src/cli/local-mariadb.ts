@@ -1,7 +1,7 @@
 // Throwaway local MariaDB servers (own datadir, loopback port), for `ferry demo` and the tests.
 
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, cpSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, cpSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,15 +138,23 @@ export class LocalMariadb {
     proc.once("exit", () => running.delete(proc));
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (proc.exitCode !== null) throw new Error(`mariadbd exited with ${proc.exitCode}; see ${join(this.dir, "error.log")}`);
+      if (proc.exitCode !== null) throw new Error(`mariadbd exited with ${proc.exitCode}${this.logErrors()}`);
       try {
         await probeServerVersion("127.0.0.1", this.port, 1000);
         return;
       } catch {
-        if (Date.now() > deadline) throw new Error(`mariadbd on port ${this.port} did not start in ${timeoutMs / 1000} s`);
+        if (Date.now() > deadline) throw new Error(`mariadbd on port ${this.port} did not start in ${timeoutMs / 1000} s${this.logErrors()}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+  }
+
+  /** The last error lines of the server's log, to explain a failed start. */
+  private logErrors(): string {
+    const log = join(this.dir, "error.log");
+    if (!existsSync(log)) return "";
+    const lines = readFileSync(log, "utf8").split("\n").filter((l) => /\[ERROR\]/.test(l)).slice(-5);
+    return `; see ${log}${lines.length ? `:\n${lines.join("\n")}` : ""}`;
   }
 
   /** Runs SQL as root over the unix socket with the mariadb client. */

@@ -1,6 +1,6 @@
 // Real mariadbd processes and a Ferry in front of them, shared by the tests of one file.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -42,6 +42,7 @@ export class LogSink extends Writable {
   readonly lines: string[] = [];
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
     this.lines.push(...chunk.toString("utf8").split("\n").filter(Boolean));
+    if (process.env.FERRY_TEST_LOG) appendFileSync(process.env.FERRY_TEST_LOG, chunk);
     cb();
   }
 }
