@@ -23,6 +23,9 @@ type EtcdConfig = NonNullable<ConfigFile["discovery"]["etcd"]>;
 
 const sameList = (a: DiscoveredServer[], b: DiscoveredServer[]): boolean => JSON.stringify(a) === JSON.stringify(b);
 
+/** Resolver answers that mean "no such name or record" (the server answered): anything else is an outage. */
+const NO_RECORD = new Set(["ENOTFOUND", "ENODATA"]);
+
 class DnsSource implements Source {
   readonly name: string;
   servers: DiscoveredServer[] = [];
@@ -53,8 +56,7 @@ class DnsSource implements Source {
     try {
       found = await this.lookup();
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOTFOUND" && code !== "ENODATA") {
+      if (!NO_RECORD.has((e as NodeJS.ErrnoException).code ?? "")) {
         this.log.warn({ source: this.name, err: (e as Error).message }, "discovery: DNS lookup failed; keeping the last answer");
         return;
       }
@@ -78,9 +80,26 @@ class DnsSource implements Source {
     // Only the best (lowest) priority serves; SRV weights become server weights.
     const best = Math.min(...records.map((r) => r.priority));
     return Promise.all(records.filter((r) => r.priority === best).map(async (r) => {
-      const host = await this.resolver.resolve4(r.name).then((a) => a[0] ?? r.name, () => r.name);
+      const host = await this.addressOf(r.name);
       return { host, port: r.port, weight: r.weight > 0 ? r.weight : c.weight };
     }));
+  }
+
+  /**
+   * An SRV target's address: its A record, else its AAAA record, else the name itself (left to
+   * the system resolver when connecting). A lookup that fails for any other reason than "no such
+   * record" fails the whole poll, so an outage keeps the last answer instead of changing it.
+   */
+  private async addressOf(name: string): Promise<string> {
+    for (const lookup of [(n: string) => this.resolver.resolve4(n), (n: string) => this.resolver.resolve6(n)]) {
+      try {
+        const found = await lookup(name);
+        if (found.length) return found[0];
+      } catch (e) {
+        if (!NO_RECORD.has((e as NodeJS.ErrnoException).code ?? "")) throw e;
+      }
+    }
+    return name;
   }
 }
 

@@ -113,9 +113,15 @@ describe("discovery", () => {
     for (const c of cs) assert.ok(await waitFor(async () => (await portOf(c)) === p1, 5000), "sessions moved to node2");
     dns.a.delete("single.db.test");
     assert.ok(await waitFor(() => addresses(f, 2).length === 0, 5000), "NXDOMAIN removes the A-record server");
+    // The SRV record answers but its target's address does not: the poll fails, nothing changes.
+    dns.unanswered.add("node2.db.test");
+    assert.ok(await waitFor(() => logs.lines.some((l) => l.includes("DNS lookup failed; keeping the last answer")), 10_000), "a target lookup timing out fails the poll");
+    assert.deepEqual(addresses(f), [`127.0.0.1:${p1}`], "a target that does not answer keeps its last address");
+    dns.unanswered.clear();
+    const failures = logs.lines.filter((l) => l.includes("DNS lookup failed")).length;
     dns.silent = true;
     const queries = dns.queries;
-    assert.ok(await waitFor(() => logs.lines.some((l) => l.includes("DNS lookup failed; keeping the last answer")), 10_000));
+    assert.ok(await waitFor(() => logs.lines.filter((l) => l.includes("DNS lookup failed; keeping the last answer")).length > failures, 10_000));
     assert.deepEqual(addresses(f), [`127.0.0.1:${p1}`], "an outage does not remove servers");
     assert.equal(dns.queries, queries, "no answers were given during the outage");
     dns.silent = false;

@@ -18,6 +18,8 @@ export class TestDns {
   queries = 0;
   /** when set, questions go unanswered (a DNS outage) */
   silent = false;
+  /** names whose queries go unanswered (a partial outage) */
+  readonly unanswered = new Set<string>();
   private constructor(private readonly socket: dgram.Socket, readonly port: number) {}
 
   static async start(): Promise<TestDns> {
@@ -48,6 +50,7 @@ export class TestDns {
     const qtype = q.readUInt16BE(p);
     const question = q.subarray(12, p + 4);
     const name = labels.join(".").toLowerCase();
+    if (this.unanswered.has(name)) return null;
     const answers: Buffer[] = [];
     const known = this.a.has(name) || this.srv.has(name);
     const rr = (type: number, rdata: Buffer): Buffer => {
