@@ -74,6 +74,7 @@ export class GaleraCluster {
         return;
       } catch (e) {
         if (attempt === 3) throw e;
+        process.stderr.write(`galera node${i} (port ${node.port}) did not join, attempt ${attempt} of 3: ${(e as Error).message}\n`);
         await node.crash().catch(() => undefined);
         if (existsSync(log)) renameSync(log, `${log}.${attempt}`);
         node.args = await nodeArgs(i, this.address, attempt === 1 ? this.gcomm[i] : (this.gcomm[i] = await freePort()));
