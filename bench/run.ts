@@ -15,8 +15,12 @@ import { waitPort } from "./wait-port.js";
 
 const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const { values } = parseArgs({ options: { time: { type: "string", default: "5" }, runs: { type: "string", default: "3" }, "bulk-rows": { type: "string", default: "200000" } } });
-const TIME = Number(values.time), RUNS = Number(values.runs), BULK_ROWS = Number(values["bulk-rows"]);
+const { values } = parseArgs({ options: {
+  time: { type: "string", default: "5" }, runs: { type: "string", default: "3" }, "bulk-rows": { type: "string", default: "200000" },
+  // only the proxy core's floor test (point_select, 16 threads, direct / Ferry / HAProxy): for many rounds
+  focus: { type: "boolean", default: false },
+} });
+const TIME = Number(values.time), RUNS = Number(values.runs), BULK_ROWS = Number(values["bulk-rows"]), FOCUS = values.focus;
 const HZ = 100; // USER_HZ on Linux
 
 function cpuTicks(pid: number): number {
@@ -87,12 +91,13 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     rows.push("| test | threads | target | QPS (median) | p95 ms | CPU µs/query (proxy) | QPS vs direct | QPS vs HAProxy | CPU vs HAProxy |");
     rows.push("|---|---|---|---|---|---|---|---|---|");
-    for (const test of ["oltp_point_select", "oltp_read_only"]) {
-      for (const threads of [1, 16]) {
-        // Rounds interleave the targets, so drift on the machine (caches, other load) hits each alike.
+    for (const test of FOCUS ? ["oltp_point_select"] : ["oltp_point_select", "oltp_read_only"]) {
+      for (const threads of FOCUS ? [16] : [1, 16]) {
+        // Rounds interleave the targets, so drift on the machine (caches, other load) hits each
+        // alike, and rotate their order, so none always runs right after another.
         const samples = new Map<string, { qps: number[]; p95: number[]; cpu: number[] }>(targets.map((t) => [t.name, { qps: [], p95: [], cpu: [] }]));
         for (let r = 0; r < RUNS; r++) {
-          for (const t of targets) {
+          for (const t of [...targets.slice(r % targets.length), ...targets.slice(0, r % targets.length)]) {
             const before = t.pid ? cpuTicks(t.pid) : 0;
             const s = await sysbench(test, t.port, threads);
             const ticks = t.pid ? cpuTicks(t.pid) - before : 0;
@@ -111,6 +116,12 @@ async function main(): Promise<void> {
         }
         console.log(rows.slice(-targets.length).join("\n"));
       }
+    }
+
+    if (FOCUS) {
+      console.log(`\n${new Date().toISOString()} · ${RUNS} rounds of ${TIME}s each\n`);
+      console.log(rows.join("\n"));
+      return;
     }
 
     // Query rules: the same statements as text (COM_QUERY, which rules see), Ferry without and with
