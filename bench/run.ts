@@ -105,6 +105,7 @@ async function main(): Promise<void> {
             x.qps.push(s.qps);
             x.p95.push(s.p95);
             x.cpu.push(t.pid ? (ticks / HZ) * 1e6 / s.queries : NaN);
+            if (FOCUS) console.log(`round ${r + 1} ${t.name}: ${s.qps.toFixed(0)} QPS, ${t.pid ? x.cpu[x.cpu.length - 1].toFixed(1) : "-"} µs/query`);
           }
         }
         const res = new Map([...samples].map(([k, x]) => [k, { qps: median(x.qps), p95: median(x.p95), cpu: median(x.cpu) }]));
