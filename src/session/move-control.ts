@@ -80,7 +80,9 @@ export class MoveControl {
       slots.failed++;
       this.attempts++;
       const delay = Math.min(5000, 50 * 2 ** Math.min(this.attempts, 7));
-      s.log.warn({ reason, from: s.backendAddress ?? s.lostFrom, err: (e as Error).message, attempt: this.attempts, retryInMs: delay, result: "failed" }, "session move failed");
+      // A long outage retries every 5 s: after the first attempts, a warning about once a minute.
+      const level = this.attempts <= 3 || this.attempts % 12 === 0 ? "warn" : "debug";
+      s.log[level]({ reason, from: s.backendAddress ?? s.lostFrom, err: (e as Error).message, attempt: this.attempts, retryInMs: delay, result: "failed" }, "session move failed");
       this.notBefore = Date.now() + delay;
       this.retryIn(delay);
     } finally {

@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
-import pino from "pino";
 import { MoveControl } from "../../src/session/move-control.js";
 import { MoveSlots } from "../../src/session/migrator.js";
 import type { Session } from "../../src/session/session.js";
 
 /** A session with no backend and no server to move to: every move fails at once. */
-function lostSession() {
+function lostSession(levels: string[] = []) {
   const slots = new MoveSlots(4);
+  const log = { warn: () => levels.push("warn"), debug: () => levels.push("debug"), info: () => levels.push("info") };
   const s = {
     isClosed: false, atMovableBoundary: true, hasBackend: false, backend: null, backendAddress: null, lostFrom: "10.0.0.1:3306",
-    hostgroup: 0, homeHostgroup: 0, labels: null, tracker: { schema: null }, log: pino({ level: "silent" }),
+    hostgroup: 0, homeHostgroup: 0, labels: null, tracker: { schema: null }, log,
     deps: { moves: slots, router: { candidates: () => [] }, config: () => ({ proxy: { reconnect_timeout_ms: 60_000 } }) },
     beginBusy() { this.atMovableBoundary = false; },
     endBusy() { this.atMovableBoundary = true; },
@@ -50,6 +50,22 @@ it("a retry timer that fires before Date.now() reaches the retry time is armed a
   };
   mover.request("backend-lost");
   assert.ok(await until(() => slots.failed >= 3, 2000), `the early retries ran again, saw ${slots.failed} attempts`);
+  s.isClosed = true;
+  mover.clear();
+});
+
+it("a long outage logs failed attempts as warnings for the first three, then once every twelve", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const levels: string[] = [];
+  const { slots, mover, s } = lostSession(levels);
+  mover.request("backend-lost");
+  for (let i = 0; i < 200 && slots.failed < 24; i++) {
+    await new Promise((r) => setImmediate(r)); // the failed attempt settles
+    t.mock.timers.tick(5000);
+  }
+  assert.equal(slots.failed, 24, "24 attempts, each after its backoff");
+  const warned = levels.flatMap((l, i) => (l === "warn" ? [i + 1] : []));
+  assert.deepEqual(warned, [1, 2, 3, 12, 24]);
   s.isClosed = true;
   mover.clear();
 });
