@@ -31,6 +31,11 @@ export class MoveControl {
     this.maybe();
   }
 
+  /** The level at which the running attempt logs its failures (connect failures included). */
+  get failureLevel(): "warn" | "debug" {
+    return failureLevel(this.moving ? this.attempts + 1 : 1);
+  }
+
   /** Withdraws a request that has not started. */
   cancel(): void {
     if (this.moving) return;
@@ -80,9 +85,7 @@ export class MoveControl {
       slots.failed++;
       this.attempts++;
       const delay = Math.min(5000, 50 * 2 ** Math.min(this.attempts, 7));
-      // A long outage retries every 5 s: after the first attempts, a warning about once a minute.
-      const level = this.attempts <= 3 || this.attempts % 12 === 0 ? "warn" : "debug";
-      s.log[level]({ reason, from: s.backendAddress ?? s.lostFrom, err: (e as Error).message, attempt: this.attempts, retryInMs: delay, result: "failed" }, "session move failed");
+      s.log[failureLevel(this.attempts)]({ reason, from: s.backendAddress ?? s.lostFrom, err: (e as Error).message, attempt: this.attempts, retryInMs: delay, result: "failed" }, "session move failed");
       this.notBefore = Date.now() + delay;
       this.retryIn(delay);
     } finally {
@@ -131,4 +134,9 @@ export class MoveControl {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.lostDeadline) clearTimeout(this.lostDeadline);
   }
+}
+
+/** A long outage retries every 5 s: warnings for the first three attempts, then about once a minute. */
+function failureLevel(attempt: number): "warn" | "debug" {
+  return attempt <= 3 || attempt % 12 === 0 ? "warn" : "debug";
 }

@@ -222,7 +222,7 @@ export class Session implements ScanListener, ChunkSink {
         last = e instanceof FerryError ? e : new FerryError(2013, "HY000", `backend ${server.address}: ${String(e)}`, "backend");
         if (LOGIN_ERRORS.has(last.errno)) throw last;
         router.reportFailure(server.address);
-        this.log.warn({ server: server.address, err: last.message }, "backend connect failed");
+        this.log[this.mover.failureLevel]({ server: server.address, err: last.message }, "backend connect failed");
       }
     }
     throw last ?? new FerryError(FERRY_NO_BACKEND, "08S01", "no backend available: no server to try");
