@@ -101,6 +101,11 @@ export async function moveSession(s: Session, target: ServerConfig | null = null
     abandonBackend(s, conn);
     throw e;
   }
+  // The client may have gone, or its reconnect deadline passed, while the move was under way.
+  if (s.isClosed) {
+    abandonBackend(s, conn);
+    throw new FerryError(2013, "HY000", "the session closed while it was moving");
+  }
   const old = s.detachBackend();
   s.attachBackend(conn);
   if (old) quitBackend(old);

@@ -82,6 +82,7 @@ export class MoveControl {
         this.lostDeadline = null;
       }
     } catch (e) {
+      if (s.isClosed) return;
       slots.failed++;
       this.attempts++;
       const delay = Math.min(5000, 50 * 2 ** Math.min(this.attempts, 7));
@@ -107,7 +108,7 @@ export class MoveControl {
   /** A connection of another hostgroup with nowhere to go: the session goes home instead. */
   private async goHome(e: unknown): Promise<MoveOutcome> {
     const s = this.s;
-    if (s.hostgroup === s.homeHostgroup) throw e;
+    if (s.hostgroup === s.homeHostgroup || s.isClosed) throw e;
     const from = s.backendAddress ?? s.lostFrom;
     const t0 = performance.now();
     await switchHostgroup(s, s.homeHostgroup, true);

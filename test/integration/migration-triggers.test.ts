@@ -103,6 +103,26 @@ describe("migration triggers and safety", () => {
     b.destroy();
   });
 
+  it("a session closed while its move is still logging in leaves no connection behind on the target", async () => {
+    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 500\nreconnect_timeout_ms = 800\nbackend_connect_timeout_ms = 10000\nrebalance_ratio = 0"));
+    const c = await connectVia(ferry.port);
+    const port = await portOf(c);
+    const target = cluster.servers.find((s) => s.port !== port)!;
+    const appConnections = async () => (await target.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'")).trim();
+    assert.equal(await appConnections(), "0");
+    process.kill(target.pid, "SIGSTOP"); // accepts connections (the kernel does) but answers nothing
+    try {
+      await serverAt(port).crash();
+      await new Promise((r) => setTimeout(r, 200)); // the move is now waiting for the target's greeting
+      await assert.rejects(c.query("SELECT 1"), (e: mysql.QueryError) => e.errno === 2013, "the reconnect deadline ends the session");
+    } finally {
+      process.kill(target.pid, "SIGCONT");
+    }
+    await new Promise((r) => setTimeout(r, 1000)); // the login completes after the session is gone
+    assert.ok(await waitFor(async () => (await appConnections()) === "0", 3000), `the late connection was closed (${await appConnections()} left)`);
+    c.destroy();
+  });
+
   it("OFFLINE_HARD closes sessions still pinned after the grace period; idle ones move", async () => {
     const pinned = await connectVia(ferry.port);
     const port = await portOf(pinned);
