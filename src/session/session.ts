@@ -11,7 +11,7 @@ import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
-import { connectBackend, type BackendConnection } from "../backend/backend-connection.js";
+import { connectBackend, quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import {
   CLIENT_DEPRECATE_EOF, CLIENT_SESSION_TRACK, COM_CHANGE_USER, COM_CREATE_DB, COM_DEBUG, COM_DROP_DB, COM_FIELD_LIST,
   COM_INIT_DB, COM_PING, COM_PROCESS_INFO, COM_PROCESS_KILL, COM_QUERY, COM_QUIT, COM_REFRESH, COM_RESET_CONNECTION,
@@ -170,7 +170,14 @@ export class Session implements ScanListener, ChunkSink {
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
     try {
-      this.attachBackend(await this.openBackend(this.homeHostgroup, this.auth.database));
+      const b = await this.openBackend(this.homeHostgroup, this.auth.database);
+      if (this.closed) {
+        // The client went (or Ferry closed it) while the backend login ran.
+        this.deps.router.release(b.server.address);
+        quitBackend(b);
+        return;
+      }
+      this.attachBackend(b);
     } catch (e) {
       const err = e instanceof FerryError ? e : new FerryError(FERRY_NO_BACKEND, "08S01", String(e));
       this.log.warn({ err: err.message }, "session could not get a backend");
