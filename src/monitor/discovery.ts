@@ -23,8 +23,11 @@ type EtcdConfig = NonNullable<ConfigFile["discovery"]["etcd"]>;
 
 const sameList = (a: DiscoveredServer[], b: DiscoveredServer[]): boolean => JSON.stringify(a) === JSON.stringify(b);
 
-/** Resolver answers that mean "no such name or record" (the server answered): anything else is an outage. */
-const NO_RECORD = new Set(["ENOTFOUND", "ENODATA"]);
+/** A resolver answer that means "no such name or record" (the server answered): anything else is an outage. */
+const noRecord = (e: unknown): boolean => {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === "ENOTFOUND" || code === "ENODATA";
+};
 
 class DnsSource implements Source {
   readonly name: string;
@@ -56,7 +59,7 @@ class DnsSource implements Source {
     try {
       found = await this.lookup();
     } catch (e) {
-      if (!NO_RECORD.has((e as NodeJS.ErrnoException).code ?? "")) {
+      if (!noRecord(e)) {
         this.log.warn({ source: this.name, err: (e as Error).message }, "discovery: DNS lookup failed; keeping the last answer");
         return;
       }
@@ -96,7 +99,7 @@ class DnsSource implements Source {
         const found = await lookup(name);
         if (found.length) return found[0];
       } catch (e) {
-        if (!NO_RECORD.has((e as NodeJS.ErrnoException).code ?? "")) throw e;
+        if (!noRecord(e)) throw e;
       }
     }
     return name;

@@ -11,7 +11,7 @@ import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
-import { connectBackend, quitBackend, type BackendConnection } from "../backend/backend-connection.js";
+import { connectBackend, type BackendConnection } from "../backend/backend-connection.js";
 import {
   CLIENT_DEPRECATE_EOF, CLIENT_SESSION_TRACK, COM_CHANGE_USER, COM_CREATE_DB, COM_DEBUG, COM_DROP_DB, COM_FIELD_LIST,
   COM_INIT_DB, COM_PING, COM_PROCESS_INFO, COM_PROCESS_KILL, COM_QUERY, COM_QUIT, COM_REFRESH, COM_RESET_CONNECTION,
@@ -36,7 +36,7 @@ import { SocketWriter } from "../lib/socket-writer.js";
 import { PacketStream } from "../protocol/packet-stream.js";
 import type { SessionRegistry } from "./registry.js";
 import { commandName, killSession, changeUser, runOnServer } from "./ferry-commands.js";
-import type { MoveSlots } from "./migrator.js";
+import { abandonBackend, type MoveSlots } from "./migrator.js";
 import { MoveControl } from "./move-control.js";
 import { refreshState, systemVariablesToReadBack } from "./state-refresh.js";
 import { ParkedConnections } from "./parked-connections.js";
@@ -173,9 +173,7 @@ export class Session implements ScanListener, ChunkSink {
       const b = await this.openBackend(this.homeHostgroup, this.auth.database);
       if (this.closed) {
         // The client went (or Ferry closed it) while the backend login ran.
-        this.deps.router.release(b.server.address);
-        quitBackend(b);
-        return;
+        return abandonBackend(this, b);
       }
       this.attachBackend(b);
     } catch (e) {
