@@ -14,6 +14,7 @@ import { PacketReader } from "../protocol/reader.js";
 import { authenticateUser, HandshakeFailure } from "../frontend/client-handshake.js";
 import { clientLabels } from "../frontend/tenant-labels.js";
 import { homeHostgroup } from "../router/router.js";
+import { connectTo, openBackend } from "./backend-login.js";
 import type { Session } from "./session.js";
 
 const NAMES: Record<number, string> = {
@@ -28,7 +29,7 @@ export function commandName(cmd: number): string {
 
 /** Runs one statement on a fresh connection to a server as the session's user (KILL must not queue behind the victim). */
 export async function runOnServer(s: Session, server: ServerConfig, sql: string): Promise<void> {
-  const conn = await s.connectTo(server, null);
+  const conn = await connectTo(s, server, null);
   try {
     const stream = packetStream(conn.socket, conn.reader);
     if (conn.leftover.length) throw new Error("unexpected data after login");
@@ -103,7 +104,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     let backend;
     const home = homeHostgroup(s.deps.config(), user, newAuth.clientAddr, newAuth.labels);
     try {
-      backend = await s.openBackend(home, newAuth.database);
+      backend = await openBackend(s, home, newAuth.database);
     } catch (e) {
       s.auth = old;
       throw e;

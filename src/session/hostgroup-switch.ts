@@ -7,6 +7,7 @@
 import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import { runOwnStatements } from "../backend/own-statements.js";
 import { FerryError } from "../protocol/errors.js";
+import { openBackend } from "./backend-login.js";
 import { abandonBackend, lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
 import type { Session } from "./session.js";
 import { snapshotState, syncStatements } from "./state-sync.js";
@@ -43,7 +44,7 @@ export async function switchHostgroup(s: Session, hostgroup: number, dropCurrent
     }
   }
   if (conn === null) {
-    conn = await s.openBackend(hostgroup, t.schema);
+    conn = await openBackend(s, hostgroup, t.schema);
     try {
       flags = await restoreOn(s, conn);
     } catch (e) {

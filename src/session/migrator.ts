@@ -8,6 +8,7 @@ import { runOwnStatements, type OwnStatement, type StatementResult } from "../ba
 import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import { SERVER_STATUS_NO_BACKSLASH_ESCAPES } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
+import { connectFirst } from "./backend-login.js";
 import { restorePlan } from "./restore-plan.js";
 import type { Session } from "./session.js";
 
@@ -53,7 +54,7 @@ async function openTarget(s: Session, from: string | null, target: ServerConfig 
     candidates = s.backend === null ? [...others, ...candidates.filter((c) => c.address === from)] : others;
   }
   if (candidates.length === 0) throw new FerryError(9001, "08S01", `no backend available: hostgroup ${s.hostgroup} has no other ONLINE server`);
-  return s.connectFirst(candidates, s.tracker.schema);
+  return connectFirst(s, candidates, s.tracker.schema);
 }
 
 /** Runs statements Ferry needs on a connection; the first error fails the whole, naming the statement. */

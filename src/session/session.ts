@@ -11,7 +11,8 @@ import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
-import { connectBackend, type BackendConnection } from "../backend/backend-connection.js";
+import type { BackendConnection } from "../backend/backend-connection.js";
+import { openBackend } from "./backend-login.js";
 import {
   CLIENT_DEPRECATE_EOF, CLIENT_SESSION_TRACK, COM_CHANGE_USER, COM_CREATE_DB, COM_DEBUG, COM_DROP_DB, COM_FIELD_LIST,
   COM_INIT_DB, COM_PING, COM_PROCESS_INFO, COM_PROCESS_KILL, COM_QUERY, COM_QUIT, COM_REFRESH, COM_RESET_CONNECTION,
@@ -59,9 +60,6 @@ export interface SessionDeps {
   sha2Cache: Set<string>;
   moves: MoveSlots;
 }
-
-/** Login errors that are the client's (credentials, database): no other server would answer differently. */
-const LOGIN_ERRORS = new Set([1044, 1045, 1049]);
 
 export class Session implements ScanListener, ChunkSink {
   readonly id: number;
@@ -170,7 +168,7 @@ export class Session implements ScanListener, ChunkSink {
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
     try {
-      const b = await this.openBackend(this.homeHostgroup, this.auth.database);
+      const b = await openBackend(this, this.homeHostgroup, this.auth.database);
       if (this.closed) {
         // The client went (or Ferry closed it) while the backend login ran.
         return abandonBackend(this, b);
@@ -191,61 +189,9 @@ export class Session implements ScanListener, ChunkSink {
     this.unpauseClient();
   }
 
-  /** Tries the hostgroup's servers best-first, a bounded number of times. */
-  async openBackend(hostgroup: number, database: string | null): Promise<BackendConnection> {
-    const candidates = this.deps.router.candidates(hostgroup, this.labels);
-    if (candidates.length === 0) {
-      const which = this.labels ? ` with labels ${JSON.stringify(this.labels)}` : "";
-      throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: hostgroup ${hostgroup} has no ONLINE server${which}`);
-    }
-    try {
-      return await this.connectFirst(candidates, database);
-    } catch (e) {
-      const err = e as FerryError;
-      if (LOGIN_ERRORS.has(err.errno)) throw err;
-      throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available in hostgroup ${hostgroup}: ${err.message}`);
-    }
-  }
-
-  /**
-   * Logs in to the first of `candidates` (best first) that accepts, trying at most
-   * backend_connect_attempts of them. A login refused for the client's own reasons (bad
-   * credentials, unknown database) ends the attempt at once; any other failure counts against
-   * that server and the next is tried. Throws the last failure.
-   */
-  async connectFirst(candidates: ServerConfig[], database: string | null): Promise<BackendConnection> {
-    const router = this.deps.router;
-    let last: FerryError | null = null;
-    for (const server of candidates.slice(0, this.deps.config().proxy.backend_connect_attempts)) {
-      router.acquire(server.address);
-      try {
-        const conn = await this.connectTo(server, database);
-        router.reportSuccess(server.address);
-        return conn;
-      } catch (e) {
-        router.release(server.address);
-        last = e instanceof FerryError ? e : new FerryError(2013, "HY000", `backend ${server.address}: ${String(e)}`, "backend");
-        if (LOGIN_ERRORS.has(last.errno)) throw last;
-        router.reportFailure(server.address);
-        this.log[this.mover.failureLevel]({ server: server.address, err: last.message }, "backend connect failed");
-      }
-    }
-    throw last ?? new FerryError(FERRY_NO_BACKEND, "08S01", "no backend available: no server to try");
-  }
-
-  connectTo(server: ServerConfig, database: string | null): Promise<BackendConnection> {
-    const u = this.auth.user;
-    return connectBackend({
-      server,
-      credentials: { user: u.backendUser, password: u.backendPassword, stage1: u.backendPassword === null ? this.auth.stage1 : null },
-      database,
-      collation: this.auth.collation,
-      clientCapabilities: this.auth.capabilities,
-      mariadbCapabilities: this.auth.mariadbCapabilities,
-      attributes: this.auth.attributes,
-      timeoutMs: this.deps.config().proxy.backend_connect_timeout_ms,
-      trackSession: (this.auth.capabilities & CLIENT_SESSION_TRACK) !== 0,
-    });
+  /** how loud a failed backend login is: a long outage's repeated retries log quietly */
+  get connectFailureLevel(): "warn" | "debug" {
+    return this.mover.failureLevel;
   }
 
   attachBackend(b: BackendConnection): void {

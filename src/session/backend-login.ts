@@ -1,0 +1,71 @@
+// Opening a backend connection for a session: which servers to try, in what order, how often, and
+// which failures end the attempt. Used for a session's first connection, a move, a switch of
+// hostgroup and COM_CHANGE_USER.
+
+import type { ServerConfig } from "../config/runtime-config.js";
+import { connectBackend, type BackendConnection } from "../backend/backend-connection.js";
+import { CLIENT_SESSION_TRACK, FERRY_NO_BACKEND } from "../protocol/constants.js";
+import { FerryError } from "../protocol/errors.js";
+import type { Session } from "./session.js";
+
+/** Login errors that are the client's (credentials, database): no other server would answer differently. */
+const LOGIN_ERRORS = new Set([1044, 1045, 1049]);
+
+/** Tries the hostgroup's servers best-first, a bounded number of times. */
+export async function openBackend(s: Session, hostgroup: number, database: string | null): Promise<BackendConnection> {
+  const candidates = s.deps.router.candidates(hostgroup, s.labels);
+  if (candidates.length === 0) {
+    const which = s.labels ? ` with labels ${JSON.stringify(s.labels)}` : "";
+    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: hostgroup ${hostgroup} has no ONLINE server${which}`);
+  }
+  try {
+    return await connectFirst(s, candidates, database);
+  } catch (e) {
+    const err = e as FerryError;
+    if (LOGIN_ERRORS.has(err.errno)) throw err;
+    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available in hostgroup ${hostgroup}: ${err.message}`);
+  }
+}
+
+/**
+ * Logs in to the first of `candidates` (best first) that accepts, trying at most
+ * backend_connect_attempts of them. A login refused for the client's own reasons (bad
+ * credentials, unknown database) ends the attempt at once; any other failure counts against
+ * that server and the next is tried. Throws the last failure.
+ */
+export async function connectFirst(s: Session, candidates: ServerConfig[], database: string | null): Promise<BackendConnection> {
+  const router = s.deps.router;
+  let last: FerryError | null = null;
+  for (const server of candidates.slice(0, s.deps.config().proxy.backend_connect_attempts)) {
+    router.acquire(server.address);
+    try {
+      const conn = await connectTo(s, server, database);
+      router.reportSuccess(server.address);
+      return conn;
+    } catch (e) {
+      router.release(server.address);
+      last = e instanceof FerryError ? e : new FerryError(2013, "HY000", `backend ${server.address}: ${String(e)}`, "backend");
+      if (LOGIN_ERRORS.has(last.errno)) throw last;
+      router.reportFailure(server.address);
+      s.log[s.connectFailureLevel]({ server: server.address, err: last.message }, "backend connect failed");
+    }
+  }
+  throw last ?? new FerryError(FERRY_NO_BACKEND, "08S01", "no backend available: no server to try");
+}
+
+/** Logs in to one server as the session's user, with the client's database, collation and attributes. */
+export function connectTo(s: Session, server: ServerConfig, database: string | null): Promise<BackendConnection> {
+  const a = s.auth;
+  const u = a.user;
+  return connectBackend({
+    server,
+    credentials: { user: u.backendUser, password: u.backendPassword, stage1: u.backendPassword === null ? a.stage1 : null },
+    database,
+    collation: a.collation,
+    clientCapabilities: a.capabilities,
+    mariadbCapabilities: a.mariadbCapabilities,
+    attributes: a.attributes,
+    timeoutMs: s.deps.config().proxy.backend_connect_timeout_ms,
+    trackSession: (a.capabilities & CLIENT_SESSION_TRACK) !== 0,
+  });
+}
