@@ -66,6 +66,8 @@ export interface BackendConnection {
   threadId: number;
   serverVersion: string;
   capabilities: number;
+  /** MariaDB extended capabilities agreed with the server (the client's, where the server has them) */
+  mariadbCapabilities: number;
   /** status flags of the login's OK packet (SERVER_STATUS_NO_BACKSLASH_ESCAPES matters for quoting) */
   statusFlags: number;
   /** session state reported by the server during setup (initial variable values) */
@@ -129,7 +131,7 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       reader.sink = null;
       reader.attach(socket);
     }
-    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, initialTrack, leftover };
+    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover };
   } catch (e) {
     socket.destroy();
     reader = null;

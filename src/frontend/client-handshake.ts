@@ -13,7 +13,8 @@ import {
   CLIENT_IGNORE_SIGPIPE, CLIENT_IGNORE_SPACE, CLIENT_INTERACTIVE, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_MULTI_RESULTS,
   CLIENT_MULTI_STATEMENTS, CLIENT_ODBC, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41,
   CLIENT_PS_MULTI_RESULTS, CLIENT_RESERVED, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL, CLIENT_TRANSACTIONS,
-  CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR, ER_NOT_SUPPORTED_AUTH_MODE, NATIVE_PASSWORD,
+  CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR, ER_NOT_SUPPORTED_AUTH_MODE, MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+  NATIVE_PASSWORD,
   SERVER_STATUS_AUTOCOMMIT, UTF8MB4_GENERAL_CI,
 } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
@@ -29,11 +30,18 @@ export const SERVER_CAPABILITIES = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT
   CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS | CLIENT_SESSION_TRACK | CLIENT_DEPRECATE_EOF;
 
 /**
- * MariaDB extended capabilities Ferry offers: only MARIADB_CLIENT_EXTENDED_METADATA, which adds
- * type details (json, uuid, …) to column definitions that the scanner skips by length anyway.
- * Capabilities that change the shape of responses (metadata caching, bulk, progress) are not offered.
+ * MariaDB extended capabilities Ferry offers: MARIADB_CLIENT_EXTENDED_METADATA, which adds type
+ * details (json, uuid, …) to column definitions that the scanner skips by length anyway, and, when
+ * the backends are MariaDB, MARIADB_CLIENT_STMT_BULK_OPERATIONS (COM_STMT_BULK_EXECUTE, answered
+ * with OK or ERR). Capabilities that change the shape of responses (metadata caching, unit results
+ * of bulk commands, progress reports) are not offered.
  */
 export const MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3;
+
+/** The MariaDB extended capabilities offered to clients of a server announcing `serverVersion`. */
+export function mariadbCapabilitiesFor(serverVersion: string): number {
+  return MARIADB_CLIENT_EXTENDED_METADATA | (serverVersion.includes("MariaDB") ? MARIADB_CLIENT_STMT_BULK_OPERATIONS : 0);
+}
 
 export interface HandshakeContext {
   connectionId: number;
@@ -85,9 +93,10 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
   const salt = scramble();
   let caps = SERVER_CAPABILITIES;
   if (ctx.tls.context) caps |= CLIENT_SSL;
+  const mariadbCaps = mariadbCapabilitiesFor(ctx.serverVersion);
   socket.write(encodeHandshakeV10({
     protocolVersion: 10, serverVersion: ctx.serverVersion, connectionId: ctx.connectionId, authPluginData: salt,
-    capabilities: caps, mariadbCapabilities: MARIADB_CLIENT_EXTENDED_METADATA, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,
+    capabilities: caps, mariadbCapabilities: mariadbCaps, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,
     authPluginName: NATIVE_PASSWORD,
   }));
   let conn: Duplex = socket;
@@ -120,7 +129,7 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
   const database = resp.capabilities & CLIENT_CONNECT_WITH_DB ? resp.database : null;
   return {
     socket: conn, user, capabilities: resp.capabilities,
-    mariadbCapabilities: resp.capabilities & 1 ? 0 : resp.mariadbCapabilities & MARIADB_CLIENT_EXTENDED_METADATA, collation: resp.collation, database: database ?? user.defaultSchema,
+    mariadbCapabilities: resp.capabilities & 1 ? 0 : resp.mariadbCapabilities & mariadbCaps, collation: resp.collation, database: database ?? user.defaultSchema,
     attributes: resp.attributes, stage1: proof.stage1, password: proof.password, nextSeq: proof.seq, leftover: stream.detach(), secure,
     clientAddr: host, labels: named.labels,
   };

@@ -37,6 +37,10 @@ export const COM_DAEMON = 0x1d;
 export const COM_BINLOG_DUMP_GTID = 0x1e;
 export const COM_RESET_CONNECTION = 0x1f;
 export const COM_STMT_BULK_EXECUTE = 0xfa;
+/** MariaDB extended capability (bit 34 of the capabilities, bit 2 of the extended word): COM_STMT_BULK_EXECUTE */
+export const MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2;
+/** COM_STMT_BULK_EXECUTE flag: parameter types follow the flags */
+export const BULK_SEND_TYPES_TO_SERVER = 128;
 
 // Capability flags.
 export const CLIENT_LONG_PASSWORD = 1 << 0; // MariaDB: CLIENT_MYSQL

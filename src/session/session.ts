@@ -14,11 +14,11 @@ import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { openBackend } from "./backend-login.js";
 import {
-  CLIENT_DEPRECATE_EOF, CLIENT_SESSION_TRACK, COM_CHANGE_USER, COM_CREATE_DB, COM_DEBUG, COM_DROP_DB, COM_FIELD_LIST,
+  BULK_SEND_TYPES_TO_SERVER, CLIENT_DEPRECATE_EOF, COM_CHANGE_USER, COM_CREATE_DB, COM_DEBUG, COM_DROP_DB, COM_FIELD_LIST,
   COM_INIT_DB, COM_PING, COM_PROCESS_INFO, COM_PROCESS_KILL, COM_QUERY, COM_QUIT, COM_REFRESH, COM_RESET_CONNECTION,
-  COM_SET_OPTION, COM_SHUTDOWN, COM_STATISTICS, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
+  COM_SET_OPTION, COM_SHUTDOWN, COM_STATISTICS, COM_STMT_BULK_EXECUTE, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
   COM_STMT_RESET, COM_STMT_SEND_LONG_DATA, CR_SERVER_LOST, ER_NET_PACKETS_OUT_OF_ORDER, ER_UNKNOWN_COM_ERROR,
-  FERRY_NO_BACKEND, HEADER_SIZE, MAX_PACKET_PAYLOAD, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_AUTOCOMMIT,
+  FERRY_NO_BACKEND, HEADER_SIZE, MARIADB_CLIENT_STMT_BULK_OPERATIONS, MAX_PACKET_PAYLOAD, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_AUTOCOMMIT,
   SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_LAST_ROW_SENT,
 } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
@@ -395,11 +395,12 @@ export class Session implements ScanListener, ChunkSink {
         shape = Shape.Result;
         break;
       case COM_STMT_EXECUTE:
+      case COM_STMT_BULK_EXECUTE:
       case COM_STMT_FETCH:
       case COM_STMT_RESET:
       case COM_STMT_CLOSE:
       case COM_STMT_SEND_LONG_DATA: {
-        if (avail < 5) break;
+        if (avail < (cmd === COM_STMT_BULK_EXECUTE ? 7 : 5)) break;
         const id = buf.readUInt32LE(p + 1);
         this.cmdStmtId = id;
         const stmt = this.tracker.prepared.get(id);
@@ -429,6 +430,14 @@ export class Session implements ScanListener, ChunkSink {
             this.tracker.onExecuteSent(stmt, buf, p, p + avail);
             if (!here.typesBound && stmt.numParams > 0) return this.executeWithTypes(stmt, here, buf, pos, end, len, avail);
           }
+          shape = Shape.Result;
+        } else if (cmd === COM_STMT_BULK_EXECUTE) {
+          if ((this.backend!.mariadbCapabilities & MARIADB_CLIENT_STMT_BULK_OPERATIONS) === 0) {
+            this.refuseCommand(cmd, len, avail, `server ${this.backendAddress} does not support bulk operations`);
+            return p + avail;
+          }
+          this.cmdCursor = false;
+          if (stmt && here) return this.bulkExecute(stmt, here, buf, pos, end, len, avail);
           shape = Shape.Result;
         } else if (cmd === COM_STMT_FETCH) {
           shape = Shape.Fetch;
@@ -632,13 +641,41 @@ export class Session implements ScanListener, ChunkSink {
       return end;
     }
     this.log.debug({ statement: stmt.clientId }, "re-sending parameter types on the statement's first execute on this connection");
-    const payload = Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]);
+    return this.sendRebuilt(Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]), p + len);
+  }
+
+  /**
+   * COM_STMT_BULK_EXECUTE. Bulk commands that carry no parameter types rely on types the
+   * connection saw before: on a connection where the statement's types were never sent, Ferry
+   * sends the ones it remembered, as for a first COM_STMT_EXECUTE.
+   */
+  private bulkExecute(stmt: PreparedStatement, here: StatementOnConnection, buf: Buffer, pos: number, end: number, len: number, avail: number): number {
+    const p = pos + HEADER_SIZE;
+    this.tracker.onBulkSent(stmt, buf, p, p + avail);
+    const flags = buf.readUInt16LE(p + 5);
+    if ((flags & BULK_SEND_TYPES_TO_SERVER) !== 0 || here.typesBound || stmt.numParams === 0) {
+      here.typesBound = true;
+      return this.forwardCommand(buf, pos, end, len, Shape.Result);
+    }
+    if (len !== avail || !stmt.paramTypes) {
+      this.fatal(new FerryError(1210, "HY000", "refused COM_STMT_BULK_EXECUTE: parameter types are unknown on this backend connection", "client"), 1);
+      return end;
+    }
+    here.typesBound = true;
+    this.log.debug({ statement: stmt.clientId }, "re-sending parameter types with the statement's first bulk execute on this connection");
+    const head = Buffer.from(buf.subarray(p, p + 7));
+    head.writeUInt16LE(flags | BULK_SEND_TYPES_TO_SERVER, 5);
+    return this.sendRebuilt(Buffer.concat([head, stmt.paramTypes, buf.subarray(p + 7, p + len)]), p + len);
+  }
+
+  /** Sends a command Ferry rewrote (whole, in `payload`) in place of the client's; returns `next`. */
+  private sendRebuilt(payload: Buffer, next: number): number {
     this.writeBackend(framePayload(payload, 0));
     this.cmdStart = performance.now();
     this.tracker.inCommand = true;
     this.scanner.begin(Shape.Result, this.deprecateEof);
     this.commandSent();
-    return p + len;
+    return next;
   }
 
   /** A command with no response that Ferry drops: skip its bytes. */
@@ -657,11 +694,11 @@ export class Session implements ScanListener, ChunkSink {
     if (this.cPktLeft > 0 || this.cContinues) this.fatal(new FerryError(1243, "HY000", `Unknown prepared statement handler (${id})`, "client"), -1);
   }
 
-  private refuseCommand(cmd: number, len: number, avail: number): void {
+  private refuseCommand(cmd: number, len: number, avail: number, why = "not supported through Ferry"): void {
     // Skip whatever of the command is still to come, then answer; the connection stays usable.
     this.cPktLeft = len - avail;
     this.cContinues = len === MAX_PACKET_PAYLOAD;
-    const err = new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", `refused command ${commandName(cmd)}: not supported through Ferry`, "client");
+    const err = new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", `refused command ${commandName(cmd)}: ${why}`, "client");
     this.client.write(encodeErr(1, err.errno, err.sqlState, err.message));
     if (this.cPktLeft > 0 || this.cContinues) {
       this.fatal(err, -1); // cannot resynchronise reliably on a large unknown command
@@ -866,7 +903,7 @@ export class Session implements ScanListener, ChunkSink {
   }
 
   private afterStatus(status: number): void {
-    if (this.cmd === COM_STMT_EXECUTE) this.tracker.onStmtExecuted(this.cmdStmtId, this.cmdCursor && (status & SERVER_STATUS_CURSOR_EXISTS) !== 0);
+    if (this.cmd === COM_STMT_EXECUTE || this.cmd === COM_STMT_BULK_EXECUTE) this.tracker.onStmtExecuted(this.cmdStmtId, this.cmdCursor && (status & SERVER_STATUS_CURSOR_EXISTS) !== 0);
     else if (this.cmd === COM_STMT_FETCH) this.tracker.onStmtFetchDone(this.cmdStmtId, (status & SERVER_STATUS_LAST_ROW_SENT) !== 0);
   }
 

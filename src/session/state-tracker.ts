@@ -3,7 +3,7 @@
 // client sends (StatementEffects, applied when the server accepts them) and the server's OK
 // packets (status flags, session tracking).
 
-import { SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
+import { BULK_SEND_TYPES_TO_SERVER, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
 import type { SessionTrackInfo } from "../protocol/packets.js";
 import type { StatementEffects } from "./statement-effects.js";
 
@@ -197,11 +197,20 @@ export class StateTracker {
     if (stmt.numParams === 0) return;
     const flagAt = p + 10 + ((stmt.numParams + 7) >> 3);
     const from = flagAt + 1, to = from + 2 * stmt.numParams;
-    if (flagAt < end && buf[flagAt] === 1 && to <= end) {
-      // Clients that bind types on every execute send the same ones: copy only when they change.
-      const known = stmt.paramTypes;
-      if (known === null || !sameBytes(known, buf, from, to)) stmt.paramTypes = Buffer.from(buf.subarray(from, to));
-    }
+    if (flagAt < end && buf[flagAt] === 1 && to <= end) this.rememberTypes(stmt, buf, from, to);
+  }
+
+  /** COM_STMT_BULK_EXECUTE whose payload starts at buf[p]: the parameter types it sends, if any. */
+  onBulkSent(stmt: PreparedStatement, buf: Buffer, p: number, end: number): void {
+    const from = p + 7, to = from + 2 * stmt.numParams;
+    if (stmt.numParams > 0 && (buf.readUInt16LE(p + 5) & BULK_SEND_TYPES_TO_SERVER) !== 0 && to <= end) this.rememberTypes(stmt, buf, from, to);
+  }
+
+  /** Parameter types as COM_STMT_EXECUTE and COM_STMT_BULK_EXECUTE send them (2 bytes each). */
+  private rememberTypes(stmt: PreparedStatement, buf: Buffer, from: number, to: number): void {
+    // Clients that bind types on every execute send the same ones: copy only when they change.
+    const known = stmt.paramTypes;
+    if (known === null || !sameBytes(known, buf, from, to)) stmt.paramTypes = Buffer.from(buf.subarray(from, to));
   }
 
   onStmtExecuted(clientId: number, cursorOpened: boolean): void {

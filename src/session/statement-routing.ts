@@ -7,7 +7,7 @@
 
 import type { RuntimeConfig, UserConfig } from "../config/runtime-config.js";
 import {
-  COM_PING, COM_QUERY, COM_QUIT, COM_STATISTICS, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
+  COM_PING, COM_QUERY, COM_QUIT, COM_STATISTICS, COM_STMT_BULK_EXECUTE, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_PREPARE,
   COM_STMT_RESET, COM_STMT_SEND_LONG_DATA,
 } from "../protocol/constants.js";
 import { encodeErr } from "../protocol/packets.js";
@@ -67,7 +67,7 @@ function mustRunAtHome(buf: Buffer, from: number, to: number): boolean {
 export function routeCommand(s: RoutedSession, extras: RouteExtras, cmd: number, buf: Buffer, p: number, avail: number, len: number): number {
   const cfg = s.deps.config();
   let want = s.homeHostgroup;
-  if (cmd === COM_STMT_EXECUTE) {
+  if (cmd === COM_STMT_EXECUTE || cmd === COM_STMT_BULK_EXECUTE) {
     const stmt = avail >= 5 ? s.tracker.prepared.get(buf.readUInt32LE(p + 1)) : undefined;
     if (!stmt) return s.hostgroup; // unknown, or "the last prepared" (0xFFFFFFFF): where it was prepared
     want = stmt.hostgroup;

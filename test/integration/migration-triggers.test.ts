@@ -6,6 +6,7 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import * as mariadb from "mariadb";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
+import { MARIADB_CLIENT_STMT_BULK_OPERATIONS } from "../../src/protocol/constants.js";
 import { RawClient } from "./raw-client.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, withTimeout, type LogSink } from "./harness.js";
 
@@ -184,6 +185,52 @@ describe("migration triggers and safety", () => {
     assert.ok(logs.lines.some((l) => l.includes("re-sending parameter types")));
     c.close();
     await probe.end();
+  });
+
+  it("a mariadb connector batch goes to the server as one COM_STMT_BULK_EXECUTE, before and after a move", async () => {
+    for (const s of cluster.servers) await s.sql("CREATE TABLE app.bulk (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), n INT)");
+    const conn = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app" });
+    const executes = async (): Promise<number> => Number((await conn.query("SHOW SESSION STATUS LIKE 'Com_stmt_execute'"))[0].Value);
+    const rows = (from: number) => Array.from({ length: 200 }, (_, i) => [`v${from + i}`, from + i]);
+    try {
+      const port = Number((await conn.query("SELECT @@port AS p"))[0].p);
+      let before = await executes();
+      const first = <mariadb.UpsertResult>await conn.batch("INSERT INTO bulk (v, n) VALUES (?, ?)", rows(0));
+      assert.equal(Number(first.affectedRows), 200);
+      assert.equal(await executes() - before, 1, "200 rows in one execution");
+      const moved = ferry.moveCounts().moved;
+      ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
+      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000), "the session moved");
+      const other = Number((await conn.query("SELECT @@port AS p"))[0].p);
+      assert.notEqual(other, port);
+      before = await executes();
+      const second = <mariadb.UpsertResult>await conn.batch("INSERT INTO bulk (v, n) VALUES (?, ?)", rows(200));
+      assert.equal(Number(second.affectedRows), 200);
+      assert.equal(await executes() - before, 1, "one execution on the new server too");
+      assert.equal(await serverAt(port).sql("SELECT COUNT(*), SUM(n) FROM app.bulk"), "200\t19900\n");
+      assert.equal(await serverAt(other).sql("SELECT COUNT(*), MIN(n), MAX(n) FROM app.bulk"), "200\t200\t399\n");
+    } finally {
+      await conn.end();
+    }
+  });
+
+  it("a bulk execute without parameter types after a move gets the types Ferry remembered", async () => {
+    const c = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD, 0, MARIADB_CLIENT_STMT_BULK_OPERATIONS);
+    try {
+      const id = await c.prepare("INSERT INTO app.t (id, v) VALUES (?, 7)");
+      assert.equal(await c.bulkBigint(id, [101n, 102n, 103n], true), 3);
+      assert.equal(await c.bulkBigint(id, [104n, 105n], false), 2, "the server reuses the types it was sent");
+      const port = Number(await c.queryValue("SELECT @@port"));
+      const moved = ferry.moveCounts().moved;
+      ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
+      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000), "the session moved");
+      assert.notEqual(Number(await c.queryValue("SELECT @@port")), port);
+      assert.equal(await c.bulkBigint(id, [201n, 202n], false), 2, "bulk without types on the new server");
+      assert.ok(logs.lines.some((l) => l.includes("re-sending parameter types with the statement's first bulk execute")));
+      assert.equal(await c.queryValue("SELECT GROUP_CONCAT(id ORDER BY id) FROM app.t WHERE v = 7"), "201,202");
+    } finally {
+      c.close();
+    }
   });
 
   it("graceful shutdown lets an open transaction commit, closes idle sessions, and stops accepting", async () => {

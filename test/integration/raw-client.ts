@@ -5,7 +5,7 @@ import net from "node:net";
 import { nativeToken } from "../../src/protocol/auth/native-password.js";
 import {
   CLIENT_DEPRECATE_EOF, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION,
-  CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT, COM_STMT_EXECUTE, COM_STMT_PREPARE, ERR_HEADER,
+  CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE, COM_STMT_PREPARE, ERR_HEADER,
 } from "../../src/protocol/constants.js";
 import { PacketStream } from "../../src/protocol/packet-stream.js";
 import { decodeErr, decodeHandshakeV10, encodeCommand, encodeHandshakeResponse } from "../../src/protocol/packets.js";
@@ -14,13 +14,13 @@ import { PacketWriter } from "../../src/protocol/writer.js";
 export class RawClient {
   private constructor(private readonly socket: net.Socket, private readonly stream: PacketStream) {}
 
-  static async connect(port: number, user: string, password: string, extraCapabilities = 0): Promise<RawClient> {
+  static async connect(port: number, user: string, password: string, extraCapabilities = 0, mariadbCapabilities = 0): Promise<RawClient> {
     const socket = net.connect(port, "127.0.0.1");
     const stream = new PacketStream(socket);
     const hs = decodeHandshakeV10((await stream.next()).payload);
     const caps = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_TRANSACTIONS | CLIENT_DEPRECATE_EOF | extraCapabilities;
     socket.write(encodeHandshakeResponse({ capabilities: caps, maxPacketSize: 1 << 24, collation: 45, username: user, authResponse: nativeToken(password, hs.authPluginData),
-      database: null, authPluginName: "mysql_native_password", attributes: new Map(), mariadbCapabilities: 0, sslRequest: false }, 1));
+      database: null, authPluginName: "mysql_native_password", attributes: new Map(), mariadbCapabilities, sslRequest: false }, 1));
     const ok = (await stream.next()).payload;
     if (ok[0] !== 0) throw new Error(`login failed: ${ok[0] === ERR_HEADER ? decodeErr(ok).message : ok[0]}`);
     return new RawClient(socket, stream);
@@ -48,6 +48,32 @@ export class RawClient {
     const row = (await this.stream.next()).payload; // 0x00, null bitmap (1 byte), 8-byte value
     await this.stream.next(); // terminator
     return row.readBigInt64LE(2);
+  }
+
+  /**
+   * COM_STMT_BULK_EXECUTE of a statement with one BIGINT parameter, a row per value; sends the
+   * parameter's type only when sendTypes. Returns the affected rows of the OK (or throws the ERR).
+   */
+  async bulkBigint(id: number, values: bigint[], sendTypes: boolean): Promise<number> {
+    const w = new PacketWriter().u32(id).u16(sendTypes ? 128 : 0);
+    if (sendTypes) w.u16(8); // MYSQL_TYPE_LONGLONG, signed
+    for (const v of values) w.u8(0).u64(v); // indicator NONE, value
+    this.socket.write(encodeCommand(COM_STMT_BULK_EXECUTE, w.finish(0).subarray(4)));
+    const p = (await this.stream.next()).payload;
+    if (p[0] === ERR_HEADER) throw new Error(decodeErr(p).message);
+    if (p[0] !== 0 || p[1] >= 0xfb) throw new Error(`unexpected answer to a bulk execute: ${p.subarray(0, 8).toString("hex")}`);
+    return p[1];
+  }
+
+  /** The first column of a text query's only row. */
+  async queryValue(sql: string): Promise<string> {
+    this.sendQuery(sql);
+    const first = (await this.stream.next()).payload;
+    if (first[0] === ERR_HEADER) throw new Error(decodeErr(first).message);
+    for (let i = 0; i < first[0]; i++) await this.stream.next(); // definitions
+    const row = (await this.stream.next()).payload;
+    await this.stream.next(); // terminator
+    return row.toString("utf8", 1, 1 + row[0]); // a lenenc string under 251 bytes
   }
 
   /** Sends any command (its payload after the command byte) without waiting for the answer. */

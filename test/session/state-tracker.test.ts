@@ -100,6 +100,27 @@ describe("statement effects and state tracker", () => {
     assert.equal(t.prepared.size, 0);
   });
 
+  it("remembers the parameter types COM_STMT_EXECUTE and COM_STMT_BULK_EXECUTE send", () => {
+    const t = new StateTracker();
+    t.onPrepared({ clientId: 1, sql: "INSERT INTO t VALUES (?, ?)", numParams: 2, numColumns: 0, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: 0, on: new WeakMap() });
+    const stmt = t.prepared.get(1)!;
+    // bulk payload: 0xfa, id, flags (no types), then rows: nothing remembered
+    const noTypes = Buffer.from("fa0100000000" + "0001" + "00", "hex");
+    t.onBulkSent(stmt, noTypes, 0, noTypes.length);
+    assert.equal(stmt.paramTypes, null);
+    // flags 128: two types follow (LONGLONG unsigned, VAR_STRING)
+    const withTypes = Buffer.from("fa01000000" + "8000" + "0880" + "fd00" + "00", "hex");
+    t.onBulkSent(stmt, withTypes, 0, withTypes.length);
+    assert.equal(stmt.paramTypes!.toString("hex"), "0880fd00");
+    // execute payload: 0x17, id, flags, iteration count, null bitmap (1 byte), bound flag 1, types
+    const exec = Buffer.from("17010000000001000000" + "00" + "01" + "0800" + "0f00", "hex");
+    t.onExecuteSent(stmt, exec, 0, exec.length);
+    assert.equal(stmt.paramTypes!.toString("hex"), "08000f00");
+    // a bulk payload cut before its types ends is not read past its end
+    t.onBulkSent(stmt, withTypes, 0, 9);
+    assert.equal(stmt.paramTypes!.toString("hex"), "08000f00");
+  });
+
   it("takes system variables and schema from session tracking", () => {
     const t = new StateTracker();
     t.applyOk(0x4002, 7n, { systemVariables: [["SQL_MODE", "ANSI"]], schema: "shop", stateChanged: true, transactionState: null });
