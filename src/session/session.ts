@@ -433,7 +433,9 @@ export class Session implements ScanListener, ChunkSink {
           shape = Shape.Result;
         } else if (cmd === COM_STMT_BULK_EXECUTE) {
           if ((this.backend!.mariadbCapabilities & MARIADB_CLIENT_STMT_BULK_OPERATIONS) === 0) {
-            this.refuseCommand(cmd, len, avail, `server ${this.backendAddress} does not support bulk operations`);
+            const why = (this.auth.mariadbCapabilities & MARIADB_CLIENT_STMT_BULK_OPERATIONS) === 0
+              ? "bulk operations were not agreed at login" : `server ${this.backendAddress} does not support bulk operations`;
+            this.refuseCommand(cmd, len, avail, why);
             return p + avail;
           }
           this.cmdCursor = false;
@@ -687,7 +689,8 @@ export class Session implements ScanListener, ChunkSink {
   }
 
   private refuseUnknownStatement(cmd: number, id: number, len: number, avail: number): void {
-    const what = cmd === COM_STMT_EXECUTE ? "mysqld_stmt_execute" : cmd === COM_STMT_FETCH ? "mysqld_stmt_fetch" : "mysqld_stmt_reset";
+    const what = cmd === COM_STMT_EXECUTE ? "mysqld_stmt_execute" : cmd === COM_STMT_FETCH ? "mysqld_stmt_fetch"
+      : cmd === COM_STMT_BULK_EXECUTE ? "mysqld_stmt_bulk_execute" : "mysqld_stmt_reset";
     this.client.write(encodeErr(1, 1243, "HY000", `ferry: Unknown prepared statement handler (${id}) given to ${what}`));
     this.cPktLeft = len - avail;
     this.cContinues = len === MAX_PACKET_PAYLOAD;

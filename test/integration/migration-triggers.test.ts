@@ -231,6 +231,15 @@ describe("migration triggers and safety", () => {
     } finally {
       c.close();
     }
+    // A client that did not ask for bulk operations at login gets 1047 and carries on.
+    const plain = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD);
+    try {
+      const id = await plain.prepare("INSERT INTO app.t (id, v) VALUES (?, 8)");
+      await assert.rejects(plain.bulkBigint(id, [301n], true), /^Error: ferry: refused command 0xfa \(COM_STMT_BULK_EXECUTE\): bulk operations were not agreed at login$/);
+      assert.equal(await plain.queryValue("SELECT COUNT(*) FROM app.t WHERE v = 8"), "0");
+    } finally {
+      plain.close();
+    }
   });
 
   it("graceful shutdown lets an open transaction commit, closes idle sessions, and stops accepting", async () => {
