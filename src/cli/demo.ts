@@ -51,11 +51,13 @@ default_hostgroup = 0
     say(`  mariadb -h 127.0.0.1 -P ${ferry.port} -u demo -pdemo demo`);
     say("and try:  SELECT @@port, CONNECTION_ID(); SELECT * FROM greetings;");
     say("Each new connection goes to the server with the fewest sessions. Press Ctrl-C to stop.");
+    // Listeners stay for the whole stop: a second Ctrl-C must not kill the process before the
+    // servers it started have shut down.
     await new Promise<void>((resolve) => {
-      process.once("SIGINT", resolve);
-      process.once("SIGTERM", resolve);
+      process.on("SIGINT", resolve);
+      process.on("SIGTERM", resolve);
     });
-    say("\nstopping...");
+    say("\nstopping Ferry and the servers...");
     await ferry.close();
     await cleanup();
     return 0;
