@@ -5,8 +5,10 @@ import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import mysql from "mysql2/promise";
 import { nativeHash } from "../../src/protocol/auth/native-password.js";
+import { decodeErr } from "../../src/protocol/packets.js";
 import type { FerryServer } from "../../src/server.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, startProxy } from "./harness.js";
+import { RawClient } from "./raw-client.js";
 
 const USERS = `
 [[users]]
@@ -145,6 +147,31 @@ describe("authentication, limits and bad input", () => {
     assert.equal(reply.readUInt16LE(5), 1047);
     assert.match(reply.subarray(13).toString(), /^ferry: refused command 0x12 \(COM_BINLOG_DUMP\)/);
     c.destroy();
+  });
+
+  it("refuses a command too short for the id it must carry with 1835, as the server does, and keeps the session", async () => {
+    const c = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD);
+    // A short COM_STMT_CLOSE or COM_STMT_SEND_LONG_DATA has no response (the server ignores it):
+    // the next packet the client reads must be its next command's answer.
+    c.send(0x19, Buffer.from([1]));
+    c.send(0x18, Buffer.from([1, 0]));
+    assert.equal(await c.queryValue("SELECT 'after close'"), "after close");
+    const cases: [number, Buffer, RegExp][] = [
+      [0x17, Buffer.from([1, 0]), /^ferry: refused command 0x17 \(COM_STMT_EXECUTE\): malformed packet of 3 bytes, too short to hold a statement id$/],
+      [0x1c, Buffer.from([1]), /^ferry: refused command 0x1c \(COM_STMT_FETCH\): malformed packet of 2 bytes, too short to hold a statement id$/],
+      [0x1a, Buffer.alloc(0), /^ferry: refused command 0x1a \(COM_STMT_RESET\): malformed packet of 1 byte,/],
+      [0xfa, Buffer.from([1, 0, 0, 0, 0]), /^ferry: refused command 0xfa \(COM_STMT_BULK_EXECUTE\): malformed packet of 6 bytes,/],
+      [0x0c, Buffer.from([7]), /^ferry: refused command 0x0c \(COM_PROCESS_KILL\): malformed packet of 2 bytes, too short to hold a connection id$/],
+    ];
+    for (const [cmd, payload, message] of cases) {
+      c.send(cmd, payload);
+      const err = decodeErr(await c.packet());
+      assert.equal(err.errno, 1835);
+      assert.equal(err.sqlState, "HY000");
+      assert.match(err.message, message);
+      assert.equal(await c.queryValue(`SELECT 'after ${cmd}'`), `after ${cmd}`);
+    }
+    c.close();
   });
 
   it("re-authenticates COM_CHANGE_USER and refuses a wrong password for it", async () => {

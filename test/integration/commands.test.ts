@@ -1,6 +1,7 @@
 // Commands the client libraries in the other tests rarely send, byte by byte through Ferry and
 // compared with the server directly: COM_FIELD_LIST, COM_SET_OPTION, COM_RESET_CONNECTION,
-// COM_STMT_SEND_LONG_DATA and COM_STMT_RESET, and server-side cursors with COM_STMT_FETCH.
+// COM_STMT_SEND_LONG_DATA and COM_STMT_RESET, server-side cursors with COM_STMT_FETCH, and a
+// payload of exactly 0xFFFFFF bytes with a pipelined command behind it.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -167,5 +168,26 @@ describe("less common commands, through Ferry and directly", () => {
     }
     assert.deepEqual(fetched[0], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     assert.deepEqual(fetched[0], fetched[1]);
+  });
+  it("a statement of exactly 0xFFFFFF bytes (ended by an empty packet) and one sent right behind it both get their answers", async () => {
+    // COM_QUERY byte + statement = 16,777,215 bytes: one full packet, then an empty one ends the
+    // payload. The client sends its next statement without waiting: Ferry must see where the first
+    // ended, hold the second until the first is answered, and dispatch it as a command.
+    const head = "SELECT LENGTH('", tail = "') AS l";
+    const sql = head + "x".repeat(0xffffff - 1 - head.length - tail.length) + tail;
+    const answers: string[][] = [];
+    for (const c of await both()) {
+      c.sendQuery(sql);
+      c.sendQuery("SELECT 'next' AS n");
+      const got: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = await untilEnd(c);
+        assert.equal(r.length, 4, "column count, definition, row, terminator");
+        got.push(r[2].toString("utf8", 1, 1 + r[2][0]));
+      }
+      answers.push(got);
+    }
+    assert.deepEqual(answers[0], [String(0xffffff - 1 - head.length - tail.length), "next"]);
+    assert.deepEqual(answers[0], answers[1]);
   });
 });

@@ -1,0 +1,28 @@
+// What Ferry learned of the command in flight when it dispatched it, read again when its response
+// ends: the tracker applies the command's effects then, and only if it succeeded.
+
+import type { StatementEffects } from "./statement-effects.js";
+
+export class CommandInFlight {
+  /** command byte (COM_*) */
+  code = -1;
+  /** effects of a COM_QUERY that may change session state (null: none) */
+  effects: StatementEffects | null = null;
+  /** client statement id of a COM_STMT_* command */
+  stmtId = 0;
+  /** a COM_STMT_EXECUTE that asked for a cursor */
+  cursor = false;
+  /** text of COM_INIT_DB or COM_STMT_PREPARE (null for a prepare Ferry saw only a prefix of) */
+  text: string | null = null;
+  /** the response held an ERR */
+  failed = false;
+  /** performance.now() when the command went to the backend */
+  startedAt = 0;
+
+  begin(code: number): void {
+    this.code = code;
+    this.effects = null;
+    this.text = null;
+    this.failed = false;
+  }
+}

@@ -1,0 +1,85 @@
+// What a backend's response tells the session's StateTracker. The ResponseScanner reports the
+// packets that end a response (OK, EOF, ERR), a LOAD DATA LOCAL request and a prepared
+// statement's OK; this listener turns them into tracked state, and when the response is over
+// applies what the command itself changed, if it succeeded.
+
+import {
+  COM_INIT_DB, COM_RESET_CONNECTION, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_RESET,
+  SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_LAST_ROW_SENT,
+} from "../protocol/constants.js";
+import { decodeOk } from "../protocol/packets.js";
+import type { ScanListener } from "../protocol/response-scanner.js";
+import type { Session } from "./session.js";
+import type { StatementOnConnection } from "./state-tracker.js";
+
+export class ResponseEffects implements ScanListener {
+  /** the next statement id handed to the client */
+  private nextStmtId = 1;
+
+  constructor(private readonly s: Session) {}
+
+  onOk(buf: Buffer, start: number, end: number, status: number): void {
+    const s = this.s;
+    // Full decode only when there is something to read beyond the status flags.
+    if (status & SERVER_SESSION_STATE_CHANGED || buf[start + 2] !== 0) {
+      try {
+        const ok = decodeOk(buf, s.backend ? s.backend.capabilities : s.auth.capabilities, start, end);
+        s.tracker.applyOk(status, ok.lastInsertId, ok.track);
+      } catch (e) {
+        s.log.warn({ err: (e as Error).message }, "could not decode OK packet");
+        s.tracker.applyStatus(status);
+      }
+    } else {
+      s.tracker.applyStatus(status);
+    }
+    this.afterStatus(status);
+  }
+
+  onEof(status: number): void {
+    this.s.tracker.applyStatus(status);
+    this.afterStatus(status);
+  }
+
+  private afterStatus(status: number): void {
+    const c = this.s.command;
+    if (c.code === COM_STMT_EXECUTE || c.code === COM_STMT_BULK_EXECUTE) this.s.tracker.onStmtExecuted(c.stmtId, c.cursor && (status & SERVER_STATUS_CURSOR_EXISTS) !== 0);
+    else if (c.code === COM_STMT_FETCH) this.s.tracker.onStmtFetchDone(c.stmtId, (status & SERVER_STATUS_LAST_ROW_SENT) !== 0);
+  }
+
+  onErr(): void {
+    this.s.command.failed = true;
+  }
+
+  onLocalInfile(): void {
+    this.s.startFileUpload();
+  }
+
+  onPrepareOk(stmtId: number, numColumns: number, numParams: number, buf: Buffer, start: number): void {
+    const s = this.s;
+    // Clients see Ferry's statement ids, which stay valid when the session moves to another backend.
+    const clientId = this.nextStmtId;
+    this.nextStmtId = this.nextStmtId >= 0xfffffffe ? 1 : this.nextStmtId + 1;
+    buf.writeUInt32LE(clientId, start + 1);
+    const on = new WeakMap<object, StatementOnConnection>();
+    if (s.backend) on.set(s.backend, { id: stmtId, typesBound: true }); // the client sends types on its first execute
+    s.tracker.onPrepared({ clientId, sql: s.command.text, numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: s.route.prepareHostgroup, on });
+  }
+
+  /** The response is over: applies what the command changed when it succeeded. Returns whether it did. */
+  finish(): boolean {
+    const s = this.s;
+    const t = s.tracker;
+    const c = s.command;
+    t.inCommand = false;
+    const ok = !c.failed;
+    if (c.effects) t.applyEffects(c.effects, ok);
+    if (ok) {
+      switch (c.code) {
+        case COM_INIT_DB: if (c.text !== null) t.onInitDb(c.text); break;
+        case COM_STMT_RESET: t.onStmtReset(c.stmtId); break;
+        case COM_RESET_CONNECTION: t.reset(); s.parked.dropAll(); break;
+      }
+    }
+    return ok;
+  }
+}
