@@ -54,6 +54,8 @@ export interface BackendConnectOptions {
   timeoutMs: number;
   /** switch on session tracking (only when the client itself accepts tracking data) */
   trackSession: boolean;
+  /** TCP keepalive: probes after this much silence (0: off) */
+  keepAliveMs: number;
 }
 
 export interface BackendConnection {
@@ -82,7 +84,10 @@ const SESSION_TRACKING_SQL =
 export async function connectBackend(o: BackendConnectOptions): Promise<BackendConnection> {
   // TLS wraps the raw socket's handle, so only plain connections read through a SocketReader.
   let reader: SocketReader | null = o.server.useSsl ? null : new SocketReader();
-  let socket: Duplex = net.connect({ host: o.server.host, port: o.server.port, noDelay: true, ...(reader ? { onread: reader.onread } : {}) });
+  let socket: Duplex = net.connect({
+    host: o.server.host, port: o.server.port, noDelay: true, keepAlive: o.keepAliveMs > 0, keepAliveInitialDelay: o.keepAliveMs,
+    ...(reader ? { onread: reader.onread } : {}),
+  });
   const raw = socket as net.Socket;
   const timer = setTimeout(() => raw.destroy(new FerryError(2013, "HY000", `backend ${o.server.address} did not complete login within ${o.timeoutMs} ms`, "backend")), o.timeoutMs);
   try {

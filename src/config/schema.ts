@@ -155,6 +155,8 @@ export const configSchema = z.object({
     rebalance_moves_per_second: z.number().int().min(1).default(50),
     /** a session's connection to another hostgroup (read/write split) unused this long is closed (0: never) */
     parked_idle_ms: z.number().int().min(0).default(60_000),
+    /** TCP keepalive on client and backend connections: probes start after this much silence (0: off) */
+    tcp_keepalive_ms: z.number().int().min(0).default(60_000),
   }).strict().prefault({}),
   tls: z.object({
     enabled: z.boolean().default(true),

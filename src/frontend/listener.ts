@@ -57,6 +57,8 @@ export class ClientListener {
       this.deps.log.warn({ client: socket.remoteAddress }, "refused connection: max_connections reached");
       return;
     }
+    // The option lives on the socket itself: it stays when a session re-wraps the handle or adds TLS.
+    if (cfg.proxy.tcp_keepalive_ms > 0) socket.setKeepAlive(true, cfg.proxy.tcp_keepalive_ms);
     // Counted until the session ends (a session may re-create the socket object, so not on its "close").
     this.open++;
     let released = false;

@@ -176,6 +176,7 @@ export class Monitor {
         p.conn = await connectBackend({
           server: s, credentials: { user: m.user!, password: m.password, stage1: null }, database: null, collation: UTF8MB4_GENERAL_CI,
           clientCapabilities: 0, mariadbCapabilities: 0, attributes: new Map([["program_name", "ferry-monitor"]]), timeoutMs: m.timeout_ms, trackSession: false,
+          keepAliveMs: 0, // checked every interval
         });
         p.conn.socket.on("error", () => undefined);
         p.conn.socket.on("close", () => { if (p.conn?.socket.destroyed) p.conn = null; });

@@ -67,5 +67,6 @@ export function connectTo(s: Session, server: ServerConfig, database: string | n
     attributes: a.attributes,
     timeoutMs: s.deps.config().proxy.backend_connect_timeout_ms,
     trackSession: (a.capabilities & CLIENT_SESSION_TRACK) !== 0,
+    keepAliveMs: s.deps.config().proxy.tcp_keepalive_ms,
   });
 }

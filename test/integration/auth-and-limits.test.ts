@@ -7,7 +7,8 @@ import mysql from "mysql2/promise";
 import { nativeHash } from "../../src/protocol/auth/native-password.js";
 import { decodeErr } from "../../src/protocol/packets.js";
 import type { FerryServer } from "../../src/server.js";
-import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, startProxy } from "./harness.js";
+import { readFileSync } from "node:fs";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, startProxy, waitFor } from "./harness.js";
 import { RawClient } from "./raw-client.js";
 
 const USERS = `
@@ -24,6 +25,19 @@ password = "${APP_PASSWORD}"
 auth_plugin = "caching_sha2_password"
 backend_user = "${APP_USER}"
 `;
+
+/**
+ * The kernel's timer on the established IPv4 socket bound locally to `local` and connected to
+ * `remote` (/proc/net/tcp "tr": 0 none, 1 retransmit, 2 keepalive, …); -1 when there is none.
+ */
+function tcpTimer(local: number, remote: number): number {
+  const hex = (n: number): string => n.toString(16).toUpperCase().padStart(4, "0");
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 5 && f[3] === "01" && f[1].endsWith(`:${hex(local)}`) && f[2].endsWith(`:${hex(remote)}`)) return parseInt(f[5].split(":")[0], 16);
+  }
+  return -1;
+}
 
 function rawExchange(port: number, send: Buffer | null, waitMs = 1500): Promise<Buffer> {
   return new Promise((resolve) => {
@@ -46,7 +60,7 @@ describe("authentication, limits and bad input", () => {
 
   before(async () => {
     cluster = await Cluster.start(1);
-    ({ ferry, logs } = await startProxy(cluster, "max_connections = 5\nhandshake_timeout_ms = 1000", USERS));
+    ({ ferry, logs } = await startProxy(cluster, "max_connections = 5\nhandshake_timeout_ms = 1000\ntcp_keepalive_ms = 30000", USERS));
   });
 
   after(async () => {
@@ -172,6 +186,28 @@ describe("authentication, limits and bad input", () => {
       assert.equal(await c.queryValue(`SELECT 'after ${cmd}'`), `after ${cmd}`);
     }
     c.close();
+  });
+
+  it("sets TCP keepalive on the client's and the backend's connection, unless tcp_keepalive_ms = 0", async () => {
+    const off = (await startProxy(cluster, "tcp_keepalive_ms = 0", USERS)).ferry;
+    try {
+      const timers: number[][] = [];
+      for (const f of [ferry, off]) {
+        const c = await connectVia(f.port, { enableKeepAlive: false });
+        const clientPort = (c as unknown as { connection: { stream: net.Socket } }).connection.stream.localPort!;
+        // The server names the backend connection's address: Ferry's end of it.
+        const [[row]] = (await c.query("SELECT HOST AS h FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")) as unknown as [[{ h: string }]];
+        const backendPort = Number(row.h.split(":")[1]);
+        // Just after a reply the retransmission timer (1) runs until the peer's (delayed) ACK.
+        const read = (): number[] => [tcpTimer(f.port, clientPort), tcpTimer(backendPort, cluster.servers[0].port)];
+        await waitFor(() => !read().includes(1), 2000);
+        timers.push(read());
+        await c.end();
+      }
+      assert.deepEqual(timers, [[2, 2], [0, 0]], "keepalive timer (2) with the default and none (0) with tcp_keepalive_ms = 0: [client side, backend side]");
+    } finally {
+      await off.close();
+    }
   });
 
   it("re-authenticates COM_CHANGE_USER and refuses a wrong password for it", async () => {
