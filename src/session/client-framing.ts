@@ -9,6 +9,11 @@ import { HEADER_SIZE, MAX_PACKET_PAYLOAD } from "../protocol/constants.js";
 const ASSEMBLE_LIMIT = 1 << 20;
 const PREFIX_LIMIT = 64 * 1024;
 
+/** Bytes of a command whose first payload is `len` long that must be in hand to dispatch it. */
+function bytesToDispatch(len: number): number {
+  return HEADER_SIZE + (len <= ASSEMBLE_LIMIT ? len : PREFIX_LIMIT);
+}
+
 export interface CommandSink {
   /**
    * A command's header starts at buf[pos] and its first packet's payload, or a prefix of at least
@@ -36,8 +41,7 @@ export class ClientFraming {
   readCommandStart(chunk: Buffer, pos: number, end: number): number {
     if (this.assembly === null && end - pos >= HEADER_SIZE) {
       const len = chunk[pos] | (chunk[pos + 1] << 8) | (chunk[pos + 2] << 16);
-      const need = HEADER_SIZE + (len <= ASSEMBLE_LIMIT ? len : PREFIX_LIMIT);
-      if (end - pos >= need) return this.sink.dispatch(chunk, pos, end, len, chunk[pos + 3]);
+      if (end - pos >= bytesToDispatch(len)) return this.sink.dispatch(chunk, pos, end, len, chunk[pos + 3]);
     }
     // Split command start: collect the header, then the bytes needed, into the assembly buffer.
     if (this.assembly === null) {
@@ -58,7 +62,7 @@ export class ClientFraming {
       if (this.assemblyHave < this.assemblyNeed) continue;
       const a = this.assembly;
       const len = a[0] | (a[1] << 8) | (a[2] << 16);
-      const need = HEADER_SIZE + (len <= ASSEMBLE_LIMIT ? len : PREFIX_LIMIT);
+      const need = bytesToDispatch(len);
       if (this.assemblyNeed < need) {
         this.assemblyNeed = need;
         continue;

@@ -14,7 +14,7 @@ import { Shape } from "../protocol/response-scanner.js";
 import { changeUser, killSession } from "./ferry-commands.js";
 import { switchHostgroup } from "./hostgroup-switch.js";
 import { refuse, refuseMalformed } from "./command-refusal.js";
-import { dispatchStatementCommand } from "./prepared-commands.js";
+import { dispatchStatementCommand, hasNoResponse } from "./prepared-commands.js";
 import type { Session } from "./session.js";
 import { analyzeStatements, mayHaveEffects } from "./statement-effects.js";
 import { REFUSED, REFUSED_LARGE, routeCommand } from "./statement-routing.js";
@@ -37,7 +37,7 @@ export function dispatchCommand(s: Session, buf: Buffer, pos: number, end: numbe
   const cmd = buf[p];
   s.command.begin(cmd);
   s.tracker.beforeCommand();
-  if (s.failNext !== null) return answerFailed(s, cmd, len, avail, p);
+  if (s.failNext !== null) return answerFailed(s, cmd, p, len, avail);
   if (s.routeDecided) {
     s.routeDecided = false;
   } else {
@@ -46,7 +46,7 @@ export function dispatchCommand(s: Session, buf: Buffer, pos: number, end: numbe
     route.prepareHostgroup = s.homeHostgroup;
     if (s.hostgroup !== s.homeHostgroup || s.deps.config().queryRules.length > 0) {
       const hg = routeCommand(s, route, cmd, buf, p, avail, len);
-      if (hg === REFUSED) return skipRest(s, len, avail, p);
+      if (hg === REFUSED) return skipRest(s, p, len, avail);
       if (hg === REFUSED_LARGE) {
         s.log.info({ bytes: len }, "closing session: a statement larger than Ferry assembles was refused by a query rule");
         s.close();
@@ -110,17 +110,17 @@ export function dispatchCommand(s: Session, buf: Buffer, pos: number, end: numbe
 }
 
 /** A statement a query rule refused (its error was sent): skip its bytes; the session stays usable. */
-function skipRest(s: Session, len: number, avail: number, p: number): number {
+function skipRest(s: Session, p: number, len: number, avail: number): number {
   s.framing.expect(len, avail);
   return p + avail;
 }
 
 /** Answers a held command with the error that stopped its preparation, and skips it. */
-function answerFailed(s: Session, cmd: number, len: number, avail: number, p: number): number {
+function answerFailed(s: Session, cmd: number, p: number, len: number, avail: number): number {
   const err = s.failNext!;
   s.failNext = null;
   s.routeDecided = false;
-  const noResponse = cmd === COM_STMT_SEND_LONG_DATA || cmd === COM_STMT_CLOSE;
+  const noResponse = hasNoResponse(cmd);
   // The rest of a command larger than what arrived cannot be skipped reliably: then the session ends.
   if (s.framing.expect(len, avail)) {
     s.fatal(err, noResponse ? -1 : 1);

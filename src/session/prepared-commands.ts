@@ -17,13 +17,18 @@ import { prepareOnActive } from "./hostgroup-switch.js";
 import type { Session } from "./session.js";
 import { statementOn, type PreparedStatement, type StatementOnConnection } from "./state-tracker.js";
 
+/** COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA: the server sends nothing back, not even an error. */
+export function hasNoResponse(cmd: number): boolean {
+  return cmd === COM_STMT_CLOSE || cmd === COM_STMT_SEND_LONG_DATA;
+}
+
 /** Dispatches a COM_STMT_* command other than PREPARE; returns the position after what it consumed. */
 export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, pos: number, end: number, len: number, avail: number): number {
   const p = pos + HEADER_SIZE;
-  const noResponse = cmd === COM_STMT_CLOSE || cmd === COM_STMT_SEND_LONG_DATA;
+  const noResponse = hasNoResponse(cmd);
   if (avail < (cmd === COM_STMT_BULK_EXECUTE ? 7 : 5)) {
     // The server ignores such a packet when no response is due; otherwise it answers 1835.
-    if (noResponse) return discard(s, len, avail, p);
+    if (noResponse) return discard(s, p, len, avail);
     return refuseMalformed(s, cmd, p, len, avail, "too short to hold a statement id");
   }
   const id = buf.readUInt32LE(p + 1);
@@ -38,7 +43,7 @@ export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, p
     if (here === null) {
       if (cmd === COM_STMT_CLOSE) {
         t.onStmtClosed(id);
-        return discard(s, len, avail, p);
+        return discard(s, p, len, avail);
       }
       // First use on this connection: prepare it here, then run the command.
       startPrepareHere(s, stmt, buf.subarray(pos, end));
@@ -46,7 +51,7 @@ export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, p
     }
     if (here.id !== id) buf.writeUInt32LE(here.id, p + 1);
   } else if (id !== 0xffffffff) {
-    if (noResponse) return discard(s, len, avail, p);
+    if (noResponse) return discard(s, p, len, avail);
     return refuseUnknownStatement(s, cmd, id, p, len, avail);
   }
   switch (cmd) {
@@ -128,7 +133,7 @@ function bulkExecute(s: Session, stmt: PreparedStatement, here: StatementOnConne
 }
 
 /** A command with no response that Ferry drops: skip its bytes. */
-function discard(s: Session, len: number, avail: number, p: number): number {
+function discard(s: Session, p: number, len: number, avail: number): number {
   if (s.framing.expect(len, avail)) s.fatal(new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", "refused command: unknown statement id in a multi-packet command", "client"), -1);
   return p + avail;
 }
