@@ -22,6 +22,7 @@ import {
   decodeErr, decodeHandshakeV10, decodeOk, encodeCommand, encodeHandshakeResponse, encodePacket, type HandshakeV10,
   type SessionTrackInfo,
 } from "../protocol/packets.js";
+import { encodeProxyV2, type Endpoint } from "../protocol/proxy-header.js";
 import { PacketReader } from "../protocol/reader.js";
 import { okStatus } from "../protocol/response-scanner.js";
 import { copyingSink, SocketReader } from "../lib/socket-reader.js";
@@ -56,6 +57,8 @@ export interface BackendConnectOptions {
   trackSession: boolean;
   /** TCP keepalive: probes after this much silence (0: off) */
   keepAliveMs: number;
+  /** the client this connection serves, for a server that takes PROXY headers; absent: Ferry's own connection */
+  relay?: { source: Endpoint; destination: Endpoint };
 }
 
 export interface BackendConnection {
@@ -89,6 +92,8 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
     ...(reader ? { onread: reader.onread } : {}),
   });
   const raw = socket as net.Socket;
+  // The header leads everything, TLS included; net queues it until the connection is up.
+  if (o.server.sendProxyProtocol) raw.write(encodeProxyV2(o.relay?.source ?? null, o.relay?.destination ?? null));
   const timer = setTimeout(() => raw.destroy(new FerryError(2013, "HY000", `backend ${o.server.address} did not complete login within ${o.timeoutMs} ms`, "backend")), o.timeoutMs);
   try {
     let stream = packetStream(socket, reader);

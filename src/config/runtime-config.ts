@@ -24,6 +24,8 @@ export interface ServerConfig {
   readonly source: string;
   /** why the server is not ONLINE, when the monitor decided it */
   readonly statusReason: string | null;
+  /** connections to it start with a PROXY protocol v2 header */
+  readonly sendProxyProtocol: boolean;
 }
 
 export interface QueryRule {
@@ -85,6 +87,8 @@ export interface RuntimeConfig {
   readonly version: number;
   readonly checksum: string;
   readonly proxy: ConfigFile["proxy"];
+  /** proxy.proxy_protocol_networks, parsed */
+  readonly proxyProtocolNetworks: readonly Cidr[];
   readonly tls: ConfigFile["tls"];
   readonly logLevel: string;
   readonly servers: readonly ServerConfig[];
@@ -109,6 +113,7 @@ function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay
   return Object.freeze({
     address, host: s.host, port: s.port, hostgroup, weight: s.weight, status, maxConnections: s.max_connections, useSsl: s.use_ssl, sslCa: s.ssl_ca ?? null,
     maxReplicationLag: s.max_replication_lag, labels: Object.freeze({ ...s.labels }), source, statusReason: status === "SHUNNED" && shun !== undefined ? shun : null,
+    sendProxyProtocol: s.send_proxy_protocol ?? false,
   });
 }
 
@@ -180,7 +185,7 @@ export function buildRuntimeConfig(file: ConfigFile, overlay: TopologyOverlay = 
   }));
   const checksum = createHash("sha256").update(JSON.stringify({ file, servers })).digest("hex").slice(0, 16);
   return Object.freeze({
-    version: nextVersion++, checksum, proxy: file.proxy, tls: file.tls, logLevel: file.log.level, servers: Object.freeze(servers), users,
+    version: nextVersion++, checksum, proxy: file.proxy, proxyProtocolNetworks: Object.freeze(file.proxy.proxy_protocol_networks.map(parseCidr)), tls: file.tls, logLevel: file.log.level, servers: Object.freeze(servers), users,
     queryRules: Object.freeze(queryRules), rulesNeedDigest: queryRules.some((r) => r.matchDigest !== null), routes: Object.freeze(routes),
     monitor: file.monitor, balancer: file.balancer, replicationHostgroups: file.replication_hostgroups, discovery: file.discovery,
   });

@@ -3,6 +3,7 @@
 
 import { existsSync } from "node:fs";
 import { z } from "zod";
+import { parseCidr } from "../lib/cidr.js";
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, "expected \"host:port\"");
 
@@ -21,6 +22,8 @@ export const serverSchema = z.object({
   /** seconds; a reader further behind is SHUNNED by the monitor until it catches up (0: not checked) */
   max_replication_lag: z.number().int().min(0).default(0),
   labels: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "label keys are letters, digits, _ . -"), z.string()).default({}),
+  /** start each connection to this server with a PROXY protocol v2 header naming the client (the server must trust Ferry's address) */
+  send_proxy_protocol: z.boolean().default(false),
   comment: z.string().default(""),
 }).strict().refine((s) => s.ssl_ca === undefined || s.use_ssl, { message: "ssl_ca needs use_ssl = true", path: ["ssl_ca"] });
 
@@ -38,7 +41,13 @@ export const userSchema = z.object({
   transaction_persistent: z.boolean().default(true),
 }).strict();
 
-const cidr = z.string().regex(/^([0-9.]+|[0-9a-fA-F:]+)(\/\d{1,3})?$/, "expected an address or CIDR block, e.g. \"10.0.0.0/8\"");
+const cidr = z.string().regex(/^([0-9.]+|[0-9a-fA-F:]+)(\/\d{1,3})?$/, "expected an address or CIDR block, e.g. \"10.0.0.0/8\"").superRefine((v, ctx) => {
+  try {
+    parseCidr(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: `expected an address or CIDR block: ${(e as Error).message}` });
+  }
+});
 
 const regex = z.string().min(1).superRefine((v, ctx) => {
   try {
@@ -157,6 +166,8 @@ export const configSchema = z.object({
     parked_idle_ms: z.number().int().min(0).default(60_000),
     /** TCP keepalive on client and backend connections: probes start after this much silence (0: off) */
     tcp_keepalive_ms: z.number().int().min(0).default(60_000),
+    /** peers allowed to start a connection with a PROXY protocol header (load balancers in front of Ferry) */
+    proxy_protocol_networks: z.array(cidr).default([]),
   }).strict().prefault({}),
   tls: z.object({
     enabled: z.boolean().default(true),

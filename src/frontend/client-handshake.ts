@@ -20,6 +20,8 @@ import {
 import { FerryError } from "../protocol/errors.js";
 import { PacketStream, type Packet } from "../protocol/packet-stream.js";
 import { decodeHandshakeResponse, encodeAuthMoreData, encodeAuthSwitchRequest, encodeHandshakeV10, type HandshakeResponse } from "../protocol/packets.js";
+import type { Endpoint } from "../protocol/proxy-header.js";
+import { readProxyPrefix } from "./proxy-protocol.js";
 import { clientLabels } from "./tenant-labels.js";
 import type { TlsMaterial } from "./tls-material.js";
 
@@ -69,8 +71,14 @@ export interface AuthenticatedClient {
   nextSeq: number;
   leftover: Buffer;
   secure: boolean;
-  /** the client's address as Ferry sees it (routing by CIDR) */
+  /** the client's address (routing by CIDR): from the PROXY header when a trusted proxy sent one */
   clientAddr: string;
+  /** the client's address and port */
+  client: Endpoint;
+  /** the address of the proxy that relayed the client with a PROXY header, else null */
+  proxiedBy: string | null;
+  /** where the client connected to (Ferry's listener, or the proxy's as its header says) */
+  destination: Endpoint;
   /** tenant labels from "user?key=value" or the ferry_labels connection attribute */
   labels: Record<string, string>;
 }
@@ -99,8 +107,11 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     capabilities: caps, mariadbCapabilities: mariadbCaps, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,
     authPluginName: NATIVE_PASSWORD,
   }));
+  const prefix = await readProxyPrefix(socket, ctx.config.proxyProtocolNetworks);
   let conn: Duplex = socket;
   let stream = new PacketStream(conn, 1 << 20);
+  if (prefix.rest.length) stream.push(prefix.rest);
+  socket.resume();
   let secure = false;
   let pkt = await stream.next();
   let resp = parseResponse(pkt, conn);
@@ -114,7 +125,10 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     resp = parseResponse(pkt, conn);
     if (resp.sslRequest) throw new HandshakeFailure(new FerryError(ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: second SSL request", "client"), pkt.seq + 1, conn);
   }
-  const host = socket.remoteAddress ?? "unknown";
+  const peer: Endpoint = { address: socket.remoteAddress ?? "unknown", port: socket.remotePort ?? 0 };
+  const relayed = prefix.header?.source ?? null;
+  const client = relayed ?? peer;
+  const host = client.address;
   const denied = (seq: number): HandshakeFailure => new HandshakeFailure(new FerryError(ER_ACCESS_DENIED_ERROR, "28000",
     `Access denied for user '${resp.username}'@'${host}' (using password: ${resp.authResponse.length ? "YES" : "NO"})`, "client"), seq, conn);
   const named = clientLabels(resp.username, resp.attributes);
@@ -131,7 +145,8 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     socket: conn, user, capabilities: resp.capabilities,
     mariadbCapabilities: resp.capabilities & 1 ? 0 : resp.mariadbCapabilities & mariadbCaps, collation: resp.collation, database: database ?? user.defaultSchema,
     attributes: resp.attributes, stage1: proof.stage1, password: proof.password, nextSeq: proof.seq, leftover: stream.detach(), secure,
-    clientAddr: host, labels: named.labels,
+    clientAddr: host, labels: named.labels, client, proxiedBy: relayed ? peer.address : null,
+    destination: prefix.header?.destination ?? { address: socket.localAddress ?? "", port: socket.localPort ?? 0 },
   };
 }
 

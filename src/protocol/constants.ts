@@ -112,6 +112,7 @@ export const MYSQL_OPTION_MULTI_STATEMENTS_OFF = 1;
 export const ER_CON_COUNT_ERROR = 1040;
 export const ER_HANDSHAKE_ERROR = 1043;
 export const ER_ACCESS_DENIED_ERROR = 1045;
+export const ER_HOST_NOT_PRIVILEGED = 1130;
 export const ER_NO_DB_ERROR = 1046;
 export const ER_UNKNOWN_COM_ERROR = 1047;
 export const ER_NET_PACKET_TOO_LARGE = 1153;

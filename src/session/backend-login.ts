@@ -68,5 +68,6 @@ export function connectTo(s: Session, server: ServerConfig, database: string | n
     timeoutMs: s.deps.config().proxy.backend_connect_timeout_ms,
     trackSession: (a.capabilities & CLIENT_SESSION_TRACK) !== 0,
     keepAliveMs: s.deps.config().proxy.tcp_keepalive_ms,
+    relay: { source: a.client, destination: a.destination },
   });
 }

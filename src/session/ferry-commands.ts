@@ -88,7 +88,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
   } catch (e) {
     throw new FerryError(1043, "08S01", `refused COM_CHANGE_USER: malformed packet (${(e as Error).message})`, "client");
   }
-  const host = (s.client as { remoteAddress?: string }).remoteAddress ?? "unknown";
+  const host = s.auth.clientAddr;
   const named = clientLabels(username, attributes);
   const user = named.labels === null ? undefined : s.deps.config().users.get(named.user);
   const stream = s.openClientPacketStream();

@@ -103,7 +103,7 @@ export class Session implements ChunkSink, CommandSink {
     this.auth = auth;
     this.client = auth.socket;
     this.deps = deps;
-    this.log = deps.log.child({ session: id, user: auth.user.name });
+    this.log = deps.log.child({ session: id, user: auth.user.name, client: auth.clientAddr, ...(auth.proxiedBy ? { via: auth.proxiedBy } : {}) });
     this.onClientData = this.onClientData.bind(this);
     this.onBackendData = this.onBackendData.bind(this);
     this.onClientDrain = this.onClientDrain.bind(this);
@@ -163,6 +163,7 @@ export class Session implements ChunkSink, CommandSink {
       return;
     }
     this.deps.registry.add(this);
+    this.log.debug({ server: this.backendAddress }, "session started");
     this.client.write(encodeOk(this.auth.nextSeq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, this.auth.capabilities));
     if (!this.clientReader) this.client.on("data", this.onClientData);
     this.clientOut.onDrain = this.onClientDrain;

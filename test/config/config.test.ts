@@ -20,6 +20,8 @@ password = "*6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9"
 default_hostgroup = 0
 `);
     assert.equal(c.tls.enabled, true);
+    assert.deepEqual(c.proxy.proxy_protocol_networks, [], "no PROXY headers accepted unless configured");
+    assert.equal(c.servers[0].send_proxy_protocol, false);
     assert.equal(c.servers[0].status, "ONLINE");
     const rt = buildRuntimeConfig(c);
     assert.equal(rt.users.get("app")?.password, null, "a hash is not a plaintext password");
@@ -32,5 +34,8 @@ default_hostgroup = 0
     assert.throws(() => parseConfig(`[proxy]\nmax_conections = 5\n`), /proxy.*max_conections|Unrecognized key/);
     assert.throws(() => parseConfig(`[[users]]\nname = "a"\n[[users]]\nname = "a"\n`), /users\[1\]\.name: duplicate user/);
     assert.throws(() => parseConfig(`this is = not toml =`), /not valid TOML/);
+    assert.throws(() => parseConfig(`[proxy]\nproxy_protocol_networks = ["10.0.0.0/8", "10.1.2.300"]\n`), /proxy\.proxy_protocol_networks\[1\]: expected an address or CIDR block/);
+    assert.throws(() => parseConfig(`[[routes]]\nclient_addr = "10.0.0.0/40"\ndestination_hostgroup = 1\n`), /routes\[0\]\.client_addr: .*prefix length \/40 out of range/);
+    assert.throws(() => parseConfig(`[[servers]]\nhost = "a"\nsend_proxy_protocol = "yes"\n`), /servers\[0\]\.send_proxy_protocol/);
   });
 });
