@@ -15,6 +15,7 @@ import { Session } from "./session/session.js";
 import { MoveSlots } from "./session/migrator.js";
 import { applyServerChanges } from "./session/drain.js";
 import { Rebalancer } from "./session/rebalancer.js";
+import { IdleSweep } from "./session/idle-sweep.js";
 import { Monitor, type ServerHealth } from "./monitor/monitor.js";
 import { Discovery } from "./monitor/discovery.js";
 
@@ -80,6 +81,8 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   });
   const rebalancer = new Rebalancer(registry, () => runtime, log, router);
   rebalancer.start();
+  const idleSweep = new IdleSweep(registry, () => runtime, log);
+  idleSweep.start();
   // The control plane's findings (discovered servers, monitor verdicts) become a new snapshot.
   let monitor: Monitor;
   const discovery = new Discovery(() => publish(), log);
@@ -128,6 +131,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     },
     async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
       rebalancer.stop();
+      idleSweep.stop();
       monitor.stop();
       discovery.stop();
       const closing = listener.close();
@@ -140,6 +144,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     },
     async close() {
       rebalancer.stop();
+      idleSweep.stop();
       monitor.stop();
       discovery.stop();
       const closing = listener.close();

@@ -79,10 +79,15 @@ export interface BackendConnection {
   initialTrack: SessionTrackInfo | null;
   /** bytes already read past the connection phase (normally empty) */
   leftover: Buffer;
+  /** the session's wait_timeout in seconds right after login (null: the server did not say) */
+  waitTimeout: number | null;
 }
 
+// wait_timeout set to itself: the OK then reports the session's value (the server gives an
+// interactive client interactive_timeout), without a round trip of its own.
 const SESSION_TRACKING_SQL =
-  "SET session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON";
+  "SET session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON, wait_timeout=@@wait_timeout";
+const WAIT_TIMEOUT_SQL = "SELECT @@wait_timeout";
 
 export async function connectBackend(o: BackendConnectOptions): Promise<BackendConnection> {
   // TLS wraps the raw socket's handle, so only plain connections read through a SocketReader.
@@ -136,12 +141,22 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       if (p.payload[0] === OK_HEADER) initialTrack = decodeOk(p.payload, caps).track;
       else throw new FerryError(1105, "HY000", `backend ${o.server.address} refused session tracking: ${decodeErr(p.payload).message}`, "backend");
     }
+    let waitTimeout: number | null = null;
+    const vars = initialTrack ? initialTrack.systemVariables : [];
+    const at = vars.findIndex(([k]) => k.toLowerCase() === "wait_timeout");
+    if (at >= 0) {
+      // Ferry's own reading, not a change the client made: it stays out of the session's state.
+      waitTimeout = Number(vars[at][1]);
+      vars.splice(at, 1);
+    } else {
+      waitTimeout = await readWaitTimeout(stream, socket, caps);
+    }
     const leftover = stream.detach();
     if (reader) {
       reader.sink = null;
       reader.attach(socket);
     }
-    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover };
+    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover, waitTimeout };
   } catch (e) {
     socket.destroy();
     reader = null;
@@ -163,6 +178,22 @@ export function packetStream(socket: Duplex, reader: SocketReader | null): Packe
   const stream = new PacketStream(socket, 16 * 1024 * 1024, reader !== null);
   if (reader) reader.sink = copyingSink((c) => stream.push(c));
   return stream;
+}
+
+/** SELECT @@wait_timeout, for sessions without tracking; null when the server refuses or answers oddly. */
+async function readWaitTimeout(stream: PacketStream, socket: Duplex, caps: number): Promise<number | null> {
+  socket.write(encodeCommand(COM_QUERY, WAIT_TIMEOUT_SQL));
+  const head = (await stream.next()).payload;
+  if (head[0] === ERR_HEADER || head[0] === OK_HEADER) return null;
+  await stream.next(); // column definition
+  if (!(caps & CLIENT_DEPRECATE_EOF)) await stream.next(); // EOF after the definitions
+  let value: number | null = null;
+  for (;;) {
+    const p = (await stream.next()).payload;
+    if ((p[0] === 0xfe && p.length < 0xffffff) || p[0] === ERR_HEADER) return value;
+    const text = new PacketReader(p).lenencString();
+    value = Number.isFinite(Number(text)) ? Number(text) : null;
+  }
 }
 
 function sslRequest(caps: number, collation: number, mariadbCapabilities: number) {

@@ -166,6 +166,8 @@ export const configSchema = z.object({
     parked_idle_ms: z.number().int().min(0).default(60_000),
     /** TCP keepalive on client and backend connections: probes start after this much silence (0: off) */
     tcp_keepalive_ms: z.number().int().min(0).default(60_000),
+    /** a client idle this long is closed even when its wait_timeout is longer (0: only wait_timeout applies) */
+    client_idle_timeout_ms: z.number().int().min(0).default(0),
     /** peers allowed to start a connection with a PROXY protocol header (load balancers in front of Ferry) */
     proxy_protocol_networks: z.array(cidr).default([]),
   }).strict().prefault({}),

@@ -121,6 +121,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     s.tracker.schema = newAuth.database;
     s.tracker.collation = collation;
     s.attachBackend(backend);
+    s.loginWaitTimeout = backend.waitTimeout;
     s.closeClientPacketStream(stream);
     return encodeOk(proof.seq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, caps);
   } catch (e) {

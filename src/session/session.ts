@@ -40,6 +40,7 @@ import { ClientFraming, type CommandSink } from "./client-framing.js";
 import { CommandInFlight } from "./command-in-flight.js";
 import { dispatchCommand } from "./command-dispatch.js";
 import { ResponseEffects } from "./response-effects.js";
+import { idleLimitMs, SWEEP_MS } from "./idle-sweep.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
@@ -96,6 +97,12 @@ export class Session implements ChunkSink, CommandSink {
   lostFrom: string | null = null;
   private readonly mover: MoveControl;
   private closeWhenIdleRequested = false;
+  /** a command was dispatched since the idle sweep last looked (idle-sweep.ts) */
+  activeSinceSweep = true;
+  /** performance.now() from which the sweep counts the session idle */
+  idleSince = 0;
+  /** wait_timeout (s) the server gave the session at login; a SET the tracker saw overrides it */
+  loginWaitTimeout: number | null = null;
 
   constructor(id: number, auth: AuthenticatedClient, deps: SessionDeps, release: () => void = () => undefined) {
     this.id = id;
@@ -155,6 +162,7 @@ export class Session implements ChunkSink, CommandSink {
         return abandonBackend(this, b);
       }
       this.attachBackend(b);
+      this.loginWaitTimeout = b.waitTimeout;
     } catch (e) {
       const err = e instanceof FerryError ? e : new FerryError(FERRY_NO_BACKEND, "08S01", String(e));
       this.log.warn({ err: err.message }, "session could not get a backend");
@@ -290,6 +298,7 @@ export class Session implements ChunkSink, CommandSink {
 
   /** CommandSink: a command's first packet is in buf. */
   dispatch(buf: Buffer, pos: number, end: number, len: number, seq: number): number {
+    this.activeSinceSweep = true;
     return dispatchCommand(this, buf, pos, end, len, seq);
   }
 
@@ -481,6 +490,11 @@ export class Session implements ChunkSink, CommandSink {
     return this.cstate === C.Idle && !this.scanner.active && this.tracker.movable;
   }
 
+  /** Between commands with nothing in flight or waiting: the idle clock runs (idle-sweep.ts). */
+  get idle(): boolean {
+    return this.cstate === C.Idle && !this.scanner.active && this.held.length === 0;
+  }
+
   /** Ferry works on the session's connections (a move): the client's commands wait. */
   beginBusy(): void {
     this.cstate = C.Busy;
@@ -588,6 +602,13 @@ export class Session implements ChunkSink, CommandSink {
     }
     if (!this.tracker.movable) {
       this.log.info({ server: where, pinned: this.tracker.pinReasons() }, "backend lost while the session was pinned; closing it");
+      return this.close();
+    }
+    const limit = idleLimitMs(this, this.deps.config());
+    const idleMs = performance.now() - this.idleSince;
+    if (this.idle && !this.activeSinceSweep && limit > 0 && idleMs >= limit - 2 * SWEEP_MS) {
+      // The server closed it for its wait_timeout, which the sweep is about to apply anyway.
+      this.log.info({ server: where, idleMs: Math.round(idleMs), limitMs: limit }, "backend closed a session idle to its wait_timeout; closing the client");
       return this.close();
     }
     this.lostFrom = where;
