@@ -55,8 +55,9 @@ export function readProxyPrefix(socket: net.Socket, trusted: readonly Cidr[]): P
       try {
         header = parseProxyHeader(buf);
       } catch (e) {
-        if (!(e instanceof ProxyHeaderError)) throw e;
-        fail(new FerryError(ER_HANDSHAKE_ERROR, "08S01", `ferry: refused PROXY protocol header from ${peer}: ${e.message}`, "client"));
+        // A data handler must not throw: whatever the parser met, this client alone is refused.
+        const why = e instanceof ProxyHeaderError ? e.message : `unreadable header (${(e as Error).message})`;
+        fail(new FerryError(ER_HANDSHAKE_ERROR, "08S01", `ferry: refused PROXY protocol header from ${peer}: ${why}`, "client"));
         return;
       }
       if (header === null) return;
