@@ -157,6 +157,37 @@ listen plain\n  bind 127.0.0.1:${hap.plain}\n  server ferry 127.0.0.1:${ferry.po
     assert.equal(await portOf(keep(await viaHeader(ferry.port, Buffer.from(`PROXY TCP4 10.20.0.1 127.0.0.1 1 2\r\n`)))), cluster.servers[1].port);
   });
 
+  it("survives random bytes behind PROXY signatures at connection start", async () => {
+    let seed = 99;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const heads = [Buffer.from("PROXY "), Buffer.from(SIG, "hex"), Buffer.from("PROX"), Buffer.alloc(0)];
+    const replies: Buffer[] = [];
+    const before = ferry.sessions();
+    for (let batch = 0; batch < 15; batch++) {
+      await Promise.all(Array.from({ length: 10 }, () => new Promise<void>((resolve) => {
+        const tail = Buffer.alloc(rand(300));
+        for (let j = 0; j < tail.length; j++) tail[j] = rand(256);
+        const s = net.connect(ferry.port, "127.0.0.1");
+        const got: Buffer[] = [];
+        s.on("data", (c: Buffer) => got.push(c));
+        s.on("error", () => undefined);
+        s.on("close", () => { replies.push(Buffer.concat(got)); resolve(); });
+        s.write(Buffer.concat([heads[rand(heads.length)], tail]));
+        setTimeout(() => s.destroy(), 150);
+      })));
+    }
+    assert.equal(replies.length, 150);
+    assert.ok(replies.every((r) => r.length > 0 && r[4] === 10), "each got Ferry's greeting");
+    const refusals = replies.filter((r) => r.length > r.readUIntLE(0, 3) + 4 + 6 && r[r.readUIntLE(0, 3) + 8] === 0xff);
+    assert.ok(refusals.length > 20, `${refusals.length} refused with an ERR`);
+    assert.ok(await waitFor(() => ferry.sessions() === before, 2000), "no session left behind");
+    assert.ok(!logs.lines.some((l) => /"level":(50|60)/.test(l)), "nothing logged as an error");
+    assert.equal(await portOf(keep(await viaHeader(ferry.port, Buffer.from("PROXY TCP4 10.20.1.1 127.0.0.1 1 2\r\n")))), cluster.servers[1].port);
+  });
+
   it("refuses a header from an address not in proxy_protocol_networks with 1130, after a reload", async () => {
     ferry.reload(parseConfig(configText(`["10.0.0.0/8"]`), "test"));
     try {

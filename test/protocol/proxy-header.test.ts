@@ -81,6 +81,39 @@ describe("PROXY protocol header", () => {
     refused(hex(`${SIG} 21 21 000c 0a141e28 7f000001 d431 0cea`), /IPv6 header too short/);
   });
 
+  it("answers random bytes behind either signature with a header, null or a ProxyHeaderError, nothing else", () => {
+    let seed = 12345;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const V1_CHARS = "TCP46UNKOW 0123456789abcdef.:\r\n";
+    const outcomes = { header: 0, more: 0, refused: 0 };
+    for (let i = 0; i < 20_000; i++) {
+      const v1 = rand(2) === 0;
+      const head = v1 ? Buffer.from("PROXY ") : hex(SIG);
+      const body = Buffer.alloc(rand(140));
+      for (let j = 0; j < body.length; j++) {
+        // v1: mostly the characters a header is made of; v2: plausible version, family and length bytes
+        body[j] = v1 ? V1_CHARS.charCodeAt(rand(V1_CHARS.length)) : j === 0 ? [0x20, 0x21, 0x11][rand(3)] : j === 2 ? 0 : rand(256);
+      }
+      const buf = Buffer.concat([head, body]);
+      try {
+        const h = parseProxyHeader(buf);
+        if (h === null) outcomes.more++;
+        else {
+          outcomes.header++;
+          assert.ok(h.length <= buf.length && h.length >= 15);
+        }
+      } catch (e) {
+        assert.ok(e instanceof ProxyHeaderError, `${buf.toString("hex")}: ${(e as Error).stack}`);
+        outcomes.refused++;
+      }
+    }
+    // every outcome occurs, so the loop exercises the parser rather than its first check
+    assert.ok(outcomes.header > 100 && outcomes.more > 100 && outcomes.refused > 100, JSON.stringify(outcomes));
+  });
+
   it("encodes version 2 headers Ferry sends to servers, exactly", () => {
     assert.deepEqual(encodeProxyV2({ address: "10.20.30.40", port: 54321 }, { address: "127.0.0.1", port: 6033 }),
       hex(`${SIG} 21 11 000c 0a141e28 7f000001 d431 1791`));
