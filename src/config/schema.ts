@@ -123,6 +123,9 @@ export const dnsSourceSchema = z.object({
   interval_ms: z.number().int().min(100).default(5000),
   /** DNS servers to ask ("host:port"); the system resolver when empty */
   resolvers: z.array(hostPort).default([]),
+  /** given to every server found, as for configured servers */
+  use_ssl: z.boolean().default(false),
+  send_proxy_protocol: z.boolean().default(false),
 }).strict();
 
 export const etcdSourceSchema = z.object({

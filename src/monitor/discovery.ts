@@ -66,7 +66,8 @@ class DnsSource implements Source {
       found = [];
     }
     const servers = found.sort((a, b) => a.host.localeCompare(b.host) || a.port - b.port).map((f) => ({
-      ...serverSchema.parse({ host: f.host, port: f.port, hostgroup: this.c.hostgroup, weight: f.weight, max_replication_lag: this.c.max_replication_lag, labels: this.c.labels }),
+      ...serverSchema.parse({ host: f.host, port: f.port, hostgroup: this.c.hostgroup, weight: f.weight, max_replication_lag: this.c.max_replication_lag, labels: this.c.labels,
+        use_ssl: this.c.use_ssl, send_proxy_protocol: this.c.send_proxy_protocol }),
       source: this.name,
     }));
     if (sameList(servers, this.servers)) return;

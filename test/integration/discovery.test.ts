@@ -103,8 +103,10 @@ describe("discovery", () => {
     dns.a.set("single.db.test", ["127.0.0.1"]);
     const logs = new LogSink();
     const f = await ferryWith(`[[discovery.dns]]\nname = "_mysql._tcp.db.test"\ntype = "SRV"\nresolvers = ["127.0.0.1:${dns.port}"]\ninterval_ms = 200\n
-[[discovery.dns]]\nname = "single.db.test"\nport = ${p1}\nhostgroup = 2\nresolvers = ["127.0.0.1:${dns.port}"]\ninterval_ms = 200\n`, logs);
+[[discovery.dns]]\nname = "single.db.test"\nport = ${p1}\nhostgroup = 2\nresolvers = ["127.0.0.1:${dns.port}"]\ninterval_ms = 200\nsend_proxy_protocol = true\n`, logs);
     assert.ok(await waitFor(() => addresses(f).length === 2 && addresses(f, 2).length === 1, 5000), `found ${addresses(f)} / ${addresses(f, 2)}`);
+    // a source's server settings go to every server it finds
+    assert.deepEqual(f.config().servers.map((s) => [s.hostgroup, s.sendProxyProtocol]).sort(), [[0, false], [0, false], [2, true]]);
     const cs = await Promise.all([1, 2, 3, 4].map(() => client(f)));
     const ports = await Promise.all(cs.map(portOf));
     assert.equal(ports.filter((p) => p === p0).length, 2, `spread ${ports}`);
