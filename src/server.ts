@@ -1,6 +1,7 @@
 // Wires the planes together: configuration, the client listener, sessions, the router.
 // Imported only by cli/.
 
+import type net from "node:net";
 import type { Logger } from "pino";
 import { probeServerVersion } from "./backend/backend-connection.js";
 import { loadConfigFile } from "./config/load.js";
@@ -24,6 +25,8 @@ const DEFAULT_VERSION = "5.5.5-10.11.0-MariaDB-ferry";
 export interface FerryServer {
   readonly port: number;
   readonly host: string;
+  /** the Unix socket Ferry listens on as well, or null */
+  readonly socketPath: string | null;
   readonly log: Logger;
   config(): RuntimeConfig;
   sessions(): number;
@@ -98,11 +101,25 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   discovery.configure(file.discovery);
   monitor.start();
   const [host, portText] = splitHostPort(runtime.proxy.listen);
-  const addr = await listener.listen(host, Number(portText));
-  log.info({ listen: `${addr.address}:${addr.port}`, servers: runtime.servers.length, users: runtime.users.size, version: serverVersion }, "ferry listening");
+  const socketPath = runtime.proxy.socket ?? null;
+  let addr: net.AddressInfo;
+  try {
+    addr = await listener.listen(host, Number(portText));
+    if (socketPath !== null) await listener.listenSocket(socketPath);
+  } catch (e) {
+    // Nothing may keep running for a Ferry that did not start.
+    rebalancer.stop();
+    idleSweep.stop();
+    monitor.stop();
+    discovery.stop();
+    await listener.close();
+    throw e;
+  }
+  log.info({ listen: `${addr.address}:${addr.port}`, ...(socketPath ? { socket: socketPath } : {}), servers: runtime.servers.length, users: runtime.users.size, version: serverVersion }, "ferry listening");
   return {
     port: addr.port,
     host: addr.address,
+    socketPath,
     log,
     config: () => runtime,
     sessions: () => registry.size,

@@ -153,6 +153,8 @@ export const balancerSchema = z.object({
 export const configSchema = z.object({
   proxy: z.object({
     listen: hostPort.default("127.0.0.1:6033"),
+    /** a Unix socket to listen on as well (clients there are 'localhost') */
+    socket: z.string().min(1).max(100).optional(),
     max_connections: z.number().int().min(1).max(1_000_000).default(10_000),
     handshake_timeout_ms: z.number().int().min(100).default(10_000),
     backend_connect_timeout_ms: z.number().int().min(100).default(5_000),

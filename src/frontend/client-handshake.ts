@@ -52,6 +52,8 @@ export interface HandshakeContext {
   tls: TlsMaterial;
   /** users who completed caching_sha2_password full authentication since start (keyed by name + password) */
   sha2Cache: Set<string>;
+  /** the client came through the Unix socket: its address is "localhost" */
+  local?: boolean;
 }
 
 export interface AuthenticatedClient {
@@ -107,7 +109,7 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     capabilities: caps, mariadbCapabilities: mariadbCaps, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,
     authPluginName: NATIVE_PASSWORD,
   }));
-  const prefix = await readProxyPrefix(socket, ctx.config.proxyProtocolNetworks);
+  const prefix = await readProxyPrefix(socket, ctx.config.proxyProtocolNetworks, ctx.local);
   let conn: Duplex = socket;
   let stream = new PacketStream(conn, 1 << 20);
   if (prefix.rest.length) stream.push(prefix.rest);
@@ -125,7 +127,7 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     resp = parseResponse(pkt, conn);
     if (resp.sslRequest) throw new HandshakeFailure(new FerryError(ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: second SSL request", "client"), pkt.seq + 1, conn);
   }
-  const peer: Endpoint = { address: socket.remoteAddress ?? "unknown", port: socket.remotePort ?? 0 };
+  const peer: Endpoint = { address: ctx.local ? "localhost" : socket.remoteAddress ?? "unknown", port: socket.remotePort ?? 0 };
   const relayed = prefix.header?.source ?? null;
   const client = relayed ?? peer;
   const host = client.address;

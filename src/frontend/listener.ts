@@ -1,6 +1,8 @@
-// Accepts client connections: enforces max_connections and the handshake timeout, runs the
-// connection phase, and hands authenticated clients to a session factory.
+// Accepts client connections on a TCP address and, optionally, a Unix socket: enforces
+// max_connections (across both) and the handshake timeout, runs the connection phase, and hands
+// authenticated clients to a session factory.
 
+import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import type { Logger } from "pino";
 import type { RuntimeConfig } from "../config/runtime-config.js";
@@ -22,34 +24,46 @@ export interface ListenerDeps {
 }
 
 export class ClientListener {
-  private server: net.Server;
+  private readonly servers: net.Server[] = [];
   private open = 0;
   private readonly deps: ListenerDeps;
 
   constructor(deps: ListenerDeps) {
     this.deps = deps;
-    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 
   get connections(): number {
     return this.open;
   }
 
-  listen(host: string, port: number): Promise<net.AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen({ host, port, backlog: 1024 }, () => {
-        this.server.off("error", reject);
-        resolve(this.server.address() as net.AddressInfo);
-      });
-    });
+  async listen(host: string, port: number): Promise<net.AddressInfo> {
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, false));
+    await listenOn(server, { host, port, backlog: 1024 });
+    this.servers.push(server);
+    return server.address() as net.AddressInfo;
+  }
+
+  /**
+   * Listens on a Unix socket too, readable and writable by every local user (as the server's
+   * socket; file permissions of its directory decide). A socket file left by a process that died
+   * is replaced; one a live process listens on is refused.
+   */
+  async listenSocket(path: string): Promise<void> {
+    if (existsSync(path)) {
+      if (!lstatSync(path).isSocket()) throw new Error(`ferry: refused proxy.socket ${path}: the path exists and is not a socket`);
+      if (await answers(path)) throw new Error(`ferry: refused proxy.socket ${path}: another process is listening on it`);
+      unlinkSync(path);
+    }
+    const server = net.createServer((socket) => this.accept(socket, true));
+    await listenOn(server, { path, backlog: 1024, readableAll: true, writableAll: true });
+    this.servers.push(server);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))).then(() => undefined);
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, local: boolean): void {
     const cfg = this.deps.config();
     socket.on("error", () => undefined); // reported where the connection is handled
     if (this.open >= cfg.proxy.max_connections) {
@@ -74,7 +88,7 @@ export class ClientListener {
       socket.destroy();
     }, cfg.proxy.handshake_timeout_ms);
     socket.once("close", () => clearTimeout(timer));
-    clientHandshake(socket, { connectionId: id, serverVersion: this.deps.serverVersion(), config: cfg, tls: this.deps.tls, sha2Cache: this.deps.sha2Cache })
+    clientHandshake(socket, { connectionId: id, serverVersion: this.deps.serverVersion(), config: cfg, tls: this.deps.tls, sha2Cache: this.deps.sha2Cache, local })
       .then((client) => {
         clearTimeout(timer);
         if (socket.destroyed) return release();
@@ -93,4 +107,25 @@ export class ClientListener {
         release();
       });
   }
+}
+
+function listenOn(server: net.Server, options: net.ListenOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+/** Whether something accepts connections on the Unix socket at path. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path, () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.on("error", () => resolve(false));
+  });
 }

@@ -22,8 +22,8 @@ export interface ProxyPrefix {
  * its own reader, feeds it `rest`, then resumes the socket. A header from an untrusted peer or a
  * malformed one rejects with the FerryError to answer (1130 / 1043).
  */
-export function readProxyPrefix(socket: net.Socket, trusted: readonly Cidr[]): Promise<ProxyPrefix> {
-  const peer = socket.remoteAddress ?? "unknown";
+export function readProxyPrefix(socket: net.Socket, trusted: readonly Cidr[], local = false): Promise<ProxyPrefix> {
+  const peer = local ? "localhost" : socket.remoteAddress ?? "unknown";
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
     const finish = (): void => {

@@ -1,7 +1,7 @@
 // After login, a client socket is re-created around the same handle with net's `onread`, so
 // commands are read into a reused buffer instead of through the Readable stream (Node has no
 // `onread` option for accepted sockets). A TLS socket's handle is its TLS stream (TLSWrap), which
-// reads decrypted bytes the same way; only a plain TCP handle is also written directly
+// reads decrypted bytes the same way; only a plain TCP or Unix-socket handle is also written directly
 // (lib/libuv-stream.ts).
 // `_handle` is Node's long-standing internal field for a socket's libuv handle.
 

@@ -1,4 +1,4 @@
-// Node's stream binding, for reading and writing a plain TCP socket's libuv handle directly.
+// Node's stream binding, for reading and writing a plain TCP or Unix socket's libuv handle directly.
 //
 // net.Socket reads and writes through the Readable/Writable machinery: a WriteWrap object, a
 // callback and stream bookkeeping per write, timer and state checks per read. On a proxy's
@@ -23,7 +23,7 @@ export interface WriteReq {
   buffer: Buffer | null;
 }
 
-export interface TcpHandle {
+export interface StreamHandle {
   writeBuffer(req: WriteReq, buf: Buffer): number;
   useUserBuffer(buf: Buffer): void;
   onread: (arrayBuffer: unknown) => unknown;
@@ -34,8 +34,9 @@ interface StreamBinding {
   streamBaseState: Int32Array;
   kLastWriteWasAsync: number;
   kReadBytesOrError: number;
-  /** libuv's TCP handle class: only its instances are written directly */
+  /** libuv's TCP and Unix-socket handle classes: only their instances are read and written directly */
   TCP: abstract new () => unknown;
+  Pipe: abstract new () => unknown;
 }
 
 function load(): StreamBinding | null {
@@ -43,9 +44,10 @@ function load(): StreamBinding | null {
     const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
     const b = binding("stream_wrap") as Partial<StreamBinding>;
     const { TCP } = binding("tcp_wrap") as { TCP?: unknown };
-    if (typeof b.WriteWrap !== "function" || !(b.streamBaseState instanceof Int32Array) || typeof TCP !== "function") return null;
+    const { Pipe } = binding("pipe_wrap") as { Pipe?: unknown };
+    if (typeof b.WriteWrap !== "function" || !(b.streamBaseState instanceof Int32Array) || typeof TCP !== "function" || typeof Pipe !== "function") return null;
     if (typeof b.kLastWriteWasAsync !== "number" || typeof b.kReadBytesOrError !== "number") return null;
-    return { ...b, TCP } as StreamBinding;
+    return { ...b, TCP, Pipe } as StreamBinding;
   } catch {
     return null;
   }
@@ -55,14 +57,14 @@ function load(): StreamBinding | null {
 export const streamBinding: StreamBinding | null = process.env.FERRY_STREAM_IO === "off" ? null : load();
 
 /**
- * The libuv TCP handle under a plain connected socket, when direct I/O can use it. Not a TLS
- * socket's handle, nor a TCP socket's re-wrapped around a TLS handle (rebind.ts): TLS allows one
- * write in flight where libuv queues any number.
+ * The libuv TCP or Unix-socket handle under a plain connected socket, when direct I/O can use
+ * it. Not a TLS socket's handle, nor a socket's re-wrapped around a TLS handle (rebind.ts): TLS
+ * allows one write in flight where libuv queues any number.
  */
-export function tcpHandleOf(socket: Duplex): TcpHandle | null {
+export function streamHandleOf(socket: Duplex): StreamHandle | null {
   if (streamBinding === null || !(socket instanceof net.Socket)) return null;
-  const h = (socket as unknown as { _handle: Partial<TcpHandle> | null })._handle;
-  if (!h || !(h instanceof streamBinding.TCP)) return null;
+  const h = (socket as unknown as { _handle: Partial<StreamHandle> | null })._handle;
+  if (!h || !(h instanceof streamBinding.TCP || h instanceof streamBinding.Pipe)) return null;
   if (typeof h.writeBuffer !== "function" || typeof h.useUserBuffer !== "function" || typeof h.onread !== "function") return null;
-  return h as TcpHandle;
+  return h as StreamHandle;
 }

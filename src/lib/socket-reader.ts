@@ -4,13 +4,13 @@
 // renew() so the next read goes to a fresh buffer.
 //
 // Sockets are created with net's `onread` option (so pause() and resume() stop and start the
-// handle directly); attach() then takes over the handle's read callback for plain TCP sockets
+// handle directly); attach() then takes over the handle's read callback for plain TCP and Unix sockets
 // (libuv-stream.ts): a read with data goes straight to the sink, and end of stream and errors go
 // on to net's own callback. Reads then do not refresh a socket's `setTimeout` timer; Ferry keeps
 // its own timers.
 
 import type { Duplex } from "node:stream";
-import { streamBinding, tcpHandleOf } from "./libuv-stream.js";
+import { streamBinding, streamHandleOf } from "./libuv-stream.js";
 
 export interface ChunkSink {
   onChunk(chunk: Buffer): void;
@@ -36,7 +36,7 @@ export class SocketReader {
 
   /** Reads the socket's handle directly from now on (a no-op where direct I/O is unavailable). */
   attach(socket: Duplex): void {
-    const handle = tcpHandleOf(socket);
+    const handle = streamHandleOf(socket);
     if (handle === null) return;
     const state = streamBinding!.streamBaseState;
     const kNread = streamBinding!.kReadBytesOrError;

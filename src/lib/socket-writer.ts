@@ -1,4 +1,4 @@
-// Writes forwarded chunks to a socket. On a plain TCP socket the chunk goes to the libuv handle
+// Writes forwarded chunks to a socket. On a plain TCP or Unix socket the chunk goes to the libuv handle
 // directly (libuv-stream.ts): when the kernel takes it at once, as it does for nearly every chunk,
 // nothing is allocated and no callback is scheduled. When the kernel cannot take it all, libuv
 // queues the rest, in order, behind anything already queued; the chunk stays referenced until then,
@@ -8,20 +8,20 @@
 
 import type { Duplex } from "node:stream";
 import { getSystemErrorName } from "node:util";
-import { streamBinding, tcpHandleOf, type TcpHandle, type WriteReq } from "./libuv-stream.js";
+import { streamBinding, streamHandleOf, type StreamHandle, type WriteReq } from "./libuv-stream.js";
 
 export class SocketWriter {
   /** runs when writing may go on after write() returned false */
   onDrain: (() => void) | null = null;
   /** the socket's handle when writes can go to it directly */
-  private readonly handle: TcpHandle | null;
+  private readonly handle: StreamHandle | null;
   /** reused for every write the kernel completes at once; replaced after one that is queued */
   private req: WriteReq | null = null;
   /** direct writes queued in libuv */
   private pending = 0;
 
   constructor(private readonly socket: Duplex) {
-    this.handle = tcpHandleOf(socket);
+    this.handle = streamHandleOf(socket);
     socket.on("drain", () => {
       if (this.onDrain !== null) this.onDrain();
     });
@@ -61,7 +61,7 @@ export class SocketWriter {
     return this.pending > 0 || this.socket.writableLength > 0;
   }
 
-  private newReq(handle: TcpHandle): WriteReq {
+  private newReq(handle: StreamHandle): WriteReq {
     const req = new streamBinding!.WriteWrap();
     req.handle = handle;
     req.oncomplete = this.afterQueuedWrite;

@@ -73,7 +73,7 @@ export class Session implements ChunkSink, CommandSink {
   readonly command = new CommandInFlight();
   private backendPaused = false;
   private closed = false;
-  /** reads the client socket when it could be re-bound for `onread` (plain TCP); else "data" events */
+  /** reads the client socket when it could be re-bound for `onread` (plain TCP or Unix socket); else "data" events */
   private clientReader: SocketReader | null = null;
   /** writes forwarded chunks to the client (made once the client socket is final, in start()) */
   private clientOut!: SocketWriter;

@@ -2,38 +2,50 @@
 // backpressure, and the read buffer handed over in place.
 
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { it } from "node:test";
 import { rebindForForwarding } from "../../src/frontend/rebind.js";
-import { streamBinding, tcpHandleOf } from "../../src/lib/libuv-stream.js";
+import { streamBinding, streamHandleOf } from "../../src/lib/libuv-stream.js";
 import { SocketReader } from "../../src/lib/socket-reader.js";
 import { SocketWriter } from "../../src/lib/socket-writer.js";
 
-/** A connected pair: `client` (ours) and `server` (the peer, paused until the test reads it). */
-async function pair(): Promise<{ client: net.Socket; server: net.Socket; close(): void }> {
+type Kind = "tcp" | "unix";
+const KINDS: Kind[] = ["tcp", "unix"];
+
+/** A connected pair over TCP or a Unix socket: `client` (ours) and `server` (the peer, paused until the test reads it). */
+async function pair(kind: Kind = "tcp"): Promise<{ client: net.Socket; server: net.Socket; close(): void }> {
   const srv = net.createServer({ pauseOnConnect: true });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const dir = kind === "unix" ? mkdtempSync(join(tmpdir(), "ferry-sock-")) : "";
+  const path = join(dir, "s.sock");
+  if (kind === "unix") await new Promise<void>((r) => srv.listen(path, r));
+  else await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
   const accepted = new Promise<net.Socket>((r) => srv.once("connection", r));
-  const client = net.connect({ port: (srv.address() as net.AddressInfo).port, host: "127.0.0.1" });
+  const client = kind === "unix" ? net.connect(path) : net.connect({ port: (srv.address() as net.AddressInfo).port, host: "127.0.0.1" });
   await new Promise<void>((r) => client.once("connect", r));
   const server = await accepted;
-  return { client, server, close: () => { client.destroy(); server.destroy(); srv.close(); } };
+  return { client, server, close: () => { client.destroy(); server.destroy(); srv.close(); if (dir) rmSync(dir, { recursive: true, force: true }); } };
 }
 
 const chunk = (i: number, size: number): Buffer => Buffer.alloc(size, i % 251);
 
 it("direct I/O is available on this Node (else Ferry falls back to the stream layer)", { skip: process.env.FERRY_STREAM_IO === "off" ? "FERRY_STREAM_IO=off" : false }, async () => {
   assert.ok(streamBinding, "process.binding('stream_wrap') has the expected shape");
-  const p = await pair();
-  try {
-    assert.ok(tcpHandleOf(p.client), "a plain TCP socket's handle is used directly");
-  } finally {
-    p.close();
+  for (const kind of KINDS) {
+    const p = await pair(kind);
+    try {
+      assert.ok(streamHandleOf(p.client), `a plain ${kind} socket's handle is used directly`);
+      assert.ok(streamHandleOf(p.server), `an accepted ${kind} socket's handle is used directly`);
+    } finally {
+      p.close();
+    }
   }
 });
 
-it("keeps order across direct and stream writes, reports backpressure, and drains", async () => {
-  const p = await pair();
+for (const kind of KINDS) it(`keeps order across direct and stream writes, reports backpressure, and drains (${kind})`, async () => {
+  const p = await pair(kind);
   try {
     const w = new SocketWriter(p.client);
     let drained = 0;
@@ -68,8 +80,8 @@ it("keeps order across direct and stream writes, reports backpressure, and drain
   }
 });
 
-it("reads into its buffer in place and hands over a fresh one after renew()", async () => {
-  const p = await pair();
+for (const kind of KINDS) it(`reads into its buffer in place and hands over a fresh one after renew() (${kind})`, async () => {
+  const p = await pair(kind);
   try {
     const reader = new SocketReader();
     const seen: Buffer[] = [];

@@ -1,0 +1,91 @@
+// proxy.socket: Ferry listens on a Unix socket as well as on TCP, for local clients (the way a
+// MariaDB server offers both). Real clients (mysql2, the mariadb CLI) against a real server.
+
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import mysql from "mysql2/promise";
+import { startFerry, type FerryServer } from "../../src/server.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, one, proxyConfig, startProxy, waitFor } from "./harness.js";
+
+const run = promisify(execFile);
+
+describe("Unix socket listener", () => {
+  let cluster: Cluster;
+  let ferry: FerryServer;
+  let sock: string;
+
+  before(async () => {
+    cluster = await Cluster.start(1);
+    sock = join(cluster.dir, "ferry.sock");
+    ({ ferry } = await startProxy(cluster, `socket = "${sock}"\n[[routes]]\nclient_addr = "0.0.0.0/0"\ndestination_hostgroup = 7`));
+  });
+
+  after(async () => {
+    await ferry?.close();
+    await cluster?.stop();
+  });
+
+  const viaSocket = (opts: mysql.ConnectionOptions = {}) =>
+    mysql.createConnection({ socketPath: sock, user: APP_USER, password: APP_PASSWORD, database: "app", ...opts });
+
+  it("serves mysql2 over the socket with the same results as over TCP, large rows both ways included", async () => {
+    // The route sends every TCP client (any IPv4 address) to the empty hostgroup 7; socket clients are 'localhost'.
+    await assert.rejects(connectVia(ferry.port), (e: mysql.QueryError) => e.errno === 9001);
+    const c = await viaSocket();
+    assert.equal(Number((await one(c, "SELECT @@port AS p")).p), cluster.servers[0].port);
+    await c.query("CREATE TABLE IF NOT EXISTS blobs (id INT PRIMARY KEY, b LONGBLOB)");
+    const big = Buffer.alloc(6 << 20);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+    await c.execute("REPLACE INTO blobs VALUES (1, ?)", [big]);
+    const [text] = (await c.query("SELECT b FROM blobs WHERE id = 1")) as unknown as [{ b: Buffer }[]];
+    const [binary] = (await c.execute("SELECT b, LENGTH(b) AS n FROM blobs WHERE id = ?", [1])) as unknown as [{ b: Buffer; n: number }[]];
+    assert.ok(text[0].b.equals(big), "text protocol row");
+    assert.ok(binary[0].b.equals(big), "binary protocol row");
+    assert.equal(Number(binary[0].n), big.length);
+    await c.end();
+  });
+
+  it("serves the mariadb CLI over the socket", async () => {
+    const { stdout } = await run("mariadb", ["--no-defaults", "-S", sock, `-u${APP_USER}`, `-p${APP_PASSWORD}`, "app", "-N", "-B", "-e", "SELECT 1 + 1, @@port"]);
+    assert.equal(stdout.trim(), `2\t${cluster.servers[0].port}`);
+  });
+
+  it("names socket clients 'localhost', and any local user may connect", async () => {
+    await assert.rejects(viaSocket({ password: "wrong" }), (e: mysql.QueryError) =>
+      e.errno === 1045 && e.message === `ferry: Access denied for user '${APP_USER}'@'localhost' (using password: YES)`);
+    const mode = statSync(sock).mode & 0o777;
+    assert.equal(mode, 0o777, `socket mode ${mode.toString(8)}: any local user may connect, as to the server's socket`);
+  });
+
+  it("replaces a socket file left by a process that died, and refuses one a live process listens on", async () => {
+    const logs = new LogSink();
+    // Another Ferry on the same socket: refused, and nothing of it keeps running.
+    await assert.rejects(startFerry(proxyConfig(cluster, `socket = "${sock}"`), { logLevel: "silent", logDestination: logs }),
+      (e: Error) => e.message === `ferry: refused proxy.socket ${sock}: another process is listening on it`);
+    // A regular file in the way: refused.
+    const file = join(cluster.dir, "not-a-socket");
+    writeFileSync(file, "x");
+    await assert.rejects(startFerry(proxyConfig(cluster, `socket = "${file}"`), { logLevel: "silent", logDestination: logs }),
+      (e: Error) => e.message === `ferry: refused proxy.socket ${file}: the path exists and is not a socket`);
+    // A socket file whose listener was killed: replaced.
+    const stale = join(cluster.dir, "stale.sock");
+    const child = spawn(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(stale)}, () => console.log("up"))`], { stdio: ["ignore", "pipe", "ignore"] });
+    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    assert.ok(statSync(stale).isSocket(), "the dead process left its socket file");
+    const second = await startFerry(proxyConfig(cluster, `socket = "${stale}"`), { logLevel: "silent", logDestination: logs });
+    try {
+      const c = await mysql.createConnection({ socketPath: stale, user: APP_USER, password: APP_PASSWORD });
+      assert.equal(Number((await one(c, "SELECT 7 AS n")).n), 7);
+      await c.end();
+    } finally {
+      await second.close();
+    }
+    assert.ok(await waitFor(() => ferry.sessions() === 0, 2000));
+  });
+});
