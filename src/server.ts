@@ -135,6 +135,10 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     health: () => monitor.results(),
     reload(next: ConfigFile) {
       const monitorWas = JSON.stringify(file.monitor);
+      const listening = { listen: initial.proxy.listen, socket: socketPath };
+      if (next.proxy.listen !== listening.listen || (next.proxy.socket ?? null) !== listening.socket) {
+        log.warn({ listening, configured: { listen: next.proxy.listen, socket: next.proxy.socket ?? null } }, "proxy.listen and proxy.socket take effect at restart; the listeners stay as they are");
+      }
       file = next;
       runtime = build();
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");

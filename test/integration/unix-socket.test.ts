@@ -17,11 +17,13 @@ describe("Unix socket listener", () => {
   let cluster: Cluster;
   let ferry: FerryServer;
   let sock: string;
+  let logs: LogSink;
+  const extra = () => `socket = "${sock}"\n[[routes]]\nclient_addr = "0.0.0.0/0"\ndestination_hostgroup = 7`;
 
   before(async () => {
     cluster = await Cluster.start(1);
     sock = join(cluster.dir, "ferry.sock");
-    ({ ferry } = await startProxy(cluster, `socket = "${sock}"\n[[routes]]\nclient_addr = "0.0.0.0/0"\ndestination_hostgroup = 7`));
+    ({ ferry, logs } = await startProxy(cluster, extra()));
   });
 
   after(async () => {
@@ -59,6 +61,18 @@ describe("Unix socket listener", () => {
       e.errno === 1045 && e.message === `ferry: Access denied for user '${APP_USER}'@'localhost' (using password: YES)`);
     const mode = statSync(sock).mode & 0o777;
     assert.equal(mode, 0o777, `socket mode ${mode.toString(8)}: any local user may connect, as to the server's socket`);
+  });
+
+  it("keeps its listeners on a reload that moves them, and says they change at restart", async () => {
+    ferry.reload(proxyConfig(cluster, `socket = "${join(cluster.dir, "elsewhere.sock")}"`));
+    try {
+      assert.ok(logs.lines.some((l) => l.includes("proxy.listen and proxy.socket take effect at restart")));
+      const c = await viaSocket();
+      assert.equal(Number((await one(c, "SELECT 3 AS n")).n), 3);
+      await c.end();
+    } finally {
+      ferry.reload(proxyConfig(cluster, extra()));
+    }
   });
 
   it("replaces a socket file left by a process that died, and refuses one a live process listens on", async () => {
