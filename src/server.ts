@@ -8,7 +8,7 @@ import { loadConfigFile } from "./config/load.js";
 import { buildRuntimeConfig, type RuntimeConfig } from "./config/runtime-config.js";
 import type { ConfigFile } from "./config/schema.js";
 import { ClientListener } from "./frontend/listener.js";
-import { loadTlsMaterial } from "./frontend/tls-material.js";
+import { loadTlsMaterial, reloadTlsMaterial } from "./frontend/tls-material.js";
 import { createLogger } from "./observe/logger.js";
 import { Router } from "./router/router.js";
 import { SessionRegistry } from "./session/registry.js";
@@ -143,6 +143,9 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       runtime = build();
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");
       applyServerChanges(registry, runtime, log, () => runtime);
+      reloadTlsMaterial(tls, next.tls).then((changed) => {
+        if (changed) log.info({ cert: next.tls.cert ?? (next.tls.enabled ? "self-signed" : null) }, "TLS material reloaded: new connections use it");
+      }, (e: Error) => log.error({ err: e.message }, "could not reload TLS material; new connections keep the previous certificate and keys"));
       discovery.configure(next.discovery);
       if (JSON.stringify(next.monitor) !== monitorWas) {
         monitor.stop();

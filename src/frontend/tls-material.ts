@@ -1,7 +1,9 @@
 // TLS certificate for client connections (configured, or self-signed at start) and the RSA key
-// pair caching_sha2_password uses to receive passwords on connections without TLS.
+// pair caching_sha2_password uses to receive passwords on connections without TLS. A reload
+// (SIGHUP) reads configured files again, so rotated certificates take effect for new
+// connections; connections already encrypted keep theirs.
 
-import { generateKeyPairSync } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import { generate } from "selfsigned";
@@ -10,6 +12,10 @@ export interface TlsMaterial {
   context: tls.SecureContext | null;
   rsaPublicKey: string;
   rsaPrivateKey: string;
+  /** what it was made from: the settings and the configured files' contents */
+  source: string;
+  /** the RSA key pair was generated at start (no files configured) */
+  rsaGenerated: boolean;
 }
 
 export interface TlsSettings {
@@ -20,7 +26,16 @@ export interface TlsSettings {
   rsa_public_key?: string;
 }
 
-export async function loadTlsMaterial(s: TlsSettings): Promise<TlsMaterial> {
+/** The settings with the contents of the files they name: equal sources make equal material. */
+function sourceOf(s: TlsSettings): string {
+  const h = createHash("sha256").update(JSON.stringify(s));
+  for (const f of [s.cert, s.key, s.rsa_private_key, s.rsa_public_key]) if (f) h.update(readFileSync(f));
+  return h.digest("hex");
+}
+
+/** `previous`: a reload keeps its generated RSA key pair, which clients may have fetched already. */
+export async function loadTlsMaterial(s: TlsSettings, previous: TlsMaterial | null = null): Promise<TlsMaterial> {
+  const source = sourceOf(s);
   let context: tls.SecureContext | null = null;
   if (s.enabled) {
     let cert: string, key: string;
@@ -35,13 +50,30 @@ export async function loadTlsMaterial(s: TlsSettings): Promise<TlsMaterial> {
     context = tls.createSecureContext({ cert, key, minVersion: "TLSv1.2" });
   }
   let rsaPublicKey: string, rsaPrivateKey: string;
+  const rsaGenerated = !(s.rsa_private_key && s.rsa_public_key);
   if (s.rsa_private_key && s.rsa_public_key) {
     rsaPrivateKey = readFileSync(s.rsa_private_key, "utf8");
     rsaPublicKey = readFileSync(s.rsa_public_key, "utf8");
+    createPrivateKey(rsaPrivateKey); // refused here, not at a client's first full authentication
+    createPublicKey(rsaPublicKey);
+  } else if (previous?.rsaGenerated) {
+    rsaPublicKey = previous.rsaPublicKey;
+    rsaPrivateKey = previous.rsaPrivateKey;
   } else {
     const kp = generateKeyPairSync("rsa", { modulusLength: 2048, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } });
     rsaPublicKey = kp.publicKey;
     rsaPrivateKey = kp.privateKey;
   }
-  return { context, rsaPublicKey, rsaPrivateKey };
+  return { context, rsaPublicKey, rsaPrivateKey, source, rsaGenerated };
+}
+
+/**
+ * Makes `current` what `s` and its files describe now, in place (the listener and sessions hold
+ * it): returns false when nothing changed. Throws, leaving `current` as it was, when a file
+ * cannot be read or does not hold a usable certificate or key.
+ */
+export async function reloadTlsMaterial(current: TlsMaterial, s: TlsSettings): Promise<boolean> {
+  if (sourceOf(s) === current.source) return false;
+  Object.assign(current, await loadTlsMaterial(s, current));
+  return true;
 }

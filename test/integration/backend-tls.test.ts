@@ -5,11 +5,13 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { generate } from "selfsigned";
+import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
 import { parseConfig } from "../../src/config/load.js";
-import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, startProxy, withTimeout } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, proxyConfig, startProxy, waitFor, withTimeout } from "./harness.js";
 
 describe("TLS to the servers", () => {
   let cluster: Cluster;
@@ -78,6 +80,38 @@ describe("TLS to the servers", () => {
       assert.match(e.message, /TLS certificate refused \(ssl_ca .*other-ca\.pem\)/);
       return true;
     });
+  });
+
+  it("reads its own certificate files again on reload: new client connections get the new one, open ones keep theirs", async () => {
+    const certFile = join(dir, "ferry.pem"), keyFile = join(dir, "ferry.key");
+    const first = await generate([{ name: "commonName", value: "ferry-one" }], { keySize: 2048, algorithm: "sha256" });
+    const second = await generate([{ name: "commonName", value: "ferry-two" }], { keySize: 2048, algorithm: "sha256" });
+    writeFileSync(certFile, first.cert);
+    writeFileSync(keyFile, first.private);
+    const tlsSection = `[tls]\ncert = "${certFile}"\nkey = "${keyFile}"\n`;
+    const users = `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n${tlsSection}`;
+    const { ferry, logs } = await startProxy(cluster, "", users);
+    proxies.push(ferry);
+    const tlsClient = () => connectVia(ferry.port, { ssl: { rejectUnauthorized: false } });
+    const commonName = (c: mysql.Connection): string =>
+      String((c as unknown as { connection: { stream: tls.TLSSocket } }).connection.stream.getPeerCertificate().subject.CN);
+    const before = await tlsClient();
+    assert.equal(commonName(before), "ferry-one");
+    writeFileSync(certFile, second.cert);
+    writeFileSync(keyFile, second.private);
+    ferry.reload(proxyConfig(cluster, "", users));
+    assert.ok(await waitFor(() => logs.lines.some((l) => l.includes("TLS material reloaded")), 5000));
+    const after = await tlsClient();
+    assert.equal(commonName(after), "ferry-two");
+    assert.equal(commonName(before), "ferry-one", "the open connection keeps its certificate");
+    assert.equal(Number((await one(before, "SELECT 1 AS one")).one), 1);
+    // A broken key: logged, and new connections keep the last good certificate.
+    writeFileSync(keyFile, "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
+    ferry.reload(proxyConfig(cluster, "", users));
+    assert.ok(await waitFor(() => logs.lines.some((l) => l.includes("could not reload TLS material")), 5000));
+    const third = await tlsClient();
+    assert.equal(commonName(third), "ferry-two");
+    for (const c of [before, after, third]) await c.end();
   });
 
   it("refuses ssl_ca without use_ssl, and a missing ssl_ca file, naming the key", () => {
