@@ -113,6 +113,15 @@ export class ResponseScanner {
     }
   }
 
+  /**
+   * After scan() threw on a malformed packet: where the whole packets before it end in the chunk.
+   * chunk[forwardFrom, that) (after `emit`) is safe to forward; the bad packet starts there or, when
+   * its header began in an earlier chunk (none of it forwarded), nothing of this chunk precedes it.
+   */
+  get goodUntil(): number {
+    return this.pktStart >= 0 ? this.pktStart : this.forwardFrom;
+  }
+
   /** True between packets (no partial header or payload pending). */
   get atPacketBoundary(): boolean {
     return this.hdrHave === 0;

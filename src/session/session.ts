@@ -378,8 +378,7 @@ export class Session implements ChunkSink, CommandSink {
     try {
       r = this.scanner.scan(chunk, 0, chunk.length);
     } catch (e) {
-      this.log.error({ err: (e as Error).message, server: this.backendAddress }, "backend sent a malformed response");
-      this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to the backend: malformed response (${(e as Error).message})`, "backend"), -1);
+      this.malformedResponse(chunk, (e as Error).message);
       return;
     }
     const sc = this.scanner;
@@ -400,6 +399,47 @@ export class Session implements ChunkSink, CommandSink {
       this.responseDone();
       if (r < chunk.length) this.unsolicited(chunk.subarray(r));
     }
+  }
+
+  /**
+   * The backend sent a packet that breaks the protocol. The whole packets before it go to the
+   * client, the bad one and the connection do not: in its place the statement gets 2013, as for a
+   * connection lost between packets, and the session carries on elsewhere when it can.
+   */
+  private malformedResponse(chunk: Buffer, why: string): void {
+    const where = this.backendAddress;
+    this.log.error({ err: why, server: where }, "backend sent a malformed response");
+    const sc = this.scanner;
+    if (sc.emit !== null) this.clientOut.write(sc.emit);
+    if (sc.goodUntil > sc.forwardFrom) this.clientOut.write(chunk.subarray(sc.forwardFrom, sc.goodUntil));
+    const b = this.detachBackend();
+    if (b) {
+      b.socket.on("error", () => undefined);
+      b.socket.destroy();
+    }
+    if (where) this.deps.router.reportFailure(where);
+    this.failStatement(where, sc.lastSeq, `lost connection to the backend ${where}: malformed response (${why})`);
+  }
+
+  /**
+   * The statement in flight lost its backend between packets: it gets 2013 with `seq`; a session
+   * that is otherwise movable carries on elsewhere, one inside a transaction ends, as it would directly.
+   */
+  private failStatement(where: string | null, seq: number, what: string): void {
+    this.tracker.inCommand = false;
+    if (this.cmdTimer !== null) {
+      clearTimeout(this.cmdTimer);
+      this.cmdTimer = null;
+    }
+    const canContinue = this.tracker.movable;
+    const msg = `${what}${canContinue ? "; the session continues on another server" : ""}`;
+    if (!canContinue) return this.fatal(new FerryError(CR_SERVER_LOST, "HY000", msg, "backend"), seq);
+    this.client.write(encodeErr(seq, CR_SERVER_LOST, "HY000", `ferry: ${msg}`));
+    this.scanner.begin(Shape.None, this.deprecateEof);
+    this.cstate = C.Idle;
+    this.lostFrom = where;
+    this.log.warn({ server: where }, "backend lost during a statement; reconnecting");
+    this.requestMove("backend-lost");
   }
 
   private onClientDrain(): void {
@@ -581,20 +621,8 @@ export class Session implements ChunkSink, CommandSink {
     this.detachBackend();
     if (where) this.deps.router.reportFailure(where);
     if (this.cstate === C.Wait && this.scanner.atPacketBoundary) {
-      // Lost during a statement, between packets: that statement gets an error, and a session that
-      // was otherwise movable carries on elsewhere; inside a transaction it ends, as it would directly.
       const seq = this.scanner.started ? (this.scanner.lastSeq + 1) & 0xff : 1;
-      this.tracker.inCommand = false;
-      const canContinue = this.tracker.movable;
-      const msg = `lost connection to backend ${where} during the statement${canContinue ? "; the session continues on another server" : ""}`;
-      if (!canContinue) return this.fatal(new FerryError(CR_SERVER_LOST, "HY000", msg, "backend"), seq);
-      this.client.write(encodeErr(seq, CR_SERVER_LOST, "HY000", `ferry: ${msg}`));
-      this.scanner.begin(Shape.None, this.deprecateEof);
-      this.cstate = C.Idle;
-      this.lostFrom = where;
-      this.log.warn({ server: where }, "backend lost during a statement; reconnecting");
-      this.requestMove("backend-lost");
-      return;
+      return this.failStatement(where, seq, `lost connection to backend ${where} during the statement`);
     }
     if (this.cstate === C.Wait || this.cstate === C.Forward || this.cstate === C.Infile) {
       // Mid-packet or mid-upload: nothing can be injected cleanly.

@@ -1,0 +1,118 @@
+// Faults of a backend, from a fake server (test/integration/fault-server.ts), next to a real one:
+// each costs at most the session on the faulty server, with a clear error, never Ferry or the
+// sessions on the real server.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import mysql from "mysql2/promise";
+import { parseConfig } from "../../src/config/load.js";
+import { startFerry, type FerryServer } from "../../src/server.js";
+import { FaultServer } from "./fault-server.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, one, waitFor } from "./harness.js";
+
+describe("backend faults", () => {
+  let cluster: Cluster;
+  let fault: FaultServer;
+  let ferry: FerryServer;
+  const logs = new LogSink();
+  let control: mysql.Connection;
+
+  before(async () => {
+    cluster = await Cluster.start(1);
+    fault = await FaultServer.start();
+    ferry = await startFerry(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nreconnect_timeout_ms = 3000\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${cluster.servers[0].port}\nhostgroup = 0\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${fault.port}\nhostgroup = 1\n
+[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n
+[[users]]\nname = "faulty"\npassword = "faulty"\ndefault_hostgroup = 1\n`, "test"), { logLevel: "debug", logDestination: logs });
+    control = await connectVia(ferry.port);
+  });
+
+  after(async () => {
+    await control?.end().catch(() => undefined);
+    await ferry?.close();
+    await fault?.stop();
+    await cluster?.stop();
+  });
+
+  const faulty = () => mysql.createConnection({ host: "127.0.0.1", port: ferry.port, user: "faulty", password: "faulty" });
+
+  /** The session on the real server is untouched. */
+  const controlStillServes = async (): Promise<void> => assert.equal(Number((await one(control, "SELECT 6 * 7 AS n")).n), 42);
+
+  it("a malformed response: the statement gets 2013 naming the fault, in place of the bad packet, and the session goes on", async () => {
+    const c = await faulty();
+    await c.query("SELECT 1");
+    const before = fault.accepted;
+    for (const q of ["fault: truncated ok", "fault: bad second result"]) {
+      await assert.rejects(c.query(q), (e: mysql.QueryError) => {
+        assert.equal(e.errno, 2013, e.message);
+        assert.equal(e.sqlState, "HY000");
+        assert.match(e.message, /^ferry: lost connection to the backend 127\.0\.0\.1:\d+: malformed response \(truncated OK packet\); the session continues on another server$/);
+        return true;
+      }, q);
+      // The first result reached the client whole: the error took the bad packet's place, at a packet boundary.
+      await c.query("SELECT 'next'");
+    }
+    assert.equal(fault.accepted, before + 2, "a new backend connection after each fault");
+    await c.end();
+    await controlStillServes();
+  });
+
+  it("a malformed response inside a transaction ends the session with 2013, as a lost connection would", async () => {
+    const c = await faulty();
+    c.on("error", () => undefined);
+    await c.query("fault: begin");
+    await assert.rejects(c.query("fault: truncated ok"), (e: mysql.QueryError) => e.errno === 2013 && !e.message.includes("continues"));
+    await assert.rejects(c.query("SELECT 1"));
+    await controlStillServes();
+  });
+
+  it("a packet the server sends with no command in flight is logged and dropped; the session goes on", async () => {
+    const c = await faulty();
+    await c.query("fault: unsolicited");
+    assert.ok(await waitFor(() => logs.lines.some((l) => l.includes("unsolicited data from backend")), 3000));
+    await c.query("SELECT 'still here'");
+    await c.end();
+    await controlStillServes();
+  });
+
+  it("a server that drops the connection before answering: that statement gets 2013, the session reconnects and goes on", async () => {
+    const c = await faulty();
+    const before = fault.accepted;
+    await assert.rejects(c.query("fault: drop before answering"), (e: mysql.QueryError) => {
+      assert.equal(e.errno, 2013);
+      assert.match(e.message, /^ferry: lost connection to backend 127\.0\.0\.1:\d+ during the statement; the session continues on another server$/);
+      return true;
+    });
+    await c.query("SELECT 'after the loss'");
+    assert.ok(fault.accepted > before, "the session logged in again");
+    await c.end();
+    await controlStillServes();
+  });
+
+  it("a server that drops the connection inside a packet: the client's connection is closed, as a direct one would be", async () => {
+    const c = await faulty();
+    c.on("error", () => undefined);
+    await assert.rejects(c.query("fault: drop inside a packet"), (e: Error & { code?: string }) => e.code === "PROTOCOL_CONNECTION_LOST");
+    await controlStillServes();
+  });
+
+  it("a server greeting with another protocol version, or with garbage, is refused: 9001 naming the reason", async () => {
+    for (const [greeting, why] of [["protocol-9", /protocol/], ["garbage", /./]] as const) {
+      fault.greeting = greeting;
+      try {
+        await assert.rejects(faulty(), (e: mysql.QueryError) => {
+          assert.equal(e.errno, 9001, e.message);
+          assert.match(e.message, /^ferry: no backend available in hostgroup 1: /);
+          assert.match(e.message, why);
+          return true;
+        });
+      } finally {
+        fault.greeting = "mysql";
+      }
+    }
+    await controlStillServes();
+    assert.ok(!logs.lines.some((l) => /"level":60/.test(l)), "nothing fatal logged");
+  });
+});

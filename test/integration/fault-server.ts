@@ -1,0 +1,124 @@
+// A fake backend for the faults a real server does not produce on demand: malformed responses,
+// data nobody asked for, a connection dropped at a chosen point, a greeting from another
+// protocol. It speaks just enough of the protocol for Ferry to log in (any credentials), then
+// answers each COM_QUERY by the fault its text names; any other text gets an OK.
+
+import net from "node:net";
+import { CLIENT_CONNECT_WITH_DB, CLIENT_DEPRECATE_EOF, CLIENT_MULTI_RESULTS, CLIENT_MULTI_STATEMENTS, CLIENT_PLUGIN_AUTH,
+  CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT,
+  SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../../src/protocol/constants.js";
+import { PacketStream } from "../../src/protocol/packet-stream.js";
+import { encodeErr, encodeHandshakeV10, encodeOk, encodePacket } from "../../src/protocol/packets.js";
+
+const CAPS = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
+  CLIENT_CONNECT_WITH_DB | CLIENT_DEPRECATE_EOF | CLIENT_TRANSACTIONS | CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS;
+
+export type Greeting = "mysql" | "protocol-9" | "garbage";
+
+export class FaultServer {
+  /** what new connections are greeted with */
+  greeting: Greeting = "mysql";
+  /** connections accepted so far */
+  accepted = 0;
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor() {
+    this.server = net.createServer((s) => this.serve(s));
+  }
+
+  static async start(): Promise<FaultServer> {
+    const f = new FaultServer();
+    await new Promise<void>((r) => f.server.listen(0, "127.0.0.1", r));
+    return f;
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  private async serve(s: net.Socket): Promise<void> {
+    this.accepted++;
+    this.sockets.add(s);
+    s.on("close", () => this.sockets.delete(s));
+    s.on("error", () => undefined);
+    if (this.greeting === "garbage") return void s.end("HTTP/1.1 400 Bad Request\r\n\r\n");
+    const hs = encodeHandshakeV10({
+      protocolVersion: 10, serverVersion: "5.5.5-10.11.0-MariaDB-fault", connectionId: this.accepted, authPluginData: Buffer.alloc(20, 0x41),
+      capabilities: CAPS, mariadbCapabilities: 0, collation: 45, statusFlags: SERVER_STATUS_AUTOCOMMIT, authPluginName: "mysql_native_password",
+    });
+    if (this.greeting === "protocol-9") hs[4] = 9;
+    s.write(hs);
+    const stream = new PacketStream(s);
+    try {
+      const login = await stream.next();
+      const deprecateEof = (login.payload.readUInt32LE(0) & CAPS & CLIENT_DEPRECATE_EOF) !== 0;
+      s.write(encodeOk(login.seq + 1, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, CAPS));
+      for (;;) {
+        const p = await stream.next();
+        if (p.payload[0] === COM_QUIT) return void s.end();
+        if (p.payload[0] !== COM_QUERY) {
+          s.write(encodeErr(1, 1047, "08S01", "fault server: unknown command"));
+          continue;
+        }
+        this.answer(s, p.payload.toString("utf8", 1), deprecateEof);
+      }
+    } catch {
+      s.destroy();
+    }
+  }
+
+  private answer(s: net.Socket, sql: string, deprecateEof: boolean): void {
+    const ok = encodeOk(1, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, CAPS);
+    switch (sql) {
+      case "fault: truncated ok": // an OK packet of one byte
+        return void s.write(encodePacket(1, Buffer.from([0x00])));
+      case "fault: begin": // an OK saying a transaction is open
+        return void s.write(encodeOk(1, { statusFlags: SERVER_STATUS_AUTOCOMMIT | SERVER_STATUS_IN_TRANS }, CAPS));
+      case "fault: bad second result": { // a result of two rows, more to come, then a one-byte OK
+        const more = SERVER_STATUS_AUTOCOMMIT | SERVER_MORE_RESULTS_EXISTS;
+        const packets = [Buffer.from([0x01]), columnDefinition("a")];
+        if (!deprecateEof) packets.push(eof(SERVER_STATUS_AUTOCOMMIT));
+        packets.push(Buffer.from([0x01, 0x78]), Buffer.from([0x01, 0x79]));
+        packets.push(deprecateEof ? encodeOk(0, { statusFlags: more }, CAPS, 0xfe).subarray(4) : eof(more));
+        packets.push(Buffer.from([0x00]));
+        return void s.write(Buffer.concat(packets.map((p, i) => encodePacket(i + 1, p))));
+      }
+      case "fault: unsolicited": // the answer, then a packet nobody asked for
+        s.write(ok);
+        setTimeout(() => s.write(encodePacket(7, Buffer.from([0x00, 0, 0, 2, 0, 0, 0]))), 100);
+        return;
+      case "fault: drop before answering":
+        return void s.destroy();
+      case "fault: drop inside a packet": // a result set header, half a column definition, then gone
+        s.write(Buffer.concat([encodePacket(1, Buffer.from([0x01])), encodePacket(2, Buffer.alloc(40, 0x03)).subarray(0, 20)]));
+        setTimeout(() => s.destroy(), 50);
+        return;
+      case "SELECT @@wait_timeout":
+        return void s.write(encodeErr(1, 1064, "42000", "fault server: no variables here"));
+      default:
+        return void s.write(ok);
+    }
+  }
+}
+
+/** A VARCHAR column definition (protocol 4.1). */
+function columnDefinition(name: string): Buffer {
+  const str = (t: string): Buffer => Buffer.concat([Buffer.from([Buffer.byteLength(t)]), Buffer.from(t)]);
+  const fixed = Buffer.alloc(13);
+  fixed[0] = 0x0c;
+  fixed.writeUInt16LE(45, 1); // utf8mb4_general_ci
+  fixed.writeUInt32LE(255, 3);
+  fixed[7] = 0xfd; // MYSQL_TYPE_VAR_STRING
+  return Buffer.concat([str("def"), str(""), str(""), str(""), str(name), str(name), fixed]);
+}
+
+/** An EOF packet's payload: header, no warnings, status flags. */
+function eof(status: number): Buffer {
+  return Buffer.from([0xfe, 0, 0, status & 0xff, status >> 8]);
+}
