@@ -12,8 +12,9 @@ import {
   CLIENT_FOUND_ROWS, CLIENT_IGNORE_SPACE, CLIENT_INTERACTIVE, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_LONG_PASSWORD,
   CLIENT_MULTI_RESULTS, CLIENT_MULTI_STATEMENTS, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
   CLIENT_PROTOCOL_41, CLIENT_PS_MULTI_RESULTS, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL,
-  CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT, ERR_HEADER, NATIVE_PASSWORD, OK_HEADER,
+  CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT, ED25519, ERR_HEADER, NATIVE_PASSWORD, OK_HEADER,
 } from "../protocol/constants.js";
+import { ed25519Sign } from "../protocol/auth/ed25519.js";
 import { FerryError } from "../protocol/errors.js";
 import { FAST_AUTH_SUCCESS, PERFORM_FULL_AUTHENTICATION, REQUEST_PUBLIC_KEY, sha2EncryptPassword, sha2Token } from "../protocol/auth/caching-sha2.js";
 import { nativeTokenFromStage1, nativeStage1 } from "../protocol/auth/native-password.js";
@@ -127,7 +128,8 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       stream = new PacketStream(socket);
       secure = true;
     }
-    const plugin = hs.authPluginName || NATIVE_PASSWORD;
+    // A greeting naming a plugin Ferry does not speak is answered as native; the server switches if it must.
+    const plugin = BACKEND_PLUGINS.has(hs.authPluginName) ? hs.authPluginName : NATIVE_PASSWORD;
     socket.write(encodeHandshakeResponse({
       capabilities: caps, maxPacketSize: 0x40000000, collation, username: o.credentials.user,
       authResponse: authToken(plugin, hs.authPluginData, o.credentials), database: o.database, authPluginName: plugin,
@@ -237,6 +239,9 @@ function readCa(path: string): string {
   }
 }
 
+/** Authentication plugins Ferry can answer as a client of a server. */
+const BACKEND_PLUGINS = new Set([NATIVE_PASSWORD, CACHING_SHA2_PASSWORD, CLEAR_PASSWORD, ED25519]);
+
 function authToken(plugin: string, nonce: Buffer, c: BackendCredentials): Buffer {
   switch (plugin) {
     case NATIVE_PASSWORD: {
@@ -247,6 +252,8 @@ function authToken(plugin: string, nonce: Buffer, c: BackendCredentials): Buffer
       return c.password ? sha2Token(c.password, nonce) : Buffer.alloc(0);
     case CLEAR_PASSWORD:
       return Buffer.from((c.password ?? "") + "\0", "utf8");
+    case ED25519:
+      return ed25519Sign(nonce.subarray(0, 32), Buffer.from(c.password ?? "", "utf8"));
     default:
       return Buffer.alloc(0);
   }
@@ -266,9 +273,13 @@ async function authenticate(stream: PacketStream, socket: Duplex, o: BackendConn
       const r = new PacketReader(p.payload, 1);
       plugin = r.nulString();
       nonce = r.restBytes();
-      if (nonce.length && nonce[nonce.length - 1] === 0) nonce = nonce.subarray(0, nonce.length - 1);
-      if (plugin === CACHING_SHA2_PASSWORD && o.credentials.password === null) {
-        throw new FerryError(1045, "28000", `backend ${o.server.address} wants caching_sha2_password for '${o.credentials.user}', which needs a plaintext backend_password in Ferry's config`, "backend");
+      // The scrambles of the password plugins end with a NUL; ed25519's 32-byte nonce is taken whole.
+      if (plugin !== ED25519 && nonce.length && nonce[nonce.length - 1] === 0) nonce = nonce.subarray(0, nonce.length - 1);
+      if (!BACKEND_PLUGINS.has(plugin)) {
+        throw new FerryError(1251, "08004", `backend ${o.server.address} wants authentication plugin ${plugin} for '${o.credentials.user}', which Ferry does not speak (it speaks ${[...BACKEND_PLUGINS].join(", ")})`, "backend");
+      }
+      if ((plugin === CACHING_SHA2_PASSWORD || plugin === ED25519) && o.credentials.password === null) {
+        throw new FerryError(1045, "28000", `backend ${o.server.address} wants ${plugin} for '${o.credentials.user}', which needs the plaintext password in Ferry's config (password or backend_password)`, "backend");
       }
       socket.write(encodePacket(p.seq + 1, authToken(plugin, nonce, o.credentials)));
       continue;

@@ -137,3 +137,4 @@ export const BINARY_COLLATION = 63;
 export const NATIVE_PASSWORD = "mysql_native_password";
 export const CACHING_SHA2_PASSWORD = "caching_sha2_password";
 export const CLEAR_PASSWORD = "mysql_clear_password";
+export const ED25519 = "client_ed25519"; // MariaDB's auth_ed25519

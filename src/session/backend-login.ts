@@ -8,8 +8,8 @@ import { CLIENT_SESSION_TRACK, FERRY_NO_BACKEND } from "../protocol/constants.js
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";
 
-/** Login errors that are the client's (credentials, database): no other server would answer differently. */
-const LOGIN_ERRORS = new Set([1044, 1045, 1049]);
+/** Login errors that are the client's (credentials, database, an authentication plugin Ferry cannot speak): no other server would answer differently. */
+const LOGIN_ERRORS = new Set([1044, 1045, 1049, 1251]);
 
 /** Tries the hostgroup's servers best-first, a bounded number of times. */
 export async function openBackend(s: Session, hostgroup: number, database: string | null): Promise<BackendConnection> {

@@ -98,6 +98,17 @@ describe("backend faults", () => {
     await controlStillServes();
   });
 
+  it("signs a client_ed25519 nonce whose last byte is 0 over all its 32 bytes", async () => {
+    fault.ed25519Password = "faulty";
+    try {
+      const c = await faulty();
+      await c.query("SELECT 1");
+      await c.end();
+    } finally {
+      fault.ed25519Password = null;
+    }
+  });
+
   it("a server greeting with another protocol version, or with garbage, is refused: 9001 naming the reason", async () => {
     for (const [greeting, why] of [["protocol-9", /protocol/], ["garbage", /./]] as const) {
       fault.greeting = greeting;

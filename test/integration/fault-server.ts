@@ -7,6 +7,7 @@ import net from "node:net";
 import { CLIENT_CONNECT_WITH_DB, CLIENT_DEPRECATE_EOF, CLIENT_MULTI_RESULTS, CLIENT_MULTI_STATEMENTS, CLIENT_PLUGIN_AUTH,
   CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT,
   SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../../src/protocol/constants.js";
+import { ed25519Sign } from "../../src/protocol/auth/ed25519.js";
 import { PacketStream } from "../../src/protocol/packet-stream.js";
 import { encodeErr, encodeHandshakeV10, encodeOk, encodePacket } from "../../src/protocol/packets.js";
 
@@ -18,6 +19,11 @@ export type Greeting = "mysql" | "protocol-9" | "garbage";
 export class FaultServer {
   /** what new connections are greeted with */
   greeting: Greeting = "mysql";
+  /**
+   * Switch logins to client_ed25519 with a nonce whose last byte is 0 (a password plugin's
+   * scramble ends with a NUL, this nonce does not): the signature must be over all 32 bytes.
+   */
+  ed25519Password: string | null = null;
   /** connections accepted so far */
   accepted = 0;
   private readonly server: net.Server;
@@ -58,7 +64,17 @@ export class FaultServer {
     try {
       const login = await stream.next();
       const deprecateEof = (login.payload.readUInt32LE(0) & CAPS & CLIENT_DEPRECATE_EOF) !== 0;
-      s.write(encodeOk(login.seq + 1, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, CAPS));
+      let seq = login.seq + 1;
+      if (this.ed25519Password !== null) {
+        const nonce = Buffer.concat([Buffer.alloc(31, 0x5a), Buffer.from([0])]);
+        s.write(encodePacket(seq, Buffer.concat([Buffer.from([0xfe]), Buffer.from("client_ed25519\0"), nonce])));
+        const answer = await stream.next();
+        seq = answer.seq + 1;
+        if (!answer.payload.equals(ed25519Sign(nonce, Buffer.from(this.ed25519Password)))) {
+          return void s.end(encodeErr(seq, 1045, "28000", "fault server: wrong ed25519 signature"));
+        }
+      }
+      s.write(encodeOk(seq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, CAPS));
       for (;;) {
         const p = await stream.next();
         if (p.payload[0] === COM_QUIT) return void s.end();
