@@ -41,7 +41,7 @@ export const userSchema = z.object({
   transaction_persistent: z.boolean().default(true),
 }).strict();
 
-const cidr = z.string().regex(/^([0-9.]+|[0-9a-fA-F:]+)(\/\d{1,3})?$/, "expected an address or CIDR block, e.g. \"10.0.0.0/8\"").superRefine((v, ctx) => {
+const cidr = z.string().regex(/^(localhost|[0-9.]+|[0-9a-fA-F:]+)(\/\d{1,3})?$/, "expected an address, a CIDR block (e.g. \"10.0.0.0/8\") or \"localhost\" (Unix socket clients)").superRefine((v, ctx) => {
   try {
     parseCidr(v);
   } catch (e) {

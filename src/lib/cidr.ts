@@ -1,5 +1,6 @@
 // Address blocks ("10.0.0.0/8", "::1", "fd00::/8"): parse once, match client addresses cheaply.
-// IPv4-mapped IPv6 addresses ("::ffff:10.1.2.3") match IPv4 blocks.
+// IPv4-mapped IPv6 addresses ("::ffff:10.1.2.3") match IPv4 blocks; "localhost" matches the
+// clients of a Unix socket.
 
 export interface Cidr {
   readonly text: string;
@@ -50,8 +51,15 @@ export function addressBytes(address: string): number[] | null {
   return mapped ? v6.slice(12) : v6;
 }
 
+/** "localhost" names the clients of a Unix socket (Ferry's own, and MariaDB's usage). */
+const LOCAL_SOCKET: Cidr = { text: "localhost", matches: (address) => address === "localhost" };
+
 export function parseCidr(text: string): Cidr {
   const [addr, bitsText] = text.split("/");
+  if (addr === "localhost") {
+    if (bitsText !== undefined) throw new Error("localhost takes no prefix length");
+    return LOCAL_SOCKET;
+  }
   const net = addressBytes(addr);
   if (!net) throw new Error(`not an address: ${addr}`);
   const bits = bitsText === undefined ? net.length * 8 : Number(bitsText);

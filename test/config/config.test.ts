@@ -37,5 +37,7 @@ default_hostgroup = 0
     assert.throws(() => parseConfig(`[proxy]\nproxy_protocol_networks = ["10.0.0.0/8", "10.1.2.300"]\n`), /proxy\.proxy_protocol_networks\[1\]: expected an address or CIDR block/);
     assert.throws(() => parseConfig(`[[routes]]\nclient_addr = "10.0.0.0/40"\ndestination_hostgroup = 1\n`), /routes\[0\]\.client_addr: .*prefix length \/40 out of range/);
     assert.throws(() => parseConfig(`[[servers]]\nhost = "a"\nsend_proxy_protocol = "yes"\n`), /servers\[0\]\.send_proxy_protocol/);
+    assert.throws(() => parseConfig(`[[routes]]\nclient_addr = "localhost/8"\ndestination_hostgroup = 1\n`), /routes\[0\]\.client_addr: .*localhost takes no prefix length/);
+    assert.equal(parseConfig(`[proxy]\nproxy_protocol_networks = ["localhost", "::1"]\n`).proxy.proxy_protocol_networks.length, 2);
   });
 });

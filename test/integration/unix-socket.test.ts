@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { statSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -18,7 +19,7 @@ describe("Unix socket listener", () => {
   let ferry: FerryServer;
   let sock: string;
   let logs: LogSink;
-  const extra = () => `socket = "${sock}"\n[[routes]]\nclient_addr = "0.0.0.0/0"\ndestination_hostgroup = 7`;
+  const extra = () => `socket = "${sock}"\nproxy_protocol_networks = ["localhost"]\n[[routes]]\nclient_addr = "0.0.0.0/0"\ndestination_hostgroup = 7`;
 
   before(async () => {
     cluster = await Cluster.start(1);
@@ -61,6 +62,17 @@ describe("Unix socket listener", () => {
       e.errno === 1045 && e.message === `ferry: Access denied for user '${APP_USER}'@'localhost' (using password: YES)`);
     const mode = statSync(sock).mode & 0o777;
     assert.equal(mode, 0o777, `socket mode ${mode.toString(8)}: any local user may connect, as to the server's socket`);
+  });
+
+  it("takes a PROXY header on the socket from a balancer trusted as \"localhost\"", async () => {
+    const stream = net.connect(sock);
+    stream.write("PROXY TCP4 10.9.9.9 127.0.0.1 5555 6033\r\n");
+    await assert.rejects(mysql.createConnection({ stream, user: APP_USER, password: "wrong" }), (e: mysql.QueryError) =>
+      e.errno === 1045 && e.message === `ferry: Access denied for user '${APP_USER}'@'10.9.9.9' (using password: YES)`);
+    // The relayed address is a TCP client's: the route for every IPv4 address applies (hostgroup 7, empty).
+    const routed = net.connect(sock);
+    routed.write("PROXY TCP4 10.9.9.9 127.0.0.1 5556 6033\r\n");
+    await assert.rejects(mysql.createConnection({ stream: routed, user: APP_USER, password: APP_PASSWORD }), (e: mysql.QueryError) => e.errno === 9001);
   });
 
   it("keeps its listeners on a reload that moves them, and says they change at restart", async () => {

@@ -19,4 +19,10 @@ it("CIDR blocks match IPv4, IPv6 and IPv4-mapped addresses", () => {
   assert.equal(parseCidr("0.0.0.0/0").matches("8.8.8.8"), true);
   assert.throws(() => parseCidr("10.0.0.0/33"));
   assert.throws(() => parseCidr("nonsense"));
+  // Unix socket clients are "localhost": matched by that name only
+  assert.equal(parseCidr("localhost").matches("localhost"), true);
+  assert.equal(parseCidr("localhost").matches("127.0.0.1"), false);
+  assert.equal(parseCidr("127.0.0.1").matches("localhost"), false);
+  assert.equal(parseCidr("0.0.0.0/0").matches("localhost"), false);
+  assert.throws(() => parseCidr("localhost/8"), /no prefix length/);
 });
