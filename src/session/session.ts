@@ -15,7 +15,7 @@ import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { openBackend } from "./backend-login.js";
-import { CLIENT_DEPRECATE_EOF, CR_SERVER_LOST, FERRY_NO_BACKEND, HEADER_SIZE, SERVER_STATUS_AUTOCOMMIT } from "../protocol/constants.js";
+import { CLIENT_COMPRESS, CLIENT_DEPRECATE_EOF, CR_SERVER_LOST, FERRY_NO_BACKEND, HEADER_SIZE, SERVER_STATUS_AUTOCOMMIT } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { encodeErr, encodeOk } from "../protocol/packets.js";
 import { framePayload } from "../protocol/writer.js";
@@ -30,6 +30,7 @@ import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.
 import { rebindForForwarding } from "../frontend/rebind.js";
 import { SocketWriter } from "../lib/socket-writer.js";
 import { PacketStream } from "../protocol/packet-stream.js";
+import { CompressedStream } from "../protocol/compressed-stream.js";
 import type { SessionRegistry } from "./registry.js";
 import { runOnServer } from "./ferry-commands.js";
 import { abandonBackend, type MoveSlots } from "./migrator.js";
@@ -142,7 +143,9 @@ export class Session implements ChunkSink, CommandSink {
   /** Connects the first backend and finishes the client's login with OK (or the backend's error). */
   async start(): Promise<void> {
     const reader = new SocketReader();
-    const rebound = rebindForForwarding(this.client, reader);
+    // A compressing client is read and written through a CompressedStream, not the handle.
+    const compress = (this.auth.capabilities & CLIENT_COMPRESS) !== 0;
+    const rebound = compress ? null : rebindForForwarding(this.client, reader);
     if (rebound) {
       rebound.pause(); // nothing is read before the login finishes
       this.client = rebound;
@@ -171,11 +174,19 @@ export class Session implements ChunkSink, CommandSink {
       return;
     }
     this.deps.registry.add(this);
-    this.log.debug({ server: this.backendAddress }, "session started");
+    this.log.debug({ server: this.backendAddress, compress }, "session started");
     this.client.write(encodeOk(this.auth.nextSeq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, this.auth.capabilities));
+    let leftover = this.auth.leftover;
+    if (compress) {
+      // Compression starts with the first command, after the login's OK.
+      this.client = this.auth.socket = new CompressedStream(this.client, leftover);
+      this.client.on("error", this.onSocketError);
+      this.clientOut = new SocketWriter(this.client);
+      leftover = Buffer.alloc(0);
+    }
     if (!this.clientReader) this.client.on("data", this.onClientData);
     this.clientOut.onDrain = this.onClientDrain;
-    if (this.auth.leftover.length) this.onClientData(this.auth.leftover);
+    if (leftover.length) this.onClientData(leftover);
     this.unpauseClient();
   }
 
