@@ -100,6 +100,12 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   monitor = new Monitor(() => runtime, () => publish(), log);
   discovery.configure(file.discovery);
   monitor.start();
+  const stopBackground = (): void => {
+    rebalancer.stop();
+    idleSweep.stop();
+    monitor.stop();
+    discovery.stop();
+  };
   const [host, portText] = splitHostPort(runtime.proxy.listen);
   const socketPath = runtime.proxy.socket ?? null;
   let addr: net.AddressInfo;
@@ -108,10 +114,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     if (socketPath !== null) await listener.listenSocket(socketPath);
   } catch (e) {
     // Nothing may keep running for a Ferry that did not start.
-    rebalancer.stop();
-    idleSweep.stop();
-    monitor.stop();
-    discovery.stop();
+    stopBackground();
     await listener.close();
     throw e;
   }
@@ -154,10 +157,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       }
     },
     async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
-      rebalancer.stop();
-      idleSweep.stop();
-      monitor.stop();
-      discovery.stop();
+      stopBackground();
       const closing = listener.close();
       for (const s of [...registry.all()]) s.closeWhenIdle();
       const deadline = Date.now() + waitMs;
@@ -167,10 +167,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       await closing;
     },
     async close() {
-      rebalancer.stop();
-      idleSweep.stop();
-      monitor.stop();
-      discovery.stop();
+      stopBackground();
       const closing = listener.close();
       for (const s of [...registry.all()]) s.close();
       await closing;

@@ -26,6 +26,7 @@ import {
 import { encodeProxyV2, type Endpoint } from "../protocol/proxy-header.js";
 import { PacketReader } from "../protocol/reader.js";
 import { okStatus } from "../protocol/response-scanner.js";
+import { readQueryResult } from "./statement-results.js";
 import { copyingSink, SocketReader } from "../lib/socket-reader.js";
 import { SocketWriter } from "../lib/socket-writer.js";
 
@@ -185,17 +186,10 @@ export function packetStream(socket: Duplex, reader: SocketReader | null): Packe
 /** SELECT @@wait_timeout, for sessions without tracking; null when the server refuses or answers oddly. */
 async function readWaitTimeout(stream: PacketStream, socket: Duplex, caps: number): Promise<number | null> {
   socket.write(encodeCommand(COM_QUERY, WAIT_TIMEOUT_SQL));
-  const head = (await stream.next()).payload;
-  if (head[0] === ERR_HEADER || head[0] === OK_HEADER) return null;
-  await stream.next(); // column definition
-  if (!(caps & CLIENT_DEPRECATE_EOF)) await stream.next(); // EOF after the definitions
-  let value: number | null = null;
-  for (;;) {
-    const p = (await stream.next()).payload;
-    if ((p[0] === 0xfe && p.length < 0xffffff) || p[0] === ERR_HEADER) return value;
-    const text = new PacketReader(p).lenencString();
-    value = Number.isFinite(Number(text)) ? Number(text) : null;
-  }
+  const { rows } = await readQueryResult(stream, caps);
+  const value = rows.length ? rows[rows.length - 1][0] : null;
+  const n = value ? Number(value.toString("latin1")) : NaN;
+  return Number.isFinite(n) ? n : null;
 }
 
 function sslRequest(caps: number, collation: number, mariadbCapabilities: number) {

@@ -113,7 +113,7 @@ function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay
   return Object.freeze({
     address, host: s.host, port: s.port, hostgroup, weight: s.weight, status, maxConnections: s.max_connections, useSsl: s.use_ssl, sslCa: s.ssl_ca ?? null,
     maxReplicationLag: s.max_replication_lag, labels: Object.freeze({ ...s.labels }), source, statusReason: status === "SHUNNED" && shun !== undefined ? shun : null,
-    sendProxyProtocol: s.send_proxy_protocol ?? false,
+    sendProxyProtocol: s.send_proxy_protocol,
   });
 }
 

@@ -109,7 +109,8 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     capabilities: caps, mariadbCapabilities: mariadbCaps, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,
     authPluginName: NATIVE_PASSWORD,
   }));
-  const prefix = await readProxyPrefix(socket, ctx.config.proxyProtocolNetworks, ctx.local);
+  const peer: Endpoint = { address: ctx.local ? "localhost" : socket.remoteAddress ?? "unknown", port: socket.remotePort ?? 0 };
+  const prefix = await readProxyPrefix(socket, ctx.config.proxyProtocolNetworks, peer.address);
   let conn: Duplex = socket;
   let stream = new PacketStream(conn, 1 << 20);
   if (prefix.rest.length) stream.push(prefix.rest);
@@ -127,7 +128,6 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
     resp = parseResponse(pkt, conn);
     if (resp.sslRequest) throw new HandshakeFailure(new FerryError(ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: second SSL request", "client"), pkt.seq + 1, conn);
   }
-  const peer: Endpoint = { address: ctx.local ? "localhost" : socket.remoteAddress ?? "unknown", port: socket.remotePort ?? 0 };
   const relayed = prefix.header?.source ?? null;
   const client = relayed ?? peer;
   const host = client.address;

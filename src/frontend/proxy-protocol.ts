@@ -18,12 +18,11 @@ export interface ProxyPrefix {
 
 /**
  * Reads the connection's first bytes until they show whether a PROXY header leads, and the whole
- * header when one does. The socket is left paused, its "data" listener removed: the caller attaches
+ * header when one does; `peer` is the connection's own address, which must be trusted. The socket is left paused, its "data" listener removed: the caller attaches
  * its own reader, feeds it `rest`, then resumes the socket. A header from an untrusted peer or a
  * malformed one rejects with the FerryError to answer (1130 / 1043).
  */
-export function readProxyPrefix(socket: net.Socket, trusted: readonly Cidr[], local = false): Promise<ProxyPrefix> {
-  const peer = local ? "localhost" : socket.remoteAddress ?? "unknown";
+export function readProxyPrefix(socket: net.Socket, trusted: readonly Cidr[], peer: string): Promise<ProxyPrefix> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
     const finish = (): void => {

@@ -34,7 +34,6 @@ export class CompressedStream extends Duplex {
     socket.on("end", () => this.push(null));
     socket.on("close", () => this.destroy());
     socket.on("error", (e: Error) => this.destroy(e));
-    socket.on("drain", () => this.emit("socketDrain"));
     if (leftover.length) this.onCompressed(leftover);
   }
 
@@ -75,7 +74,7 @@ export class CompressedStream extends Duplex {
     const frames: Buffer[] = [];
     for (let off = 0; off < chunk.length; off += MAX_PAYLOAD) frames.push(this.frame(chunk.subarray(off, Math.min(chunk.length, off + MAX_PAYLOAD))));
     if (this.socket.write(frames.length === 1 ? frames[0] : Buffer.concat(frames))) cb();
-    else this.once("socketDrain", () => cb());
+    else this.socket.once("drain", () => cb());
   }
 
   override _final(cb: (err?: Error | null) => void): void {
