@@ -1,11 +1,12 @@
 // Benchmark: sysbench through (a) the server directly, (b) Ferry, (c) Ferry with the read/write-split
 // query rules, (d) HAProxy in TCP mode, in one run.
 // Prints a table of medians with ratios against direct and HAProxy, CPU µs per query of each proxy
-// process (from /proc/PID/stat), a bulk-transfer test (MB/s) and Ferry's peak RSS.
+// process (from /proc/PID/stat), point_select over TLS, a bulk-transfer test (MB/s) and Ferry's
+// peak RSS.
 //   node dist/bench/run.js [--time 5] [--runs 3]
 
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,10 +38,11 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 
 interface Target { name: string; port: number; pid: number | null }
 
-async function sysbench(test: string, port: number, threads: number, psMode = "auto"): Promise<{ qps: number; p95: number; queries: number }> {
+/** `tlsDir`: connect with TLS, from the directory holding sysbench's cacert.pem, client-cert.pem and client-key.pem. */
+async function sysbench(test: string, port: number, threads: number, psMode = "auto", tlsDir: string | null = null): Promise<{ qps: number; p95: number; queries: number }> {
   const { stdout } = await run("sysbench", [test, "--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${port}`, "--mysql-user=bench",
     "--mysql-password=bench", "--mysql-db=sbtest", "--tables=4", "--table-size=10000", `--threads=${threads}`, `--time=${TIME}`,
-    "--report-interval=0", "--percentile=95", `--db-ps-mode=${psMode}`, "run"], { maxBuffer: 16 << 20 });
+    "--report-interval=0", "--percentile=95", `--db-ps-mode=${psMode}`, ...(tlsDir ? ["--mysql-ssl=on"] : []), "run"], { maxBuffer: 16 << 20, ...(tlsDir ? { cwd: tlsDir } : {}) });
   const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec/.exec(stdout);
   const p = /95th percentile:\s+([\d.]+)/.exec(stdout);
   if (!q || !p) throw new Error(`cannot parse sysbench output:\n${stdout}`);
@@ -52,7 +54,9 @@ async function main(): Promise<void> {
   if (!findBinary("sysbench")) throw new Error("sysbench is not installed: apt-get install -y sysbench");
   const dir = mkdtempSync(join(tmpdir(), "ferry-bench-"));
   const procs: ChildProcess[] = [];
-  const db = await LocalMariadb.create({ dir: join(dir, "db"), args: ["--innodb-buffer-pool-size=256M"] });
+  const tlsDir = makeCertificates(join(dir, "tls"));
+  const db = await LocalMariadb.create({ dir: join(dir, "db"), args: ["--innodb-buffer-pool-size=256M",
+    `--ssl-cert=${join(tlsDir, "server-cert.pem")}`, `--ssl-key=${join(tlsDir, "server-key.pem")}`, `--ssl-ca=${join(tlsDir, "cacert.pem")}`] });
   try {
     await db.sql("CREATE USER 'bench'@'%' IDENTIFIED BY 'bench'; GRANT ALL ON *.* TO 'bench'@'%'; CREATE DATABASE sbtest;");
     await run("sysbench", ["oltp_read_only", "--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${db.port}`, "--mysql-user=bench", "--mysql-password=bench",
@@ -60,7 +64,8 @@ async function main(): Promise<void> {
 
     const ferryPort = await freePort();
     const cfg = join(dir, "ferry.toml");
-    writeFileSync(cfg, `[proxy]\nlisten = "127.0.0.1:${ferryPort}"\n[log]\nlevel = "warn"\n[[servers]]\nhost = "127.0.0.1"\nport = ${db.port}\n[[users]]\nname = "bench"\npassword = "bench"\n`);
+    writeFileSync(cfg, `[proxy]\nlisten = "127.0.0.1:${ferryPort}"\n[log]\nlevel = "warn"\n[[servers]]\nhost = "127.0.0.1"\nport = ${db.port}\n[[users]]\nname = "bench"\npassword = "bench"\n` +
+      `[tls]\nenabled = true\ncert = "${join(tlsDir, "server-cert.pem")}"\nkey = "${join(tlsDir, "server-key.pem")}"\n`);
     const ferry = spawn(process.execPath, [join(root, "bin/ferry"), "start", "--config", cfg], { stdio: ["ignore", "ignore", "inherit"] });
     procs.push(ferry);
     await waitPort(ferryPort);
@@ -144,6 +149,29 @@ async function main(): Promise<void> {
       console.log(rows[rows.length - 1]);
     }
 
+    // TLS clients: point_select with sysbench connecting over TLS. The server and Ferry hold the
+    // same certificate; Ferry ends TLS and talks plainly to the server, HAProxy passes it through
+    // (the server does the cryptography), so only the QPS figures compare across targets.
+    rows.push("", "| TLS clients, oltp_point_select | threads | target | QPS (median) | p95 ms | CPU µs/query (proxy) | QPS vs direct |", "|---|---|---|---|---|---|---|");
+    const tlsSamples = new Map<string, { qps: number[]; p95: number[]; cpu: number[] }>(targets.map((t) => [t.name, { qps: [], p95: [], cpu: [] }]));
+    for (let r = 0; r < RUNS; r++) {
+      for (const t of [...targets.slice(r % targets.length), ...targets.slice(0, r % targets.length)]) {
+        const before = t.pid ? cpuTicks(t.pid) : 0;
+        const s = await sysbench("oltp_point_select", t.port, 16, "auto", tlsDir);
+        const x = tlsSamples.get(t.name)!;
+        x.qps.push(s.qps);
+        x.p95.push(s.p95);
+        x.cpu.push(t.pid ? ((cpuTicks(t.pid) - before) / HZ) * 1e6 / s.queries : NaN);
+      }
+    }
+    const tlsDirect = median(tlsSamples.get("direct")!.qps);
+    for (const t of targets) {
+      const x = tlsSamples.get(t.name)!;
+      const cpu = median(x.cpu);
+      rows.push(`| | 16 | ${t.name} | ${median(x.qps).toFixed(0)} | ${median(x.p95).toFixed(2)} | ${Number.isFinite(cpu) ? cpu.toFixed(1) : "-"} | ${(median(x.qps) / tlsDirect).toFixed(2)} |`);
+    }
+    console.log(rows.slice(-targets.length).join("\n"));
+
     // Bulk: BULK_ROWS rows of ~1 KB read through each target by the mariadb client, without TLS
     // (Ferry offers TLS and the client would take it; the bare server and HAProxy do not).
     await db.sql(`USE sbtest; CREATE TABLE bulk (id INT PRIMARY KEY, pad VARCHAR(1024)); INSERT INTO bulk SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM seq_1_to_${BULK_ROWS};`);
@@ -177,3 +205,19 @@ main().catch((e) => {
   console.error(e);
   process.exit(1);
 });
+
+/**
+ * A CA, a server certificate for 127.0.0.1 and a client certificate, in the file names sysbench
+ * reads from its working directory when it connects with --mysql-ssl=on.
+ */
+function makeCertificates(dir: string): string {
+  mkdirSync(dir);
+  const ssl = (...args: string[]): void => { execFileSync("openssl", args, { cwd: dir, stdio: "ignore" }); };
+  ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "cacert.pem", "-days", "2", "-subj", "/CN=ferry-bench-ca");
+  writeFileSync(join(dir, "san.cnf"), "subjectAltName=IP:127.0.0.1\n");
+  for (const who of ["server", "client"]) {
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${who}-key.pem`, "-out", `${who}.csr`, "-subj", `/CN=ferry-bench-${who}`);
+    ssl("x509", "-req", "-in", `${who}.csr`, "-CA", "cacert.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", `${who}-cert.pem`, "-days", "2", "-extfile", "san.cnf");
+  }
+  return dir;
+}

@@ -37,6 +37,8 @@ interface StreamBinding {
   /** libuv's TCP and Unix-socket handle classes: only their instances are read and written directly */
   TCP: abstract new () => unknown;
   Pipe: abstract new () => unknown;
+  /** the TLS stream's handle class, or null where Node does not expose it */
+  TLSWrap: (abstract new () => unknown) | null;
 }
 
 function load(): StreamBinding | null {
@@ -45,9 +47,15 @@ function load(): StreamBinding | null {
     const b = binding("stream_wrap") as Partial<StreamBinding>;
     const { TCP } = binding("tcp_wrap") as { TCP?: unknown };
     const { Pipe } = binding("pipe_wrap") as { Pipe?: unknown };
+    let TLSWrap: unknown = null;
+    try {
+      TLSWrap = (binding("tls_wrap") as { TLSWrap?: unknown }).TLSWrap;
+    } catch {
+      // A Node without TLS: no socket has a TLS handle.
+    }
     if (typeof b.WriteWrap !== "function" || !(b.streamBaseState instanceof Int32Array) || typeof TCP !== "function" || typeof Pipe !== "function") return null;
     if (typeof b.kLastWriteWasAsync !== "number" || typeof b.kReadBytesOrError !== "number") return null;
-    return { ...b, TCP, Pipe } as StreamBinding;
+    return { ...b, TCP, Pipe, TLSWrap: typeof TLSWrap === "function" ? TLSWrap : null } as StreamBinding;
   } catch {
     return null;
   }
@@ -67,4 +75,16 @@ export function streamHandleOf(socket: Duplex): StreamHandle | null {
   if (!h || !(h instanceof streamBinding.TCP || h instanceof streamBinding.Pipe)) return null;
   if (typeof h.writeBuffer !== "function" || typeof h.useUserBuffer !== "function" || typeof h.onread !== "function") return null;
   return h as StreamHandle;
+}
+
+/**
+ * A socket whose handle is a TLS stream (tls.TLSSocket, or a socket re-wrapped around a TLS
+ * handle). Such a handle encrypts a chunk, or copies it to encrypt later, before write() returns,
+ * so the chunk's memory is free then, unless the Writable stream above buffered it behind an
+ * earlier write (test/lib/socket-io.test.ts checks this on the Node in use).
+ */
+export function isTlsHandleSocket(socket: Duplex): boolean {
+  if (streamBinding === null || streamBinding.TLSWrap === null || !(socket instanceof net.Socket)) return false;
+  const h = (socket as unknown as { _handle: unknown })._handle;
+  return h instanceof streamBinding.TLSWrap;
 }

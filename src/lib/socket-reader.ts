@@ -1,7 +1,9 @@
 // Reads a socket into one reused buffer, so forwarded bytes skip the Readable stream and its
 // allocation per chunk. The chunk handed to the sink is a view of that buffer: a sink that keeps
 // a reference past the call (a write the peer socket queued instead of completing) must call
-// renew() so the next read goes to a fresh buffer.
+// renew() so the next read goes to a fresh buffer. Named with the writer that keeps the chunk,
+// the old buffer is used again once that writer has written it: a client slower than its server
+// then costs no allocation per read.
 //
 // Sockets are created with net's `onread` option (so pause() and resume() stop and start the
 // handle directly); attach() then takes over the handle's read callback for plain TCP and Unix sockets
@@ -18,8 +20,15 @@ export interface ChunkSink {
 
 const READ_BUFFER_SIZE = 64 * 1024;
 
+/** The writer holding a chunk of the read buffer: says when what it holds is written. */
+export interface ChunkKeeper {
+  whenWritten(fn: () => void): void;
+}
+
 export class SocketReader {
-  private buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  private buf: Buffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  /** a buffer given up by renew() and written since: the next renew() reads into it */
+  private spare: Buffer | null = null;
   sink: ChunkSink | null = null;
   readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
 
@@ -74,8 +83,17 @@ export class SocketReader {
     return (this.view = buf.subarray(0, n));
   }
 
-  renew(): void {
-    this.buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  /**
+   * Reads go to another buffer from now on. `keeper`: the writer holding the old buffer's chunk,
+   * after which it is kept as the spare; without one the old buffer is left to whoever holds it.
+   */
+  renew(keeper: ChunkKeeper | null = null): void {
+    const old = this.buf;
+    this.buf = this.spare ?? Buffer.allocUnsafe(READ_BUFFER_SIZE);
+    this.spare = null;
+    if (keeper !== null) keeper.whenWritten(() => {
+      if (this.spare === null && old !== this.buf) this.spare = old;
+    });
   }
 }
 

@@ -15,12 +15,15 @@
 import type { Duplex as DuplexType } from "node:stream";
 import { Duplex } from "node:stream";
 import { deflateSync, inflateSync } from "node:zlib";
+import type { CopyingStream } from "../lib/socket-writer.js";
 
 const HEADER = 7;
 const MAX_PAYLOAD = 0xffffff;
 const MIN_COMPRESS_LENGTH = 50;
 
-export class CompressedStream extends Duplex {
+export class CompressedStream extends Duplex implements CopyingStream {
+  /** _write frames each chunk into new memory before it returns (a forwarded read buffer may be reused) */
+  readonly copiesWrites = true as const;
   private pending: Buffer = Buffer.alloc(0);
   /** sequence id of Ferry's next compressed packet */
   private seq = 0;

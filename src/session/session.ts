@@ -401,7 +401,7 @@ export class Session implements ChunkSink, CommandSink {
     if (until > from) more = out.write(from === 0 && until === chunk.length ? chunk : chunk.subarray(from, until));
     const b = this.backend;
     // The client socket queued the chunk instead of writing it: the read buffer must not be reused.
-    if (b && b.reader && out.queued) b.reader.renew();
+    if (b && b.reader && out.queued) b.reader.renew(out);
     if (!more && b) {
       b.socket.pause();
       this.backendPaused = true;

@@ -1,12 +1,17 @@
 // SocketWriter and SocketReader on real loopback sockets: order across direct and stream writes,
-// backpressure, and the read buffer handed over in place.
+// backpressure, the read buffer handed over in place, and when a written chunk is still kept.
 
 import assert from "node:assert/strict";
+import { randomFillSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { it } from "node:test";
+import tls from "node:tls";
+import type { Duplex } from "node:stream";
+import { generate } from "selfsigned";
+import { CompressedStream } from "../../src/protocol/compressed-stream.js";
 import { rebindForForwarding } from "../../src/frontend/rebind.js";
 import { streamBinding, streamHandleOf } from "../../src/lib/libuv-stream.js";
 import { SocketReader } from "../../src/lib/socket-reader.js";
@@ -109,5 +114,200 @@ for (const kind of KINDS) it(`reads into its buffer in place and hands over a fr
     sock.destroy();
   } finally {
     p.close();
+  }
+});
+
+/**
+ * Ours: a TLS socket re-wrapped as a session re-wraps a TLS client, or a compressed stream over a
+ * plain socket. Peer: what reads it, giving plain bytes.
+ */
+async function copyingPair(kind: "tls" | "compressed", over: Kind = "tcp"): Promise<{ ours: Duplex; peer: Duplex; close(): void }> {
+  const p = await pair(over);
+  if (kind === "compressed") {
+    const ours = new CompressedStream(p.client);
+    const peer = new CompressedStream(p.server);
+    peer.pause();
+    return { ours, peer, close: () => p.close() };
+  }
+  const pems = await generate([{ name: "commonName", value: "ferry-test" }], { keySize: 2048 });
+  const server = new tls.TLSSocket(p.server, { isServer: true, secureContext: tls.createSecureContext({ cert: pems.cert, key: pems.private }) });
+  const client = tls.connect({ socket: p.client, rejectUnauthorized: false });
+  await Promise.all([new Promise((r) => server.once("secure", r)), new Promise((r) => client.once("secureConnect", r))]);
+  const reader = new SocketReader();
+  const ours = rebindForForwarding(client, reader);
+  assert.ok(ours, "the TLS socket is re-wrapped");
+  client.pause();
+  server.pause();
+  return { ours, peer: server, close: () => { ours.destroy(); server.destroy(); p.close(); } };
+}
+
+for (const kind of ["tls", "compressed"] as const) it(`a ${kind} socket keeps a chunk only while its stream buffers it, and queued says when`, async () => {
+  const p = await copyingPair(kind);
+  try {
+    const w = new SocketWriter(p.ours);
+    const got: Buffer[] = [];
+    let have = 0;
+    let want = 0;
+    let arrived: (() => void) | null = null;
+    p.peer.on("data", (d: Buffer) => {
+      got.push(d);
+      have += d.length;
+      if (have >= want && arrived) arrived();
+    });
+    const until = (n: number): Promise<void> => { want = n; return have >= n ? Promise.resolve() : new Promise((r) => { arrived = r; }); };
+    // Request and response: each chunk is taken whole, so one buffer serves every write.
+    p.peer.resume();
+    let buf = Buffer.alloc(300);
+    let sent = 0;
+    let keptWhileIdle = 0;
+    for (let i = 0; i < 200; i++) {
+      buf.fill(i % 251);
+      w.write(buf);
+      if (w.queued) keptWhileIdle++;
+      sent += buf.length;
+      await until(sent);
+    }
+    assert.equal(keptWhileIdle, 0, "a chunk written to an idle socket is never kept");
+    // The peer stops reading: chunks pile up behind each other, and a kept chunk's buffer must be
+    // replaced. Random bytes, so that compression cannot shrink the pile.
+    p.peer.pause();
+    const expected: Buffer[] = [];
+    let kept = 0;
+    buf = Buffer.alloc(1000);
+    for (let i = 0; i < 20_000 && kept < 200; i++) {
+      randomFillSync(buf);
+      expected.push(Buffer.from(buf));
+      const more = w.write(buf);
+      if (w.queued) {
+        kept++;
+        buf = Buffer.alloc(1000);
+      }
+      if (!more) {
+        // Let the peer read until the writer may go on, then stop it again.
+        const drained = new Promise<void>((r) => { w.onDrain = r; });
+        p.peer.resume();
+        await drained;
+        p.peer.pause();
+      }
+    }
+    p.peer.resume();
+    await until(sent + expected.length * 1000);
+    assert.ok(Buffer.concat(got).subarray(sent).equals(Buffer.concat(expected)), "every chunk arrives as it was written");
+    assert.ok(kept > 0, "some chunks were kept while the peer did not read");
+  } finally {
+    p.close();
+  }
+});
+
+// A source sends small pieces; the destination is a Unix socket, whose kernel buffers fill fast,
+// read slowly. (A TLS or compressing writer seldom keeps a chunk here: it reports most writes
+// done once it has copied them; the next test covers them.)
+it("a read buffer handed to a slow writer is read into again once written, and only then", async () => {
+  const src = await pair("tcp");
+  const dst = await pair("unix").then((p) => ({ ours: p.client as Duplex, peer: p.server as Duplex, close: p.close }));
+  try {
+    const reader = new SocketReader();
+    const w = new SocketWriter(dst.ours);
+    const from = rebindForForwarding(src.server, reader);
+    assert.ok(from);
+    reader.attach(from);
+    const buffers = new Set<ArrayBufferLike>();
+    let renews = 0;
+    reader.sink = {
+      onChunk: (c) => {
+        buffers.add(c.buffer);
+        const more = w.write(c);
+        if (w.queued) {
+          renews++;
+          reader.renew(w); // as a session does with a backend's read buffer
+        }
+        if (!more) {
+          from.pause();
+          w.onDrain = () => from.resume();
+        }
+      },
+    };
+    from.resume();
+    // 8 MB of random bytes in 1000-byte pieces, one per turn of the event loop.
+    const sent = randomFillSync(Buffer.alloc(8_000_000));
+    let off = 0;
+    const feed = (): void => {
+      while (off < sent.length) {
+        const ok = src.client.write(sent.subarray(off, off + 1000));
+        off += 1000;
+        if (!ok) return void src.client.once("drain", feed);
+        if (off % 4000 === 0) return void setImmediate(feed);
+      }
+    };
+    feed();
+    // The peer reads 64 KB every 2 ms.
+    const got: Buffer[] = [];
+    let have = 0;
+    let allowance = 0;
+    dst.peer.pause();
+    await new Promise<void>((resolve) => {
+      dst.peer.on("data", (d: Buffer) => {
+        got.push(d);
+        have += d.length;
+        if (have >= sent.length) resolve();
+        else if (have >= allowance) dst.peer.pause();
+      });
+      const tick = (): void => {
+        if (have >= sent.length) return;
+        allowance = have + 64 * 1024;
+        dst.peer.resume();
+        setTimeout(tick, 2);
+      };
+      tick();
+    });
+    assert.ok(Buffer.concat(got).equals(sent), "every byte arrives as read");
+    assert.ok(renews >= 10, `the writer kept chunks (${renews} times)`);
+    assert.ok(buffers.size <= 5, `written buffers are read into again: ${buffers.size} buffers for ${renews} renewals`);
+  } finally {
+    src.close();
+    dst.close();
+  }
+});
+
+for (const kind of ["direct", "tls", "compressed"] as const) it(`whenWritten runs once the chunks written before it have left memory (${kind})`, async () => {
+  const dst = kind === "direct" ? await pair("unix").then((p) => ({ ours: p.client as Duplex, peer: p.server as Duplex, close: p.close })) : await copyingPair(kind, "unix");
+  try {
+    const w = new SocketWriter(dst.ours);
+    // The peer does not read: writes pile up. Each chunk is scribbled over as soon as whenWritten
+    // says it may be, so one released early arrives changed.
+    dst.peer.pause();
+    const expected: Buffer[] = [];
+    let fired = 0;
+    let firedAtOnce = 0;
+    for (let i = 0; i < 4000; i++) {
+      const c = randomFillSync(Buffer.alloc(1000));
+      expected.push(Buffer.from(c));
+      w.write(c);
+      let now = true;
+      w.whenWritten(() => {
+        fired++;
+        if (now) firedAtOnce++;
+        c.fill(0xee);
+      });
+      now = false;
+    }
+    const waited = 4000 - fired;
+    const got: Buffer[] = [];
+    let have = 0;
+    await new Promise<void>((resolve) => {
+      dst.peer.on("data", (d: Buffer) => {
+        got.push(d);
+        have += d.length;
+        if (have >= 4_000_000) resolve();
+      });
+      dst.peer.resume();
+    });
+    assert.ok(Buffer.concat(got).equals(Buffer.concat(expected)), "no chunk was released before it was written");
+    assert.ok(waited > 0, "some chunks waited in memory while the peer did not read");
+    await new Promise((r) => setImmediate(r));
+    assert.equal(fired, 4000, "every waiter ran");
+    assert.ok(firedAtOnce > 0, "a chunk the socket took at once is released at once");
+  } finally {
+    dst.close();
   }
 });
