@@ -227,9 +227,12 @@ export class Session implements ChunkSink, CommandSink {
   private onClientData(chunk: Buffer): void {
     this.processClient(chunk, 0);
     // The chunk may live on (held while a response is pending, or queued by the backend socket):
-    // then the next read must go to a fresh buffer.
+    // then the next read must go to another buffer. One only the backend socket holds is read
+    // into again once written.
     const r = this.clientReader;
-    if (r && (this.held.length > 0 || (this.backend !== null && this.backend.out.queued))) r.renew();
+    if (r === null) return;
+    if (this.held.length > 0) r.renew();
+    else if (this.backend !== null && this.backend.out.queued) r.renew(this.backend.out);
   }
 
   private processClient(chunk: Buffer, pos: number): void {
