@@ -37,8 +37,6 @@ interface StreamBinding {
   /** libuv's TCP and Unix-socket handle classes: only their instances are read and written directly */
   TCP: abstract new () => unknown;
   Pipe: abstract new () => unknown;
-  /** the TLS stream's handle class, or null where Node does not expose it */
-  TLSWrap: (abstract new () => unknown) | null;
 }
 
 function load(): StreamBinding | null {
@@ -47,15 +45,9 @@ function load(): StreamBinding | null {
     const b = binding("stream_wrap") as Partial<StreamBinding>;
     const { TCP } = binding("tcp_wrap") as { TCP?: unknown };
     const { Pipe } = binding("pipe_wrap") as { Pipe?: unknown };
-    let TLSWrap: unknown = null;
-    try {
-      TLSWrap = (binding("tls_wrap") as { TLSWrap?: unknown }).TLSWrap;
-    } catch {
-      // A Node without TLS: no socket has a TLS handle.
-    }
     if (typeof b.WriteWrap !== "function" || !(b.streamBaseState instanceof Int32Array) || typeof TCP !== "function" || typeof Pipe !== "function") return null;
     if (typeof b.kLastWriteWasAsync !== "number" || typeof b.kReadBytesOrError !== "number") return null;
-    return { ...b, TCP, Pipe, TLSWrap: typeof TLSWrap === "function" ? TLSWrap : null } as StreamBinding;
+    return { ...b, TCP, Pipe } as StreamBinding;
   } catch {
     return null;
   }
@@ -77,6 +69,16 @@ export function streamHandleOf(socket: Duplex): StreamHandle | null {
   return h as StreamHandle;
 }
 
+/** The TLS handle class, looked up whether or not direct I/O is on; null on a Node without TLS. */
+const TLSWrap = ((): (abstract new () => unknown) | null => {
+  try {
+    const { TLSWrap: c } = (process as unknown as { binding(name: string): { TLSWrap?: unknown } }).binding("tls_wrap");
+    return typeof c === "function" ? (c as abstract new () => unknown) : null;
+  } catch {
+    return null;
+  }
+})();
+
 /**
  * A socket whose handle is a TLS stream (tls.TLSSocket, or a socket re-wrapped around a TLS
  * handle). Such a handle encrypts a chunk, or copies it to encrypt later, before write() returns,
@@ -84,7 +86,6 @@ export function streamHandleOf(socket: Duplex): StreamHandle | null {
  * earlier write (test/lib/socket-io.test.ts checks this on the Node in use).
  */
 export function isTlsHandleSocket(socket: Duplex): boolean {
-  if (streamBinding === null || streamBinding.TLSWrap === null || !(socket instanceof net.Socket)) return false;
-  const h = (socket as unknown as { _handle: unknown })._handle;
-  return h instanceof streamBinding.TLSWrap;
+  if (TLSWrap === null || !(socket instanceof net.Socket)) return false;
+  return (socket as unknown as { _handle: unknown })._handle instanceof TLSWrap;
 }

