@@ -10,9 +10,10 @@
 // that a read buffer is only replaced when it must be. A TLS socket takes its own copy of a chunk
 // inside write() (libuv-stream.ts), and a stream that declares `copiesWrites` (the compressed
 // protocol's) frames it into new memory there: such a socket keeps a chunk only when its Writable
-// buffers it behind an earlier write, which needs bytes already counted in writableLength. Any other socket on the stream path
-// may hold the chunk until its write completes. `whenWritten` tells when everything written so far
-// is out of Ferry's memory, so that a replaced read buffer can be used again.
+// buffers it behind an earlier write, which needs bytes already counted in writableLength, and
+// the chunk is then out of Ferry's memory when that write finishes. Any other socket on the
+// stream path may hold the chunk until its write completes. `whenWritten` tells when everything
+// written so far is out of Ferry's memory, so that a replaced read buffer can be used again.
 
 import type { Duplex } from "node:stream";
 import { getSystemErrorName } from "node:util";
@@ -34,8 +35,6 @@ export class SocketWriter {
   private pending = 0;
   /** the socket copies a chunk unless its Writable buffers it (see the top of this file) */
   private readonly copies: boolean;
-  /** a copying socket's Writable buffered the last chunk written through it */
-  private lastBuffered = false;
   /**
    * Writes handed over, and how many of them have left Ferry's memory. Writes finish in the order
    * they were made (one libuv queue, which the Writable feeds in order, and a direct write only
@@ -64,8 +63,7 @@ export class SocketWriter {
     // holds must go first: in each case the stream decides.
     this.issued++;
     if (handle === null || s.writableLength > 0 || s.destroyed || s.writableEnded) {
-      const buffered = (this.lastBuffered = s.writableLength > 0);
-      if (buffered || !this.copies) return s.write(chunk, this.afterStreamWrite);
+      if (s.writableLength > 0 || !this.copies) return s.write(chunk, this.afterStreamWrite);
       // Copied before write() returns: the chunk's memory is free at once.
       const more = s.write(chunk);
       this.writeFinished();
@@ -94,7 +92,7 @@ export class SocketWriter {
 
   /** True when a chunk written may still be referenced by the socket (its memory must stay as it is). */
   get queued(): boolean {
-    if (this.copies) return this.lastBuffered;
+    if (this.copies) return this.finished < this.issued;
     return this.pending > 0 || this.socket.writableLength > 0;
   }
 
