@@ -49,6 +49,29 @@ async function sysbench(test: string, port: number, threads: number, psMode = "a
   return { queries: Number(q[1]), qps: Number(q[2]), p95: Number(p[1]) };
 }
 
+/**
+ * RUNS rounds of `bench` on every target, medians per target (CPU µs per query of the target's
+ * process; NaN for the bare server). Rounds interleave the targets, so drift on the machine
+ * (caches, other load) hits each alike, and rotate their order, so none always runs right after
+ * another. `verbose`: print each round.
+ */
+async function interleavedRounds(targets: Target[], bench: (t: Target) => Promise<{ qps: number; p95: number; queries: number }>, verbose = false): Promise<Map<string, { qps: number; p95: number; cpu: number }>> {
+  const samples = new Map<string, { qps: number[]; p95: number[]; cpu: number[] }>(targets.map((t) => [t.name, { qps: [], p95: [], cpu: [] }]));
+  for (let r = 0; r < RUNS; r++) {
+    for (const t of [...targets.slice(r % targets.length), ...targets.slice(0, r % targets.length)]) {
+      const before = t.pid ? cpuTicks(t.pid) : 0;
+      const s = await bench(t);
+      const cpu = t.pid ? ((cpuTicks(t.pid) - before) / HZ) * 1e6 / s.queries : NaN;
+      const x = samples.get(t.name)!;
+      x.qps.push(s.qps);
+      x.p95.push(s.p95);
+      x.cpu.push(cpu);
+      if (verbose) console.log(`round ${r + 1} ${t.name}: ${s.qps.toFixed(0)} QPS, ${t.pid ? cpu.toFixed(1) : "-"} µs/query`);
+    }
+  }
+  return new Map([...samples].map(([k, x]) => [k, { qps: median(x.qps), p95: median(x.p95), cpu: median(x.cpu) }]));
+}
+
 async function main(): Promise<void> {
   await ensureMariadb((s) => console.log(s));
   if (!findBinary("sysbench")) throw new Error("sysbench is not installed: apt-get install -y sysbench");
@@ -98,22 +121,7 @@ async function main(): Promise<void> {
     rows.push("|---|---|---|---|---|---|---|---|---|");
     for (const test of FOCUS ? ["oltp_point_select"] : ["oltp_point_select", "oltp_read_only"]) {
       for (const threads of FOCUS ? [16] : [1, 16]) {
-        // Rounds interleave the targets, so drift on the machine (caches, other load) hits each
-        // alike, and rotate their order, so none always runs right after another.
-        const samples = new Map<string, { qps: number[]; p95: number[]; cpu: number[] }>(targets.map((t) => [t.name, { qps: [], p95: [], cpu: [] }]));
-        for (let r = 0; r < RUNS; r++) {
-          for (const t of [...targets.slice(r % targets.length), ...targets.slice(0, r % targets.length)]) {
-            const before = t.pid ? cpuTicks(t.pid) : 0;
-            const s = await sysbench(test, t.port, threads);
-            const ticks = t.pid ? cpuTicks(t.pid) - before : 0;
-            const x = samples.get(t.name)!;
-            x.qps.push(s.qps);
-            x.p95.push(s.p95);
-            x.cpu.push(t.pid ? (ticks / HZ) * 1e6 / s.queries : NaN);
-            if (FOCUS) console.log(`round ${r + 1} ${t.name}: ${s.qps.toFixed(0)} QPS, ${t.pid ? x.cpu[x.cpu.length - 1].toFixed(1) : "-"} µs/query`);
-          }
-        }
-        const res = new Map([...samples].map(([k, x]) => [k, { qps: median(x.qps), p95: median(x.p95), cpu: median(x.cpu) }]));
+        const res = await interleavedRounds(targets, (t) => sysbench(test, t.port, threads), FOCUS);
         const d = res.get("direct")!, h = res.get("haproxy");
         for (const t of targets) {
           const m = res.get(t.name)!;
@@ -135,17 +143,10 @@ async function main(): Promise<void> {
     rows.push("", "| query rules (r/w split set), text protocol | threads | QPS ferry | QPS ferry+rules | ratio | CPU µs/q ferry | CPU µs/q ferry+rules |", "|---|---|---|---|---|---|---|");
     const pair: Target[] = [{ name: "ferry", port: ferryPort, pid: ferry.pid! }, { name: "ferry+rules", port: rulesPort, pid: ferryRules.pid! }];
     for (const test of ["oltp_point_select", "oltp_read_only"]) {
-      const q = new Map<string, number[]>(pair.map((t) => [t.name, []])), c = new Map<string, number[]>(pair.map((t) => [t.name, []]));
-      for (let r = 0; r < RUNS; r++) {
-        for (const t of r % 2 ? [...pair].reverse() : pair) {
-          const before = cpuTicks(t.pid!);
-          const x = await sysbench(test, t.port, 16, "disable");
-          q.get(t.name)!.push(x.qps);
-          c.get(t.name)!.push(((cpuTicks(t.pid!) - before) / HZ) * 1e6 / x.queries);
-        }
-      }
-      const [fq, rq, fc, rc] = [median(q.get("ferry")!), median(q.get("ferry+rules")!), median(c.get("ferry")!), median(c.get("ferry+rules")!)];
-      rows.push(`| ${test} | 16 | ${fq.toFixed(0)} | ${rq.toFixed(0)} | ${(rq / fq).toFixed(2)} | ${fc.toFixed(1)} | ${rc.toFixed(1)} |`);
+      // Two targets: the rotation alternates which goes first.
+      const res = await interleavedRounds(pair, (t) => sysbench(test, t.port, 16, "disable"));
+      const f = res.get("ferry")!, fr = res.get("ferry+rules")!;
+      rows.push(`| ${test} | 16 | ${f.qps.toFixed(0)} | ${fr.qps.toFixed(0)} | ${(fr.qps / f.qps).toFixed(2)} | ${f.cpu.toFixed(1)} | ${fr.cpu.toFixed(1)} |`);
       console.log(rows[rows.length - 1]);
     }
 
@@ -153,22 +154,11 @@ async function main(): Promise<void> {
     // same certificate; Ferry ends TLS and talks plainly to the server, HAProxy passes it through
     // (the server does the cryptography), so only the QPS figures compare across targets.
     rows.push("", "| TLS clients, oltp_point_select | threads | target | QPS (median) | p95 ms | CPU µs/query (proxy) | QPS vs direct |", "|---|---|---|---|---|---|---|");
-    const tlsSamples = new Map<string, { qps: number[]; p95: number[]; cpu: number[] }>(targets.map((t) => [t.name, { qps: [], p95: [], cpu: [] }]));
-    for (let r = 0; r < RUNS; r++) {
-      for (const t of [...targets.slice(r % targets.length), ...targets.slice(0, r % targets.length)]) {
-        const before = t.pid ? cpuTicks(t.pid) : 0;
-        const s = await sysbench("oltp_point_select", t.port, 16, "auto", tlsDir);
-        const x = tlsSamples.get(t.name)!;
-        x.qps.push(s.qps);
-        x.p95.push(s.p95);
-        x.cpu.push(t.pid ? ((cpuTicks(t.pid) - before) / HZ) * 1e6 / s.queries : NaN);
-      }
-    }
-    const tlsDirect = median(tlsSamples.get("direct")!.qps);
+    const tls = await interleavedRounds(targets, (t) => sysbench("oltp_point_select", t.port, 16, "auto", tlsDir));
+    const tlsDirect = tls.get("direct")!.qps;
     for (const t of targets) {
-      const x = tlsSamples.get(t.name)!;
-      const cpu = median(x.cpu);
-      rows.push(`| | 16 | ${t.name} | ${median(x.qps).toFixed(0)} | ${median(x.p95).toFixed(2)} | ${Number.isFinite(cpu) ? cpu.toFixed(1) : "-"} | ${(median(x.qps) / tlsDirect).toFixed(2)} |`);
+      const m = tls.get(t.name)!;
+      rows.push(`| | 16 | ${t.name} | ${m.qps.toFixed(0)} | ${m.p95.toFixed(2)} | ${Number.isFinite(m.cpu) ? m.cpu.toFixed(1) : "-"} | ${(m.qps / tlsDirect).toFixed(2)} |`);
     }
     console.log(rows.slice(-targets.length).join("\n"));
 
