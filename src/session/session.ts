@@ -15,7 +15,7 @@ import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { openBackend } from "./backend-login.js";
-import { CLIENT_COMPRESS, CLIENT_DEPRECATE_EOF, CR_SERVER_LOST, FERRY_NO_BACKEND, HEADER_SIZE, SERVER_STATUS_AUTOCOMMIT } from "../protocol/constants.js";
+import { CLIENT_COMPRESS, CLIENT_DEPRECATE_EOF, FERRY_NO_BACKEND, HEADER_SIZE, SERVER_STATUS_AUTOCOMMIT } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { encodeErr, encodeOk } from "../protocol/packets.js";
 import { framePayload } from "../protocol/writer.js";
@@ -26,10 +26,9 @@ import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-h
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import type { StatementEffects } from "./statement-effects.js";
 import { StateTracker } from "./state-tracker.js";
-import { copyingSink, SocketReader, type ChunkSink } from "../lib/socket-reader.js";
-import { rebindForForwarding } from "../frontend/rebind.js";
+import type { ChunkSink } from "../lib/socket-reader.js";
 import { SocketWriter } from "../lib/socket-writer.js";
-import { PacketStream } from "../protocol/packet-stream.js";
+import type { PacketStream } from "../protocol/packet-stream.js";
 import { CompressedStream } from "../protocol/compressed-stream.js";
 import type { SessionRegistry } from "./registry.js";
 import { runOnServer } from "./ferry-commands.js";
@@ -38,10 +37,11 @@ import { MoveControl } from "./move-control.js";
 import { refreshState, systemVariablesToReadBack } from "./state-refresh.js";
 import { ParkedConnections } from "./parked-connections.js";
 import { ClientFraming, type CommandSink } from "./client-framing.js";
+import { ClientInput } from "./client-input.js";
 import { CommandInFlight } from "./command-in-flight.js";
 import { dispatchCommand } from "./command-dispatch.js";
 import { ResponseEffects } from "./response-effects.js";
-import { idleLimitMs, SWEEP_MS } from "./idle-sweep.js";
+import { backendClosed, failStatement, InFlight } from "./backend-loss.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
@@ -69,16 +69,14 @@ export class Session implements ChunkSink, CommandSink {
   private cstate = C.Idle;
   /** where the client's packet stream stands (command start, rest of a command, file upload) */
   readonly framing = new ClientFraming(this);
-  private held: Buffer[] = []; // client bytes that arrived while a response was pending
+  /** reads the client socket, and holds what arrives while a response is pending */
+  private readonly input = new ClientInput((chunk) => this.onClientData(chunk));
   /** the command in flight, as dispatch saw it */
   readonly command = new CommandInFlight();
   private backendPaused = false;
   private closed = false;
-  /** reads the client socket when it could be re-bound for `onread` (plain TCP or Unix socket); else "data" events */
-  private clientReader: SocketReader | null = null;
   /** writes forwarded chunks to the client (made once the client socket is final, in start()) */
   private clientOut!: SocketWriter;
-  private readonly clientSink: ChunkSink = { onChunk: (c) => this.onClientData(c) };
   private readonly release: () => void;
   /** hostgroup of the active backend connection */
   hostgroup: number;
@@ -96,7 +94,7 @@ export class Session implements ChunkSink, CommandSink {
   private serverStats: ServerStats | null = null;
   /** address of a backend lost while the session was idle (it reconnects elsewhere) */
   lostFrom: string | null = null;
-  private readonly mover: MoveControl;
+  readonly mover: MoveControl;
   private closeWhenIdleRequested = false;
   /** a command was dispatched since the idle sweep last looked (idle-sweep.ts) */
   activeSinceSweep = true;
@@ -142,19 +140,9 @@ export class Session implements ChunkSink, CommandSink {
 
   /** Connects the first backend and finishes the client's login with OK (or the backend's error). */
   async start(): Promise<void> {
-    const reader = new SocketReader();
     // A compressing client is read and written through a CompressedStream, not the handle.
     const compress = (this.auth.capabilities & CLIENT_COMPRESS) !== 0;
-    const rebound = compress ? null : rebindForForwarding(this.client, reader);
-    if (rebound) {
-      rebound.pause(); // nothing is read before the login finishes
-      this.client = rebound;
-      this.auth.socket = rebound;
-      this.clientReader = reader;
-      reader.sink = this.clientSink;
-      reader.attach(rebound);
-      this.clientPaused = true;
-    }
+    if (!compress) this.client = this.auth.socket = this.input.rebind(this.client);
     this.clientOut = new SocketWriter(this.client);
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
@@ -184,10 +172,10 @@ export class Session implements ChunkSink, CommandSink {
       this.clientOut = new SocketWriter(this.client);
       leftover = Buffer.alloc(0);
     }
-    if (!this.clientReader) this.client.on("data", this.onClientData);
+    this.input.start(this.client);
     this.clientOut.onDrain = this.onClientDrain;
     if (leftover.length) this.onClientData(leftover);
-    this.unpauseClient();
+    this.input.unpause();
   }
 
   /** how loud a failed backend login is: a long outage's repeated retries log quietly */
@@ -226,13 +214,7 @@ export class Session implements ChunkSink, CommandSink {
 
   private onClientData(chunk: Buffer): void {
     this.processClient(chunk, 0);
-    // The chunk may live on (held while a response is pending, or queued by the backend socket):
-    // then the next read must go to another buffer. One only the backend socket holds is read
-    // into again once written.
-    const r = this.clientReader;
-    if (r === null) return;
-    if (this.held.length > 0) r.renew();
-    else if (this.backend !== null && this.backend.out.queued) r.renew(this.backend.out);
+    this.input.afterChunk(this.backend !== null ? this.backend.out : null);
   }
 
   private processClient(chunk: Buffer, pos: number): void {
@@ -241,12 +223,12 @@ export class Session implements ChunkSink, CommandSink {
       switch (this.cstate) {
         case C.Wait:
         case C.Busy:
-          this.hold(pos === 0 ? chunk : chunk.subarray(pos));
+          this.input.hold(pos === 0 ? chunk : chunk.subarray(pos));
           return;
         case C.Idle:
           if (this.backend === null) {
             // The backend was lost while idle: hold the command until the session has reconnected.
-            this.hold(pos === 0 ? chunk : chunk.subarray(pos));
+            this.input.hold(pos === 0 ? chunk : chunk.subarray(pos));
             this.mover.awaitReconnect();
             return;
           }
@@ -268,46 +250,12 @@ export class Session implements ChunkSink, CommandSink {
 
   /** Hands the client socket to a connection-phase exchange (COM_CHANGE_USER). */
   openClientPacketStream(): PacketStream {
-    let stream: PacketStream;
-    if (this.clientReader) {
-      stream = new PacketStream(this.client, 1 << 20, true);
-      this.clientReader.sink = copyingSink((c) => stream.push(c));
-    } else {
-      this.client.off("data", this.onClientData);
-      stream = new PacketStream(this.client, 1 << 20);
-    }
-    this.unpauseClient();
-    return stream;
+    return this.input.openPacketStream();
   }
 
   /** Back to forwarding; bytes the exchange read past its last packet are processed next. */
   closeClientPacketStream(stream: PacketStream): void {
-    const leftover = stream.detach();
-    if (this.clientReader) this.clientReader.sink = this.clientSink;
-    else this.client.on("data", this.onClientData);
-    if (leftover.length) this.held.push(leftover);
-  }
-
-  private hold(bytes: Buffer): void {
-    this.held.push(bytes);
-    this.pauseClient();
-  }
-
-  // pause()/resume() on a socket schedule stream work even when nothing changes: only call them on a real change.
-  private clientPaused = false;
-
-  private pauseClient(): void {
-    if (!this.clientPaused) {
-      this.clientPaused = true;
-      this.client.pause();
-    }
-  }
-
-  private unpauseClient(): void {
-    if (this.clientPaused) {
-      this.clientPaused = false;
-      this.client.resume();
-    }
+    this.input.closePacketStream(stream);
   }
 
   /** CommandSink: a command's first packet is in buf. */
@@ -318,7 +266,7 @@ export class Session implements ChunkSink, CommandSink {
 
   /** Holds a command while Ferry readies the connection it runs on, then replays it (not routed again). */
   holdWhile(command: Buffer, work: Promise<void>): void {
-    this.hold(command);
+    this.input.hold(command);
     this.cstate = C.Busy;
     this.routeDecided = true;
     void work.finally(() => {
@@ -360,11 +308,11 @@ export class Session implements ChunkSink, CommandSink {
 
   private writeBackend(bytes: Buffer): void {
     const b = this.backend;
-    if (b && !b.out.write(bytes)) this.pauseClient();
+    if (b && !b.out.write(bytes)) this.input.pause();
   }
 
   private onBackendDrain(): void {
-    if (this.cstate !== C.Wait && this.cstate !== C.Busy) this.unpauseClient();
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy) this.input.unpause();
   }
 
   /** Sends a command Ferry rewrote (whole, in `payload`) in place of the client's; returns `next`. */
@@ -432,28 +380,33 @@ export class Session implements ChunkSink, CommandSink {
       b.socket.destroy();
     }
     if (where) this.deps.router.reportFailure(where);
-    this.failStatement(where, sc.lastSeq, `lost connection to the backend ${where}: malformed response (${why})`);
+    failStatement(this, where, sc.lastSeq, `lost connection to the backend ${where}: malformed response (${why})`);
   }
 
-  /**
-   * The statement in flight lost its backend between packets: it gets 2013 with `seq`; a session
-   * that is otherwise movable carries on elsewhere, one inside a transaction ends, as it would directly.
-   */
-  private failStatement(where: string | null, seq: number, what: string): void {
+  /** The statement in flight is given up (its backend is gone): the session is between commands. */
+  abandonStatement(): void {
     this.tracker.inCommand = false;
     if (this.cmdTimer !== null) {
       clearTimeout(this.cmdTimer);
       this.cmdTimer = null;
     }
-    const canContinue = this.tracker.movable;
-    const msg = `${what}${canContinue ? "; the session continues on another server" : ""}`;
-    if (!canContinue) return this.fatal(new FerryError(CR_SERVER_LOST, "HY000", msg, "backend"), seq);
-    this.client.write(encodeErr(seq, CR_SERVER_LOST, "HY000", `ferry: ${msg}`));
     this.scanner.begin(Shape.None, this.deprecateEof);
     this.cstate = C.Idle;
-    this.lostFrom = where;
-    this.log.warn({ server: where }, "backend lost during a statement; reconnecting");
-    this.requestMove("backend-lost");
+  }
+
+  /** Where the command stands, for what losing the backend means to it (backend-loss.ts). */
+  get inFlight(): InFlight {
+    switch (this.cstate) {
+      case C.Wait: return this.scanner.atPacketBoundary ? InFlight.AtBoundary : InFlight.Midway;
+      case C.Forward:
+      case C.Infile: return InFlight.Midway;
+      default: return InFlight.None;
+    }
+  }
+
+  /** The sequence id an ERR replacing the rest of the response carries. */
+  get nextResponseSeq(): number {
+    return this.scanner.started ? (this.scanner.lastSeq + 1) & 0xff : 1;
   }
 
   private onClientDrain(): void {
@@ -489,7 +442,7 @@ export class Session implements ChunkSink, CommandSink {
     if (needsRefresh && this.backend) {
       this.tracker.userVariablesStale = fx.userVars.length > 0;
       this.cstate = C.Busy;
-      this.pauseClient();
+      this.input.pause();
       refreshState(this, fx).catch((e: Error) => {
         this.log.warn({ err: e.message }, "could not read back session state; the session stays pinned until the next read succeeds");
       }).finally(() => {
@@ -539,6 +492,11 @@ export class Session implements ChunkSink, CommandSink {
     return this.mover.reason;
   }
 
+  /** Between commands, Ferry not busy on the session's connections. */
+  get atCommandBoundary(): boolean {
+    return this.cstate === C.Idle;
+  }
+
   /** At a command boundary, with nothing in flight and nothing pinning the session. */
   get atMovableBoundary(): boolean {
     return this.cstate === C.Idle && !this.scanner.active && this.tracker.movable;
@@ -546,13 +504,13 @@ export class Session implements ChunkSink, CommandSink {
 
   /** Between commands with nothing in flight or waiting: the idle clock runs (idle-sweep.ts). */
   get idle(): boolean {
-    return this.cstate === C.Idle && !this.scanner.active && this.held.length === 0;
+    return this.cstate === C.Idle && !this.scanner.active && !this.input.holding;
   }
 
   /** Ferry works on the session's connections (a move): the client's commands wait. */
   beginBusy(): void {
     this.cstate = C.Busy;
-    this.pauseClient();
+    this.input.pause();
   }
 
   endBusy(): void {
@@ -575,16 +533,15 @@ export class Session implements ChunkSink, CommandSink {
    */
   resumeClient(): void {
     if (this.closed) return;
-    if (this.held.length && this.cstate === C.Idle && this.backend === null) return this.mover.awaitReconnect();
-    if (this.held.length && this.cstate === C.Idle) {
-      // What a replayed chunk holds back again goes to a fresh list, ahead of the chunks not replayed yet.
-      const queue = this.held;
-      this.held = [];
+    if (this.input.holding && this.cstate === C.Idle && this.backend === null) return this.mover.awaitReconnect();
+    if (this.input.holding && this.cstate === C.Idle) {
+      // What a replayed chunk holds back again is kept ahead of the chunks not replayed yet.
+      const queue = this.input.takeHeld();
       let i = 0;
       while (i < queue.length && this.cstate === C.Idle && !this.closed && this.backend !== null) this.processClient(queue[i++], 0);
-      for (; i < queue.length; i++) this.held.push(queue[i]);
+      this.input.putBack(queue, i);
     }
-    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed) this.unpauseClient();
+    if (this.cstate !== C.Wait && this.cstate !== C.Busy && !this.closed) this.input.unpause();
   }
 
   /** The server asked for a LOAD DATA LOCAL file: the client's next packets are the file. */
@@ -598,7 +555,7 @@ export class Session implements ChunkSink, CommandSink {
 
   runFerryCommand(work: () => Promise<Buffer>): void {
     this.cstate = C.Busy;
-    this.pauseClient();
+    this.input.pause();
     work().then((reply) => {
       if (this.closed) return;
       this.client.write(reply);
@@ -634,36 +591,14 @@ export class Session implements ChunkSink, CommandSink {
     const where = this.backendAddress;
     this.detachBackend();
     if (where) this.deps.router.reportFailure(where);
-    if (this.cstate === C.Wait && this.scanner.atPacketBoundary) {
-      const seq = this.scanner.started ? (this.scanner.lastSeq + 1) & 0xff : 1;
-      return this.failStatement(where, seq, `lost connection to backend ${where} during the statement`);
-    }
-    if (this.cstate === C.Wait || this.cstate === C.Forward || this.cstate === C.Infile) {
-      // Mid-packet or mid-upload: nothing can be injected cleanly.
-      return this.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${where} during the statement`, "backend"), -1);
-    }
-    if (!this.tracker.movable) {
-      this.log.info({ server: where, pinned: this.tracker.pinReasons() }, "backend lost while the session was pinned; closing it");
-      return this.close();
-    }
-    const limit = idleLimitMs(this, this.deps.config());
-    const idleMs = performance.now() - this.idleSince;
-    if (this.idle && !this.activeSinceSweep && limit > 0 && idleMs >= limit - 2 * SWEEP_MS) {
-      // The server closed it for its wait_timeout, which the sweep is about to apply anyway.
-      this.log.info({ server: where, idleMs: Math.round(idleMs), limitMs: limit }, "backend closed a session idle to its wait_timeout; closing the client");
-      return this.close();
-    }
-    this.lostFrom = where;
-    this.log.info({ server: where }, "backend lost while idle; reconnecting");
-    if (this.cstate === C.Idle) this.requestMove("backend-lost");
-    else this.mover.reason = "backend-lost"; // a refresh or move in flight fails and retries
+    backendClosed(this, where);
   }
 
   /** KILL: aborts the running statement, or ends the session. */
   async kill(query: boolean): Promise<void> {
     const b = this.backend;
     if (query) {
-      if (!b || (this.cstate !== C.Wait && this.cstate !== C.Forward && this.cstate !== C.Infile)) return;
+      if (!b || this.inFlight === InFlight.None) return;
       await runOnServer(this, b.server, `KILL QUERY ${b.threadId}`);
       return;
     }
@@ -687,8 +622,7 @@ export class Session implements ChunkSink, CommandSink {
       b.socket.end();
       b.socket.destroy();
     }
-    this.client.off("data", this.onClientData);
-    if (this.clientReader) this.clientReader.sink = null;
+    this.input.stop();
     if (!this.client.destroyed) this.client.end();
     setTimeout(() => this.client.destroy(), 1000).unref();
     this.release();
