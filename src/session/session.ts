@@ -3,11 +3,13 @@
 // Client side, a small state machine: Idle (next bytes start a command), Forward (rest of a
 // command's packets), Wait (command sent, response pending: further client bytes are held and the
 // client paused), Infile (client streams LOAD DATA LOCAL file packets), Busy (Ferry answers the
-// command itself, or readies the connection it runs on). ClientFraming walks the packet headers,
-// command-dispatch.ts decides what each command is. Server side, the ResponseScanner walks the
-// response in place, ResponseEffects tells the StateTracker what it changed, and the chunks go to
-// the client unchanged. Handlers are bound once; nothing per packet allocates except a Buffer view
-// when a chunk holds more than the current command.
+// command itself, or readies the connection it runs on). ClientInput reads the client and holds
+// what arrives while the session cannot take it, ClientFraming walks the packet headers,
+// command-dispatch.ts decides what each command is. Server side, the ResponseForwarder walks the
+// response in place and sends the chunks on unchanged, ResponseEffects tells the StateTracker what
+// it changed; backend-loss.ts decides what a lost connection means to the session. Handlers are
+// bound once; nothing per packet allocates except a Buffer view when a chunk holds more than the
+// current command.
 
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
@@ -19,15 +21,13 @@ import { CLIENT_COMPRESS, CLIENT_DEPRECATE_EOF, FERRY_NO_BACKEND, HEADER_SIZE, S
 import { FerryError } from "../protocol/errors.js";
 import { encodeErr, encodeOk } from "../protocol/packets.js";
 import { framePayload } from "../protocol/writer.js";
-import { ResponseScanner, Shape } from "../protocol/response-scanner.js";
+import { Shape } from "../protocol/response-scanner.js";
 import { homeHostgroup, type Router, type ServerStats } from "../router/router.js";
 import type { RouteExtras } from "./statement-routing.js";
 import { HandshakeFailure, type AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import type { StatementEffects } from "./statement-effects.js";
 import { StateTracker } from "./state-tracker.js";
-import type { ChunkSink } from "../lib/socket-reader.js";
-import { SocketWriter } from "../lib/socket-writer.js";
 import type { PacketStream } from "../protocol/packet-stream.js";
 import { CompressedStream } from "../protocol/compressed-stream.js";
 import type { SessionRegistry } from "./registry.js";
@@ -41,7 +41,8 @@ import { ClientInput } from "./client-input.js";
 import { CommandInFlight } from "./command-in-flight.js";
 import { dispatchCommand } from "./command-dispatch.js";
 import { ResponseEffects } from "./response-effects.js";
-import { backendClosed, failStatement, InFlight } from "./backend-loss.js";
+import { ResponseForwarder } from "./response-forwarder.js";
+import { backendClosed, InFlight } from "./backend-loss.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
@@ -55,14 +56,16 @@ export interface SessionDeps {
   moves: MoveSlots;
 }
 
-export class Session implements ChunkSink, CommandSink {
+export class Session implements CommandSink {
   readonly id: number;
   client: Duplex;
   auth: AuthenticatedClient;
   backend: BackendConnection | null = null;
   readonly tracker = new StateTracker();
   private readonly effects = new ResponseEffects(this);
-  private readonly scanner = new ResponseScanner(this.effects);
+  /** forwards the backend's responses to the client */
+  private readonly response = new ResponseForwarder(this, this.effects);
+  private readonly scanner = this.response.scanner;
   readonly deps: SessionDeps;
   readonly log: Logger;
 
@@ -73,10 +76,7 @@ export class Session implements ChunkSink, CommandSink {
   private readonly input = new ClientInput((chunk) => this.onClientData(chunk));
   /** the command in flight, as dispatch saw it */
   readonly command = new CommandInFlight();
-  private backendPaused = false;
   private closed = false;
-  /** writes forwarded chunks to the client (made once the client socket is final, in start()) */
-  private clientOut!: SocketWriter;
   private readonly release: () => void;
   /** hostgroup of the active backend connection */
   hostgroup: number;
@@ -111,8 +111,6 @@ export class Session implements ChunkSink, CommandSink {
     this.deps = deps;
     this.log = deps.log.child({ session: id, user: auth.user.name, client: auth.clientAddr, ...(auth.proxiedBy ? { via: auth.proxiedBy } : {}) });
     this.onClientData = this.onClientData.bind(this);
-    this.onBackendData = this.onBackendData.bind(this);
-    this.onClientDrain = this.onClientDrain.bind(this);
     this.onBackendDrain = this.onBackendDrain.bind(this);
     this.onClientClose = this.onClientClose.bind(this);
     this.onBackendClose = this.onBackendClose.bind(this);
@@ -143,7 +141,7 @@ export class Session implements ChunkSink, CommandSink {
     // A compressing client is read and written through a CompressedStream, not the handle.
     const compress = (this.auth.capabilities & CLIENT_COMPRESS) !== 0;
     if (!compress) this.client = this.auth.socket = this.input.rebind(this.client);
-    this.clientOut = new SocketWriter(this.client);
+    this.response.useClient(this.client);
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
     try {
@@ -169,11 +167,10 @@ export class Session implements ChunkSink, CommandSink {
       // Compression starts with the first command, after the login's OK.
       this.client = this.auth.socket = new CompressedStream(this.client, leftover);
       this.client.on("error", this.onSocketError);
-      this.clientOut = new SocketWriter(this.client);
+      this.response.useClient(this.client);
       leftover = Buffer.alloc(0);
     }
     this.input.start(this.client);
-    this.clientOut.onDrain = this.onClientDrain;
     if (leftover.length) this.onClientData(leftover);
     this.input.unpause();
   }
@@ -188,8 +185,7 @@ export class Session implements ChunkSink, CommandSink {
     this.hostgroup = b.server.hostgroup;
     this.serverStats = this.deps.router.statsOf(b.server.address);
     if (b.initialTrack) this.tracker.applyTrack(b.initialTrack);
-    if (b.reader) b.reader.sink = this;
-    else b.socket.on("data", this.onBackendData);
+    this.response.listen(b);
     b.out.onDrain = this.onBackendDrain;
     b.socket.on("close", this.onBackendClose);
     b.socket.on("error", this.onSocketError);
@@ -199,8 +195,7 @@ export class Session implements ChunkSink, CommandSink {
   detachBackend(release = true): BackendConnection | null {
     const b = this.backend;
     if (!b) return null;
-    if (b.reader) b.reader.sink = null;
-    else b.socket.off("data", this.onBackendData);
+    this.response.unlisten(b);
     b.out.onDrain = null;
     b.socket.off("close", this.onBackendClose);
     b.socket.off("error", this.onSocketError);
@@ -327,60 +322,15 @@ export class Session implements ChunkSink, CommandSink {
 
   // ---- backend → client ------------------------------------------------------------------
 
-  onChunk(chunk: Buffer): void {
-    this.onBackendData(chunk);
-  }
-
-  private onBackendData(chunk: Buffer): void {
-    if (!this.scanner.active) {
-      this.unsolicited(chunk);
-      return;
-    }
-    let r: number;
-    try {
-      r = this.scanner.scan(chunk, 0, chunk.length);
-    } catch (e) {
-      this.malformedResponse(chunk, (e as Error).message);
-      return;
-    }
-    const sc = this.scanner;
-    const from = sc.forwardFrom;
-    const until = r >= 0 ? r : sc.forwardUntil;
-    let more = true;
-    const out = this.clientOut;
-    if (sc.emit !== null) more = out.write(sc.emit);
-    if (until > from) more = out.write(from === 0 && until === chunk.length ? chunk : chunk.subarray(from, until));
-    const b = this.backend;
-    // The client socket queued the chunk instead of writing it: the read buffer must not be reused.
-    if (b && b.reader && out.queued) b.reader.renew(out);
-    if (!more && b) {
-      b.socket.pause();
-      this.backendPaused = true;
-    }
-    if (r >= 0) {
-      this.responseDone();
-      if (r < chunk.length) this.unsolicited(chunk.subarray(r));
-    }
-  }
-
-  /**
-   * The backend sent a packet that breaks the protocol. The whole packets before it go to the
-   * client, the bad one and the connection do not: in its place the statement gets 2013, as for a
-   * connection lost between packets, and the session carries on elsewhere when it can.
-   */
-  private malformedResponse(chunk: Buffer, why: string): void {
+  /** The connection broke the protocol: it is closed and its server reported. */
+  dropBackend(): void {
     const where = this.backendAddress;
-    this.log.error({ err: why, server: where }, "backend sent a malformed response");
-    const sc = this.scanner;
-    if (sc.emit !== null) this.clientOut.write(sc.emit);
-    if (sc.goodUntil > sc.forwardFrom) this.clientOut.write(chunk.subarray(sc.forwardFrom, sc.goodUntil));
     const b = this.detachBackend();
     if (b) {
       b.socket.on("error", () => undefined);
       b.socket.destroy();
     }
     if (where) this.deps.router.reportFailure(where);
-    failStatement(this, where, sc.lastSeq, `lost connection to the backend ${where}: malformed response (${why})`);
   }
 
   /** The statement in flight is given up (its backend is gone): the session is between commands. */
@@ -409,19 +359,8 @@ export class Session implements ChunkSink, CommandSink {
     return this.scanner.started ? (this.scanner.lastSeq + 1) & 0xff : 1;
   }
 
-  private onClientDrain(): void {
-    if (this.backendPaused && this.backend) {
-      this.backendPaused = false;
-      this.backend.socket.resume();
-    }
-  }
-
-  /** Data from a backend with no command in flight: an error before it disconnects us. */
-  private unsolicited(chunk: Buffer): void {
-    this.log.warn({ server: this.backendAddress, bytes: chunk.length, first: chunk[4] }, "unsolicited data from backend");
-  }
-
-  private responseDone(): void {
+  /** The response ended (ResponseForwarder): the session is between commands. */
+  responseDone(): void {
     if (this.serverStats !== null) this.serverStats.observe(performance.now() - this.command.startedAt);
     if (this.cmdTimer !== null) {
       clearTimeout(this.cmdTimer);
@@ -465,15 +404,13 @@ export class Session implements ChunkSink, CommandSink {
   suspendBackendReads(): BackendConnection | null {
     const b = this.backend;
     if (!b) return null;
-    if (b.reader) b.reader.sink = null;
-    else b.socket.off("data", this.onBackendData);
+    this.response.unlisten(b);
     return b;
   }
 
   resumeBackendReads(b: BackendConnection): void {
     if (this.backend !== b) return;
-    if (b.reader) b.reader.sink = this;
-    else b.socket.on("data", this.onBackendData);
+    this.response.listen(b);
   }
 
   // ---- moving to another backend -----------------------------------------------------------
