@@ -19,6 +19,7 @@ import { Rebalancer } from "./session/rebalancer.js";
 import { IdleSweep } from "./session/idle-sweep.js";
 import { Monitor, type ServerHealth } from "./monitor/monitor.js";
 import { Discovery } from "./monitor/discovery.js";
+import { LoopPriority } from "./lib/loop-priority.js";
 
 const DEFAULT_VERSION = "5.5.5-10.11.0-MariaDB-ferry";
 
@@ -68,6 +69,8 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       }
     }
   }
+  const priority = new LoopPriority();
+  priority.apply(file.proxy.nice, log);
   const moves = new MoveSlots(runtime.proxy.max_concurrent_moves);
   const deps = { config: () => runtime, router, registry, log, tls, sha2Cache, moves };
   const listener = new ClientListener({
@@ -144,6 +147,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       }
       file = next;
       runtime = build();
+      priority.apply(next.proxy.nice, log);
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");
       applyServerChanges(registry, runtime, log, () => runtime);
       reloadTlsMaterial(tls, next.tls).then((changed) => {

@@ -173,6 +173,8 @@ export const configSchema = z.object({
     tcp_keepalive_ms: z.number().int().min(0).default(60_000),
     /** a client idle this long is closed even when its wait_timeout is longer (0: only wait_timeout applies) */
     client_idle_timeout_ms: z.number().int().min(0).default(0),
+    /** nice value of the event loop thread (lib/loop-priority.ts); unset: as Ferry was started */
+    nice: z.number().int().min(-20).max(19).optional(),
     /** peers allowed to start a connection with a PROXY protocol header (load balancers in front of Ferry) */
     proxy_protocol_networks: z.array(cidr).default([]),
   }).strict().prefault({}),

@@ -1,9 +1,9 @@
 // The operator's path: `ferry start --config FILE`, edit a server's status in the file, SIGHUP.
 
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { getPriority, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -75,5 +75,53 @@ password = "${APP_PASSWORD}"
     assert.notEqual(fresh.p, before.p, "new sessions still avoid the drained server");
     await c.end();
     await c2.end();
+  });
+
+  it("proxy.nice sets the event loop thread's priority, and a reload without it restores the one Ferry started with", async () => {
+    const started = getPriority(proc.pid!);
+    const mark = stdout.length;
+    writeFileSync(file, config({}, "nice = -7"));
+    proc.kill("SIGHUP");
+    assert.ok(await waitFor(() => stdout.slice(mark).includes("event loop priority set"), 5000), stdout.slice(mark));
+    assert.equal(getPriority(proc.pid!), -7);
+    // Only the event loop thread: libuv's and V8's helper threads keep theirs.
+    const helper = execFileSync("ls", [`/proc/${proc.pid}/task`]).toString().split("\n").map(Number).find((t) => t > 0 && t !== proc.pid)!;
+    assert.equal(getPriority(helper), started);
+    const c = await connectVia(port);
+    const [[one]] = (await c.query("SELECT 1 AS x")) as unknown as [[{ x: number }]];
+    assert.equal(one.x, 1);
+    await c.end();
+    const mark2 = stdout.length;
+    writeFileSync(file, config({}));
+    proc.kill("SIGHUP");
+    assert.ok(await waitFor(() => stdout.slice(mark2).includes("event loop priority set"), 5000), stdout.slice(mark2));
+    assert.equal(getPriority(proc.pid!), started);
+  });
+
+  it("without the right to raise its priority Ferry says why and runs as started", async (t) => {
+    if (process.getuid?.() !== 0) return t.skip("needs root to drop CAP_SYS_NICE");
+    const port2 = await freePort();
+    const file2 = join(dir, "no-nice.toml");
+    writeFileSync(file2, config({}, "nice = -5").replace(`listen = "127.0.0.1:${port}"`, `listen = "127.0.0.1:${port2}"`));
+    // Still root, but without CAP_SYS_NICE: lowering a nice value is refused (EACCES).
+    const p2 = spawn("setpriv", ["--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice", process.execPath, bin, "start", "--config", file2], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    p2.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    p2.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      assert.ok(await waitFor(() => out.includes("ferry listening"), 10_000), out);
+      assert.match(out, /could not set the event loop's priority \(proxy\.nice\)/);
+      assert.equal(getPriority(p2.pid!), getPriority());
+      const c = await connectVia(port2);
+      const [[one]] = (await c.query("SELECT 1 AS x")) as unknown as [[{ x: number }]];
+      assert.equal(one.x, 1);
+      await c.end();
+    } finally {
+      if (p2.exitCode === null && p2.signalCode === null) {
+        const exited = new Promise((r) => p2.once("exit", r));
+        p2.kill("SIGTERM");
+        await exited;
+      }
+    }
   });
 });
