@@ -39,5 +39,9 @@ default_hostgroup = 0
     assert.throws(() => parseConfig(`[[servers]]\nhost = "a"\nsend_proxy_protocol = "yes"\n`), /servers\[0\]\.send_proxy_protocol/);
     assert.throws(() => parseConfig(`[[routes]]\nclient_addr = "localhost/8"\ndestination_hostgroup = 1\n`), /routes\[0\]\.client_addr: .*localhost takes no prefix length/);
     assert.equal(parseConfig(`[proxy]\nproxy_protocol_networks = ["localhost", "::1"]\n`).proxy.proxy_protocol_networks.length, 2);
+    assert.throws(() => parseConfig(`[proxy]\nnice = -30\n`), /proxy\.nice: .*-20/);
+    assert.throws(() => parseConfig(`[proxy]\nnice = 2.5\n`), /proxy\.nice/);
+    assert.equal(parseConfig(`[proxy]\nnice = -6\n`).proxy.nice, -6);
+    assert.equal(parseConfig(``).proxy.nice, undefined, "unset: Ferry keeps the priority it was started with");
   });
 });
