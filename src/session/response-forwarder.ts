@@ -25,8 +25,9 @@ export class ResponseForwarder implements ChunkSink {
     this.onClientDrain = this.onClientDrain.bind(this);
   }
 
-  /** Responses go to `client` from now on. */
+  /** Responses go to `client` from now on (a compressing client's stream replaces its socket after login). */
   useClient(client: Duplex): void {
+    if (this.out !== undefined) this.out.onDrain = null; // the socket under the new stream drains for it
     this.out = new SocketWriter(client);
     this.out.onDrain = this.onClientDrain;
   }
