@@ -15,14 +15,13 @@ import type { Logger } from "pino";
 export class LoopPriority {
   /** the thread's nice value before Ferry first changed it */
   private original: number | null = null;
-  private applied: number | null = null;
 
   /** Sets the event loop thread's nice value; `nice` undefined: the value Ferry was started with. */
   apply(nice: number | undefined, log: Logger): void {
     if (nice === undefined && this.original === null) return;
     const want = nice ?? this.original!;
-    if (want === (this.applied ?? this.original)) return;
     const before = getPriority();
+    if (want === before) return;
     try {
       setPriority(want);
     } catch (e) {
@@ -30,7 +29,6 @@ export class LoopPriority {
       return;
     }
     if (this.original === null) this.original = before;
-    this.applied = want;
     log.info({ nice: want, was: before }, "event loop priority set");
   }
 }

@@ -73,7 +73,7 @@ export class Session implements CommandSink {
   /** where the client's packet stream stands (command start, rest of a command, file upload) */
   readonly framing = new ClientFraming(this);
   /** reads the client socket, and holds what arrives while a response is pending */
-  private readonly input = new ClientInput((chunk) => this.onClientData(chunk));
+  private readonly input: ClientInput;
   /** the command in flight, as dispatch saw it */
   readonly command = new CommandInFlight();
   private closed = false;
@@ -111,6 +111,7 @@ export class Session implements CommandSink {
     this.deps = deps;
     this.log = deps.log.child({ session: id, user: auth.user.name, client: auth.clientAddr, ...(auth.proxiedBy ? { via: auth.proxiedBy } : {}) });
     this.onClientData = this.onClientData.bind(this);
+    this.input = new ClientInput(this.onClientData);
     this.onBackendDrain = this.onBackendDrain.bind(this);
     this.onClientClose = this.onClientClose.bind(this);
     this.onBackendClose = this.onBackendClose.bind(this);
