@@ -7,6 +7,7 @@ import type { ServerConfig } from "../config/runtime-config.js";
 import { CR_SERVER_LOST } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { switchHostgroup } from "./hostgroup-switch.js";
+import { guarded, internalError } from "./internal-error.js";
 import { moveSession, type MoveOutcome } from "./migrator.js";
 import type { Session } from "./session.js";
 
@@ -28,7 +29,12 @@ export class MoveControl {
     this.reason = reason;
     this.target = target;
     this.notBefore = 0;
-    this.maybe();
+    // Called from sweeps over many sessions: a fault here ends this session, not the sweep.
+    try {
+      this.maybe();
+    } catch (e) {
+      internalError(this.s, e);
+    }
   }
 
   /** The level at which the running attempt logs its failures (connect failures included). */
@@ -92,7 +98,7 @@ export class MoveControl {
     } finally {
       slots.release();
       this.moving = false;
-      if (!s.isClosed) s.endBusy();
+      if (!s.isClosed) guarded(s, s.endBusy);
     }
   }
 
@@ -100,7 +106,11 @@ export class MoveControl {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.maybe();
+      try {
+        this.maybe();
+      } catch (e) {
+        internalError(this.s, e);
+      }
     }, ms);
     this.retryTimer.unref();
   }

@@ -8,8 +8,10 @@ import type { Duplex } from "node:stream";
 import type { BackendConnection } from "../backend/backend-connection.js";
 import type { ChunkSink } from "../lib/socket-reader.js";
 import { SocketWriter } from "../lib/socket-writer.js";
+import { ProtocolError } from "../protocol/reader.js";
 import { ResponseScanner } from "../protocol/response-scanner.js";
 import { failStatement } from "./backend-loss.js";
+import { internalError } from "./internal-error.js";
 import type { ResponseEffects } from "./response-effects.js";
 import type { Session } from "./session.js";
 
@@ -45,6 +47,14 @@ export class ResponseForwarder implements ChunkSink {
   }
 
   onChunk(chunk: Buffer): void {
+    try {
+      this.forward(chunk);
+    } catch (e) {
+      internalError(this.s, e);
+    }
+  }
+
+  private forward(chunk: Buffer): void {
     const sc = this.scanner;
     if (!sc.active) {
       this.unsolicited(chunk);
@@ -54,7 +64,9 @@ export class ResponseForwarder implements ChunkSink {
     try {
       r = sc.scan(chunk, 0, chunk.length);
     } catch (e) {
-      this.malformed(chunk, (e as Error).message);
+      // The response broke the protocol; any other fault is Ferry's own, not the server's.
+      if (!(e instanceof ProtocolError || e instanceof RangeError)) throw e;
+      this.malformed(chunk, e.message);
       return;
     }
     const from = sc.forwardFrom;

@@ -7,9 +7,10 @@
 // what arrives while the session cannot take it, ClientFraming walks the packet headers,
 // command-dispatch.ts decides what each command is. Server side, the ResponseForwarder walks the
 // response in place and sends the chunks on unchanged, ResponseEffects tells the StateTracker what
-// it changed; backend-loss.ts decides what a lost connection means to the session. Handlers are
-// bound once; nothing per packet allocates except a Buffer view when a chunk holds more than the
-// current command.
+// it changed; backend-loss.ts decides what a lost connection means to the session, and
+// internal-error.ts what a fault in Ferry's own code does (it ends this session alone). Handlers
+// are bound once; nothing per packet allocates except a Buffer view when a chunk holds more than
+// the current command.
 
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
@@ -43,6 +44,7 @@ import { dispatchCommand } from "./command-dispatch.js";
 import { ResponseEffects } from "./response-effects.js";
 import { ResponseForwarder } from "./response-forwarder.js";
 import { backendClosed, InFlight } from "./backend-loss.js";
+import { guarded, internalError } from "./internal-error.js";
 
 const enum C { Idle, Forward, Wait, Infile, Busy, Closed }
 
@@ -209,8 +211,12 @@ export class Session implements CommandSink {
   // ---- client → backend ------------------------------------------------------------------
 
   private onClientData(chunk: Buffer): void {
-    this.processClient(chunk, 0);
-    this.input.afterChunk(this.backend !== null ? this.backend.out : null);
+    try {
+      this.processClient(chunk, 0);
+      this.input.afterChunk(this.backend !== null ? this.backend.out : null);
+    } catch (e) {
+      internalError(this, e, true);
+    }
   }
 
   private processClient(chunk: Buffer, pos: number): void {
@@ -268,7 +274,7 @@ export class Session implements CommandSink {
     void work.finally(() => {
       if (this.closed) return;
       this.cstate = C.Idle;
-      this.resumeClient();
+      guarded(this, this.resumeClient);
     });
   }
 
@@ -388,11 +394,15 @@ export class Session implements CommandSink {
       }).finally(() => {
         if (this.closed) return;
         this.cstate = C.Idle;
-        this.mover.maybe();
-        if (!this.mover.moving) this.resumeClient();
+        guarded(this, this.afterRefresh);
       });
       return;
     }
+    this.mover.maybe();
+    if (!this.mover.moving) this.resumeClient();
+  }
+
+  private afterRefresh(): void {
     this.mover.maybe();
     if (!this.mover.moving) this.resumeClient();
   }
@@ -498,7 +508,7 @@ export class Session implements CommandSink {
       if (this.closed) return;
       this.client.write(reply);
       this.cstate = C.Idle;
-      this.resumeClient();
+      guarded(this, this.resumeClient);
     }, (e: Error) => {
       if (e instanceof HandshakeFailure) return this.fatal(e.error, e.seq);
       const err = e instanceof FerryError ? e : new FerryError(1105, "HY000", e.message);
@@ -527,9 +537,13 @@ export class Session implements CommandSink {
   private onBackendClose(): void {
     if (this.closed) return;
     const where = this.backendAddress;
-    this.detachBackend();
-    if (where) this.deps.router.reportFailure(where);
-    backendClosed(this, where);
+    try {
+      this.detachBackend();
+      if (where) this.deps.router.reportFailure(where);
+      backendClosed(this, where);
+    } catch (e) {
+      internalError(this, e);
+    }
   }
 
   /** KILL: aborts the running statement, or ends the session. */

@@ -1,7 +1,10 @@
 // Random commands from authenticated clients: well-framed packets with random command bytes and
 // payloads, mostly around the commands Ferry parses itself (queries, prepared statements, change
-// user). Ferry must answer or refuse each, close only the session concerned, log no error of its
-// own, and keep serving. Deterministic: the seed is fixed and printed on failure.
+// user); then framing faults: commands split into pieces, pipelined, out of sequence, cut short,
+// or bytes that are no packets at all. Ferry must answer or refuse each, close only the session concerned, log no error of its
+// own, and keep serving. Deterministic: the seed is fixed and printed on failure. A longer campaign
+// runs with FERRY_FUZZ_SEED (any integer) and FERRY_FUZZ_MS (how long; the client count is bounded
+// at 200 per second).
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -48,7 +51,8 @@ describe("random commands", () => {
   });
 
   it("never take Ferry down, are answered or refused, and leave no session behind", async () => {
-    const seed = 20261123;
+    const seed = Number(process.env.FERRY_FUZZ_SEED ?? 20261123);
+    const runMs = Number(process.env.FERRY_FUZZ_MS ?? 10_000);
     const rnd = prng(seed);
     const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
     const payload = (cmd: number): Buffer => {
@@ -60,10 +64,10 @@ describe("random commands", () => {
       }
       return bytes(rnd(50));
     };
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + runMs;
     let clients = 0, commands = 0;
     const history: string[] = [];
-    while (Date.now() < deadline && clients < 2000) {
+    while (Date.now() < deadline && clients < runMs / 5) {
       const c = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD);
       clients++;
       for (let i = 1 + rnd(5); i > 0; i--) {
@@ -83,6 +87,98 @@ describe("random commands", () => {
     await c.end();
     assert.ok(await waitFor(() => ferry.sessions() === 0, 5000), `every session ended (${ferry.sessions()} left; ${context})`);
     const errors = logs.lines.filter((l) => /"level":(50|60)/.test(l));
+    assert.deepEqual(errors, [], `no error logged by Ferry (${context})`);
+  });
+
+  it("framing faults (split, pipelined, out of sequence, truncated, unframed) never take Ferry down", async () => {
+    const seed = Number(process.env.FERRY_FUZZ_SEED ?? 20261202);
+    const runMs = Number(process.env.FERRY_FUZZ_MS ?? 8_000);
+    const rnd = prng(seed);
+    const frame = (seq: number, payload: Buffer): Buffer => {
+      const h = Buffer.alloc(4);
+      h.writeUIntLE(payload.length, 0, 3);
+      h[3] = seq;
+      return Buffer.concat([h, payload]);
+    };
+    const query = (): Buffer => Buffer.concat([Buffer.from([0x03]), Buffer.from(SQL[rnd(SQL.length)])]);
+    const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    const deadline = Date.now() + runMs;
+    let clients = 0, steps = 0, splitAnswered = 0;
+    const kinds = new Map<string, number>();
+    const history: string[] = [];
+    const logBefore = logs.lines.length;
+    while (Date.now() < deadline && clients < runMs / 10) {
+      const c = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD);
+      clients++;
+      let open = true;
+      if (rnd(2) === 0) {
+        // First a command written in pieces (header bytes too), answered like any other: a result set of one column.
+        const bytes = frame(0, Buffer.from("\x03SELECT 'split'"));
+        for (let at = 0; at < bytes.length;) {
+          const n = 1 + rnd(Math.min(6, bytes.length - at));
+          c.sendRaw(bytes.subarray(at, at + n));
+          at += n;
+          if (rnd(2) === 0) await pause(rnd(3));
+        }
+        const first = await Promise.race([c.packet(), pause(5000).then(() => null)]);
+        assert.equal(first?.[0], 1, `client ${clients}: a split command is answered with its result set (seed ${seed}): ${first?.toString("latin1")}`);
+        splitAnswered++;
+        for (let k = 0; k < 3; k++) await c.packet(); // the column definition, the row, the closing OK (CLIENT_DEPRECATE_EOF)
+      }
+      for (let i = 1 + rnd(4); i > 0 && open; i--) {
+        const kind = ["split", "pipelined", "sequence", "truncated", "unframed", "continuation"][rnd(6)];
+        kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+        steps++;
+        history.push(`client ${clients}: ${kind}`);
+        switch (kind) {
+          case "split": { // one command written in pieces, some after a pause
+            const bytes = frame(0, query());
+            let at = 0;
+            while (at < bytes.length) {
+              const n = 1 + rnd(Math.min(8, bytes.length - at));
+              c.sendRaw(bytes.subarray(at, at + n));
+              at += n;
+              if (rnd(3) === 0) await pause(rnd(3));
+            }
+            break;
+          }
+          case "pipelined": // the next commands before the first answer, in one write or several
+            c.sendRaw(Buffer.concat([frame(0, query()), frame(0, query()), frame(0, Buffer.from([0x0e]))]));
+            break;
+          case "sequence": // a command packet whose sequence id is not 0
+            c.sendRaw(frame(1 + rnd(255), query()));
+            open = false;
+            break;
+          case "truncated": { // a header promising more than ever comes, then the client goes
+            const h = Buffer.from([0, 0, 0, 0, 0x03]);
+            h.writeUIntLE(10 + rnd(200_000), 0, 3);
+            c.sendRaw(Buffer.concat([h, Buffer.from("SELECT ")]));
+            open = false;
+            break;
+          }
+          case "unframed": // bytes that are no packet stream at all
+            c.sendRaw(Buffer.from(Array.from({ length: 1 + rnd(64) }, () => rnd(256))));
+            open = false;
+            break;
+          case "continuation": { // a 16 MiB - 1 first packet, cut short
+            const h = Buffer.from([0xff, 0xff, 0xff, 0, 0x03]);
+            c.sendRaw(Buffer.concat([h, Buffer.from("SELECT '"), Buffer.alloc(rnd(70_000), 0x61)]));
+            open = false;
+            break;
+          }
+        }
+        await Promise.race([c.packet().catch(() => null), pause(5 + rnd(40))]);
+      }
+      if (open && rnd(2) === 0) c.close();
+      else c.destroy();
+    }
+    const context = `seed ${seed}, ${clients} clients, ${steps} steps (${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}); last: ${history.slice(-3).join(" | ")}`;
+    assert.ok(clients > 30 && kinds.size === 6 && splitAnswered > 10, `every kind of fault ran, ${splitAnswered} split commands answered (${context})`);
+    const c = await connectVia(ferry.port);
+    assert.equal(Number((await one(c, "SELECT 1 + 1 AS two")).two), 2, `Ferry still serves (${context})`);
+    await c.end();
+    assert.ok(await waitFor(() => ferry.sessions() === 0, 5000), `every session ended (${ferry.sessions()} left; ${context})`);
+    const errors = logs.lines.slice(logBefore).filter((l) => /"level":(50|60)/.test(l));
     assert.deepEqual(errors, [], `no error logged by Ferry (${context})`);
   });
 });

@@ -81,6 +81,16 @@ export class RawClient {
     this.socket.write(encodeCommand(cmd, payload));
   }
 
+  /** Writes bytes as they are, framed or not. */
+  sendRaw(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** Drops the connection without COM_QUIT. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
   /** The next packet's payload. */
   async packet(): Promise<Buffer> {
     return (await this.stream.next()).payload;
