@@ -79,8 +79,10 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     allocateId: () => registry.allocateId(),
     onAuthenticated: (id, client, release) => {
       const s = new Session(id, client, deps, release);
+      // start() answers the client itself for what can go wrong (no backend, a refused login):
+      // what it throws is a fault in Ferry's own code, contained to this session.
       s.start().catch((e: Error) => {
-        log.error({ session: id, err: e.message }, "session failed to start");
+        log.error({ session: id, err: e.stack ?? e.message }, "internal error while starting the session; closing it");
         s.close();
       });
     },

@@ -92,7 +92,15 @@ export class ClientListener {
       .then((client) => {
         clearTimeout(timer);
         if (socket.destroyed) return release();
-        this.deps.onAuthenticated(id, client, release);
+        try {
+          this.deps.onAuthenticated(id, client, release);
+        } catch (e) {
+          // A fault in Ferry's own code: this client alone is let go (see session/internal-error.ts).
+          this.deps.log.error({ session: id, err: e instanceof Error ? e.stack : String(e) }, "internal error while starting the session; closing it");
+          client.socket.destroy();
+          socket.destroy();
+          release();
+        }
       }, (e: unknown) => {
         clearTimeout(timer);
         if (e instanceof HandshakeFailure) {

@@ -1,13 +1,14 @@
 // A fault in Ferry's own code (a bug, injected here by making one method throw once) ends the one
 // session it happened in: logged at error level with its stack, the client told with 1105 when an
 // ERR can take the place of its response, every other session and the server unharmed. Faults are
-// injected where the data plane runs from a socket read (a command, a response), from a socket
-// event, and from a promise continuation.
+// injected where the data plane runs from a socket read (a command, a response), from a promise
+// continuation, and while a session starts after its login.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
+import { ClientInput } from "../../src/session/client-input.js";
 import { MoveControl } from "../../src/session/move-control.js";
 import { StateTracker } from "../../src/session/state-tracker.js";
 import { Cluster, connectVia, one, startProxy, waitFor, withTimeout, type LogSink } from "./harness.js";
@@ -48,15 +49,15 @@ describe("faults in Ferry's own code", () => {
   });
 
   /** The session of `c` ended, the bystander's goes on with its state, and the fault was logged once with its stack. */
-  async function onlyThatSessionEnded(c: mysql.Connection, method: string, logFrom: number): Promise<void> {
+  async function onlyThatSessionEnded(c: mysql.Connection | null, method: string, logFrom: number): Promise<void> {
     assert.ok(await waitFor(() => ferry.sessions() === 1, 3000), `the faulty session ended (${ferry.sessions()} sessions)`);
     assert.equal((await withTimeout(one(bystander, "SELECT @mine AS v"), 5000, "the other session's answer")).v, "kept", "the other session goes on, its state intact");
     const errors = logs.lines.slice(logFrom).filter((l) => /"level":50/.test(l));
     assert.equal(errors.length, 1, errors.join("\n"));
-    assert.match(errors[0], /internal error while serving the session; closing it/);
+    assert.match(errors[0], /internal error while (serving|starting) the session; closing it/);
     assert.match(errors[0], new RegExp(`injected fault in ${method}`));
     assert.match(errors[0], /at /, "the stack is logged");
-    await c.end().catch(() => undefined);
+    await c?.end().catch(() => undefined);
     const fresh = await connectVia(ferry.port);
     assert.equal(Number((await one(fresh, "SELECT 1 + 1 AS two")).two), 2, "new sessions are served");
     await fresh.end();
@@ -98,6 +99,17 @@ describe("faults in Ferry's own code", () => {
         (e: Error & { code?: string }) => e.code === "PROTOCOL_CONNECTION_LOST" || /closed|lost/i.test(e.message));
     });
     assert.ok(!logs.lines.slice(from).some((l) => /malformed response/.test(l)), "not taken for a malformed response from the server");
+  });
+
+  it("while starting a session after its login: that client's connection is closed", async () => {
+    const from = logs.lines.length;
+    const restore = throwOnce(ClientInput.prototype, "rebind");
+    try {
+      await assert.rejects(withTimeout(connectVia(ferry.port), 5000, "the login"), (e: Error) => !/timed out/.test(e.message));
+    } finally {
+      restore();
+    }
+    await onlyThatSessionEnded(null, "rebind", from);
   });
 
   it("after a promise (the user variables read back after SET @x): the session ends, nothing else", async () => {
