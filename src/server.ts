@@ -96,11 +96,16 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   const discovery = new Discovery(() => publish(), log);
   const build = (): RuntimeConfig => buildRuntimeConfig(file, { discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
   const publish = (): void => {
-    const before = runtime.checksum;
-    runtime = build();
-    if (runtime.checksum === before) return;
-    log.info({ version: runtime.version, checksum: runtime.checksum, servers: runtime.servers.map((x) => `${x.hostgroup}/${x.address}/${x.status}`) }, "runtime servers changed");
-    applyServerChanges(registry, runtime, log, () => runtime);
+    // Called from the monitor's and discovery's callbacks: a fault here must not reach them.
+    try {
+      const before = runtime.checksum;
+      runtime = build();
+      if (runtime.checksum === before) return;
+      log.info({ version: runtime.version, checksum: runtime.checksum, servers: runtime.servers.map((x) => `${x.hostgroup}/${x.address}/${x.status}`) }, "runtime servers changed");
+      applyServerChanges(registry, runtime, log, () => runtime);
+    } catch (e) {
+      log.error({ err: e instanceof Error ? e.stack : String(e) }, "internal error while applying the monitor's or discovery's findings; the running configuration stays");
+    }
   };
   monitor = new Monitor(() => runtime, () => publish(), log);
   discovery.configure(file.discovery);

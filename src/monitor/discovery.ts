@@ -42,7 +42,9 @@ class DnsSource implements Source {
 
   start(): void {
     const tick = (): void => {
-      void this.poll().finally(() => {
+      void this.poll().catch((e: unknown) => {
+        this.log.error({ source: this.name, err: e instanceof Error ? e.stack : String(e) }, "discovery: internal error while polling; keeping the last answer");
+      }).finally(() => {
         if (this.timer !== null) this.timer = setTimeout(tick, this.c.interval_ms);
       });
     };
@@ -134,6 +136,8 @@ class EtcdSource implements Source {
       if (this.stopped) return;
       this.client = new Client({ hosts: this.c.endpoints, ...(this.c.username ? { auth: { username: this.c.username, password: this.c.password ?? "" } } : {}) });
       return this.connect();
+    }).catch((e: unknown) => {
+      this.log.error({ source: this.name, err: e instanceof Error ? e.stack : String(e) }, "discovery: could not start the etcd client");
     });
   }
 
@@ -142,8 +146,8 @@ class EtcdSource implements Source {
     try {
       // Watch first, then read: a change between the two is seen by the watch.
       const w = await this.client.watch().prefix(this.prefix).create();
-      w.on("put", (kv) => { this.keys.set(kv.key.toString(), kv.value.toString()); this.rebuild(); });
-      w.on("delete", (kv) => { this.keys.delete(kv.key.toString()); this.rebuild(); });
+      w.on("put", (kv) => { this.keys.set(kv.key.toString(), kv.value.toString()); this.safeRebuild(); });
+      w.on("delete", (kv) => { this.keys.delete(kv.key.toString()); this.safeRebuild(); });
       w.on("error", (e: Error) => this.log.warn({ source: this.name, err: e.message }, "discovery: etcd watch error"));
       this.watcher = w;
       const all = await this.client.getAll().prefix(this.prefix).strings();
@@ -163,6 +167,15 @@ class EtcdSource implements Source {
     if (this.retry) clearTimeout(this.retry);
     void this.watcher?.cancel().catch(() => undefined);
     this.client?.close();
+  }
+
+  /** rebuild() from a watch event: a fault is logged, not thrown into the etcd client. */
+  private safeRebuild(): void {
+    try {
+      this.rebuild();
+    } catch (e) {
+      this.log.error({ source: this.name, err: e instanceof Error ? e.stack : String(e) }, "discovery: internal error on an etcd change; keeping the last answer");
+    }
   }
 
   private rebuild(): void {

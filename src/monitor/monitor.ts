@@ -93,7 +93,9 @@ export class Monitor {
     if (this.timer || !this.enabled) return;
     const tick = (): void => {
       if (this.stopped) return;
-      void this.round().finally(() => {
+      void this.round().catch((e: unknown) => {
+        this.log.error({ err: e instanceof Error ? e.stack : String(e) }, "monitor: internal error in a check round; the next round runs as usual");
+      }).finally(() => {
         if (!this.stopped) this.timer = setTimeout(tick, this.config().monitor.interval_ms);
       });
     };

@@ -2,7 +2,8 @@
 // session it happened in: logged at error level with its stack, the client told with 1105 when an
 // ERR can take the place of its response, every other session and the server unharmed. Faults are
 // injected where the data plane runs from a socket read (a command, a response), from a promise
-// continuation, and while a session starts after its login.
+// continuation, and while a session starts after its login; and into the monitor's check round,
+// whose loop must go on.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -11,7 +12,8 @@ import type { FerryServer } from "../../src/server.js";
 import { ClientInput } from "../../src/session/client-input.js";
 import { MoveControl } from "../../src/session/move-control.js";
 import { StateTracker } from "../../src/session/state-tracker.js";
-import { Cluster, connectVia, one, startProxy, waitFor, withTimeout, type LogSink } from "./harness.js";
+import { Monitor } from "../../src/monitor/monitor.js";
+import { Cluster, connectVia, MONITOR_PASSWORD, MONITOR_USER, monitorGrants, one, startProxy, waitFor, withTimeout, type LogSink } from "./harness.js";
 
 /** Makes `proto[name]` throw once, on its next call; returns how to restore it. */
 function throwOnce<T extends object>(proto: T, name: keyof T & string): () => void {
@@ -37,7 +39,8 @@ describe("faults in Ferry's own code", () => {
 
   before(async () => {
     cluster = await Cluster.start(1);
-    ({ ferry, logs } = await startProxy(cluster));
+    await cluster.servers[0].sql(monitorGrants);
+    ({ ferry, logs } = await startProxy(cluster, `[monitor]\nuser = "${MONITOR_USER}"\npassword = "${MONITOR_PASSWORD}"\ninterval_ms = 100\n`));
     bystander = await connectVia(ferry.port);
     await one(bystander, "SET @mine = 'kept'");
   });
@@ -118,5 +121,30 @@ describe("faults in Ferry's own code", () => {
       await withTimeout(c.query("SET @x = 5"), 5000, "the answer to SET @x").catch(() => undefined);
       assert.ok(await waitFor(() => ferry.sessions() === 1, 3000), `the faulty session ended (${ferry.sessions()} sessions)`);
     });
+  });
+
+  it("in the monitor's check round: logged, and the next rounds run", async () => {
+    const from = logs.lines.length;
+    const proto = Monitor.prototype as unknown as { round(): Promise<void> };
+    const original = proto.round;
+    let calls = 0, thrown = false;
+    proto.round = async function (this: Monitor): Promise<void> {
+      calls++;
+      if (!thrown) {
+        thrown = true;
+        throw new Error("injected fault in round");
+      }
+      return original.call(this);
+    };
+    try {
+      assert.ok(await waitFor(() => calls >= 3, 5000), `the rounds went on after the fault (${calls} rounds)`);
+    } finally {
+      proto.round = original;
+    }
+    const errors = logs.lines.slice(from).filter((l) => /"level":50/.test(l));
+    assert.equal(errors.length, 1, errors.join("\n"));
+    assert.match(errors[0], /monitor: internal error in a check round; the next round runs as usual/);
+    assert.match(errors[0], /injected fault in round/);
+    assert.equal((await withTimeout(one(bystander, "SELECT @mine AS v"), 5000, "the session's answer")).v, "kept", "sessions go on");
   });
 });
