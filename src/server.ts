@@ -104,7 +104,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       log.info({ version: runtime.version, checksum: runtime.checksum, servers: runtime.servers.map((x) => `${x.hostgroup}/${x.address}/${x.status}`) }, "runtime servers changed");
       applyServerChanges(registry, runtime, log, () => runtime);
     } catch (e) {
-      log.error({ err: e instanceof Error ? e.stack : String(e) }, "internal error while applying the monitor's or discovery's findings; the running configuration stays");
+      log.error({ err: e instanceof Error ? e.stack : String(e) }, "internal error while applying the monitor's or discovery's findings");
     }
   };
   monitor = new Monitor(() => runtime, () => publish(), log);
