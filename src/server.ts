@@ -20,6 +20,7 @@ import { IdleSweep } from "./session/idle-sweep.js";
 import { Monitor, type ServerHealth } from "./monitor/monitor.js";
 import { Discovery } from "./monitor/discovery.js";
 import { LoopPriority } from "./lib/loop-priority.js";
+import { stackOf } from "./lib/error-stack.js";
 
 const DEFAULT_VERSION = "5.5.5-10.11.0-MariaDB-ferry";
 
@@ -82,7 +83,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       // start() answers the client itself for what can go wrong (no backend, a refused login):
       // what it throws is a fault in Ferry's own code, contained to this session.
       s.start().catch((e: Error) => {
-        log.error({ session: id, err: e.stack ?? e.message }, "internal error while starting the session; closing it");
+        log.error({ session: id, err: stackOf(e) }, "internal error while starting the session; closing it");
         s.close();
       });
     },
@@ -104,7 +105,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       log.info({ version: runtime.version, checksum: runtime.checksum, servers: runtime.servers.map((x) => `${x.hostgroup}/${x.address}/${x.status}`) }, "runtime servers changed");
       applyServerChanges(registry, runtime, log, () => runtime);
     } catch (e) {
-      log.error({ err: e instanceof Error ? e.stack : String(e) }, "internal error while applying the monitor's or discovery's findings");
+      log.error({ err: stackOf(e) }, "internal error while applying the monitor's or discovery's findings");
     }
   };
   monitor = new Monitor(() => runtime, () => publish(), log);

@@ -11,6 +11,7 @@ import { FerryError } from "../protocol/errors.js";
 import { encodeErr } from "../protocol/packets.js";
 import { clientHandshake, HandshakeFailure, type AuthenticatedClient } from "./client-handshake.js";
 import type { TlsMaterial } from "./tls-material.js";
+import { stackOf } from "../lib/error-stack.js";
 
 export interface ListenerDeps {
   config(): RuntimeConfig;
@@ -96,7 +97,7 @@ export class ClientListener {
           this.deps.onAuthenticated(id, client, release);
         } catch (e) {
           // A fault in Ferry's own code: this client alone is let go (see session/internal-error.ts).
-          this.deps.log.error({ session: id, err: e instanceof Error ? e.stack : String(e) }, "internal error while starting the session; closing it");
+          this.deps.log.error({ session: id, err: stackOf(e) }, "internal error while starting the session; closing it");
           client.socket.destroy();
           socket.destroy();
           release();

@@ -8,6 +8,7 @@ import { promises as dns } from "node:dns";
 import type { Logger } from "pino";
 import type { Etcd3, Watcher } from "etcd3";
 import { serverSchema, type ConfigFile, type ServerConfigEntry } from "../config/schema.js";
+import { stackOf } from "../lib/error-stack.js";
 
 export type DiscoveredServer = ServerConfigEntry & { source: string };
 
@@ -43,7 +44,7 @@ class DnsSource implements Source {
   start(): void {
     const tick = (): void => {
       void this.poll().catch((e: unknown) => {
-        this.log.error({ source: this.name, err: e instanceof Error ? e.stack : String(e) }, "discovery: internal error while polling; keeping the last answer");
+        this.log.error({ source: this.name, err: stackOf(e) }, "discovery: internal error while polling; keeping the last answer");
       }).finally(() => {
         if (this.timer !== null) this.timer = setTimeout(tick, this.c.interval_ms);
       });
@@ -137,7 +138,7 @@ class EtcdSource implements Source {
       this.client = new Client({ hosts: this.c.endpoints, ...(this.c.username ? { auth: { username: this.c.username, password: this.c.password ?? "" } } : {}) });
       return this.connect();
     }).catch((e: unknown) => {
-      this.log.error({ source: this.name, err: e instanceof Error ? e.stack : String(e) }, "discovery: could not start the etcd client");
+      this.log.error({ source: this.name, err: stackOf(e) }, "discovery: could not start the etcd client");
     });
   }
 
@@ -174,7 +175,7 @@ class EtcdSource implements Source {
     try {
       this.rebuild();
     } catch (e) {
-      this.log.error({ source: this.name, err: e instanceof Error ? e.stack : String(e) }, "discovery: internal error on an etcd change; keeping the last answer");
+      this.log.error({ source: this.name, err: stackOf(e) }, "discovery: internal error on an etcd change; keeping the last answer");
     }
   }
 

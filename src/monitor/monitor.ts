@@ -18,6 +18,7 @@ import { connectBackend, type BackendConnection } from "../backend/backend-conne
 import { runOwnStatements, type StatementResult } from "../backend/own-statements.js";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
 import { UTF8MB4_GENERAL_CI } from "../protocol/constants.js";
+import { stackOf } from "../lib/error-stack.js";
 
 export type HealthStatus = "ONLINE" | "SHUNNED";
 
@@ -94,7 +95,7 @@ export class Monitor {
     const tick = (): void => {
       if (this.stopped) return;
       void this.round().catch((e: unknown) => {
-        this.log.error({ err: e instanceof Error ? e.stack : String(e) }, "monitor: internal error in a check round; the next round runs as usual");
+        this.log.error({ err: stackOf(e) }, "monitor: internal error in a check round; the next round runs as usual");
       }).finally(() => {
         if (!this.stopped) this.timer = setTimeout(tick, this.config().monitor.interval_ms);
       });

@@ -7,6 +7,7 @@ import { ER_UNKNOWN_ERROR } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { InFlight } from "./backend-loss.js";
 import type { Session } from "./session.js";
+import { stackOf } from "../lib/error-stack.js";
 
 /**
  * Logs the fault with its stack and closes the session; every other session goes on. The client
@@ -16,13 +17,13 @@ import type { Session } from "./session.js";
  */
 export function internalError(s: Session, e: unknown, reading = false): void {
   const why = e instanceof Error ? e.message : String(e);
-  s.log.error({ err: e instanceof Error ? e.stack : why }, "internal error while serving the session; closing it");
+  s.log.error({ err: stackOf(e) }, "internal error while serving the session; closing it");
   if (s.isClosed) return;
   try {
     const seq = s.inFlight === InFlight.AtBoundary ? s.nextResponseSeq : reading && s.atCommandBoundary ? 1 : -1;
     s.fatal(new FerryError(ER_UNKNOWN_ERROR, "HY000", `internal error (${why}); the session is closed`), seq);
   } catch (e2) {
-    s.log.error({ err: e2 instanceof Error ? e2.stack : String(e2) }, "internal error while closing the session");
+    s.log.error({ err: stackOf(e2) }, "internal error while closing the session");
     s.client.destroy();
     s.backend?.socket.destroy();
   }

@@ -29,12 +29,7 @@ export class MoveControl {
     this.reason = reason;
     this.target = target;
     this.notBefore = 0;
-    // Called from sweeps over many sessions: a fault here ends this session, not the sweep.
-    try {
-      this.maybe();
-    } catch (e) {
-      internalError(this.s, e);
-    }
+    this.maybeContained();
   }
 
   /** The level at which the running attempt logs its failures (connect failures included). */
@@ -51,6 +46,15 @@ export class MoveControl {
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
+    }
+  }
+
+  /** maybe() called from outside the session's own flow (sweeps over many sessions, the retry timer): a fault ends this session only. */
+  private maybeContained(): void {
+    try {
+      this.maybe();
+    } catch (e) {
+      internalError(this.s, e);
     }
   }
 
@@ -106,11 +110,7 @@ export class MoveControl {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      try {
-        this.maybe();
-      } catch (e) {
-        internalError(this.s, e);
-      }
+      this.maybeContained();
     }, ms);
     this.retryTimer.unref();
   }
