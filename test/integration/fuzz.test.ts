@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { framePayload } from "../../src/protocol/writer.js";
 import type { FerryServer } from "../../src/server.js";
 import { RawClient } from "./raw-client.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, startProxy, waitFor, type LogSink } from "./harness.js";
@@ -94,14 +95,17 @@ describe("random commands", () => {
     const seed = Number(process.env.FERRY_FUZZ_SEED ?? 20261202);
     const runMs = Number(process.env.FERRY_FUZZ_MS ?? 8_000);
     const rnd = prng(seed);
-    const frame = (seq: number, payload: Buffer): Buffer => {
-      const h = Buffer.alloc(4);
-      h.writeUIntLE(payload.length, 0, 3);
-      h[3] = seq;
-      return Buffer.concat([h, payload]);
-    };
     const query = (): Buffer => Buffer.concat([Buffer.from([0x03]), Buffer.from(SQL[rnd(SQL.length)])]);
     const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    /** Writes bytes in pieces of 1..maxPiece, pausing 0–2 ms after one in `pauseOneIn`. */
+    const writeInPieces = async (c: RawClient, bytes: Buffer, maxPiece: number, pauseOneIn: number): Promise<void> => {
+      for (let at = 0; at < bytes.length;) {
+        const n = 1 + rnd(Math.min(maxPiece, bytes.length - at));
+        c.sendRaw(bytes.subarray(at, at + n));
+        at += n;
+        if (rnd(pauseOneIn) === 0) await pause(rnd(3));
+      }
+    };
     const deadline = Date.now() + runMs;
     let clients = 0, steps = 0, splitAnswered = 0;
     const kinds = new Map<string, number>();
@@ -113,13 +117,7 @@ describe("random commands", () => {
       let open = true;
       if (rnd(2) === 0) {
         // First a command written in pieces (header bytes too), answered like any other: a result set of one column.
-        const bytes = frame(0, Buffer.from("\x03SELECT 'split'"));
-        for (let at = 0; at < bytes.length;) {
-          const n = 1 + rnd(Math.min(6, bytes.length - at));
-          c.sendRaw(bytes.subarray(at, at + n));
-          at += n;
-          if (rnd(2) === 0) await pause(rnd(3));
-        }
+        await writeInPieces(c, framePayload(Buffer.from("\x03SELECT 'split'"), 0), 6, 2);
         const first = await Promise.race([c.packet(), pause(5000).then(() => null)]);
         assert.equal(first?.[0], 1, `client ${clients}: a split command is answered with its result set (seed ${seed}): ${first?.toString("latin1")}`);
         splitAnswered++;
@@ -131,24 +129,18 @@ describe("random commands", () => {
         steps++;
         history.push(`client ${clients}: ${kind}`);
         switch (kind) {
-          case "split": { // one command written in pieces, some after a pause
-            const bytes = frame(0, query());
-            let at = 0;
-            while (at < bytes.length) {
-              const n = 1 + rnd(Math.min(8, bytes.length - at));
-              c.sendRaw(bytes.subarray(at, at + n));
-              at += n;
-              if (rnd(3) === 0) await pause(rnd(3));
-            }
+          case "split": // one command written in pieces, some after a pause
+            await writeInPieces(c, framePayload(query(), 0), 8, 3);
             break;
-          }
           case "pipelined": // the next commands before the first answer, in one write or several
-            c.sendRaw(Buffer.concat([frame(0, query()), frame(0, query()), frame(0, Buffer.from([0x0e]))]));
+            c.sendRaw(Buffer.concat([framePayload(query(), 0), framePayload(query(), 0), framePayload(Buffer.from([0x0e]), 0)]));
             break;
-          case "sequence": // a command packet whose sequence id is not 0
-            c.sendRaw(frame(1 + rnd(255), query()));
+          case "sequence": { // a command packet whose sequence id is not 0
+            const seq = 1 + rnd(255);
+            c.sendRaw(framePayload(query(), seq));
             open = false;
             break;
+          }
           case "truncated": { // a header promising more than ever comes, then the client goes
             const h = Buffer.from([0, 0, 0, 0, 0x03]);
             h.writeUIntLE(10 + rnd(200_000), 0, 3);
