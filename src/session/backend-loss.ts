@@ -25,8 +25,8 @@ export const enum InFlight {
 
 /** The backend connection closed under the session (already detached from it). */
 export function backendClosed(s: Session, where: string | null): void {
-  const inFlight = s.inFlight;
-  if (inFlight === InFlight.AtBoundary) return failStatement(s, where, s.nextResponseSeq, `lost connection to backend ${where} during the statement`);
+  const inFlight = s.loop.inFlight;
+  if (inFlight === InFlight.AtBoundary) return failStatement(s, where, s.loop.nextResponseSeq, `lost connection to backend ${where} during the statement`);
   if (inFlight === InFlight.Midway) {
     return s.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${where} during the statement`, "backend"), -1);
   }
@@ -36,14 +36,14 @@ export function backendClosed(s: Session, where: string | null): void {
   }
   const limit = idleLimitMs(s, s.deps.config());
   const idleMs = performance.now() - s.idleSince;
-  if (s.idle && !s.activeSinceSweep && limit > 0 && idleMs >= limit - 2 * SWEEP_MS) {
+  if (s.loop.idle && !s.activeSinceSweep && limit > 0 && idleMs >= limit - 2 * SWEEP_MS) {
     // The server closed it for its wait_timeout, which the sweep is about to apply anyway.
     s.log.info({ server: where, idleMs: Math.round(idleMs), limitMs: limit }, "backend closed a session idle to its wait_timeout; closing the client");
     return s.close();
   }
   s.lostFrom = where;
   s.log.info({ server: where }, "backend lost while idle; reconnecting");
-  if (s.atCommandBoundary) s.requestMove("backend-lost");
+  if (s.loop.atCommandBoundary) s.requestMove("backend-lost");
   else s.mover.reason = "backend-lost"; // a refresh or move in flight fails and retries
 }
 
@@ -52,7 +52,7 @@ export function backendClosed(s: Session, where: string | null): void {
  * that is otherwise movable carries on elsewhere, one inside a transaction ends.
  */
 export function failStatement(s: Session, where: string | null, seq: number, what: string): void {
-  s.abandonStatement();
+  s.loop.abandonStatement();
   const canContinue = s.tracker.movable;
   const msg = `${what}${canContinue ? "; the session continues on another server" : ""}`;
   if (!canContinue) return s.fatal(new FerryError(CR_SERVER_LOST, "HY000", msg, "backend"), seq);

@@ -65,43 +65,43 @@ export function dispatchCommand(s: Session, buf: Buffer, pos: number, end: numbe
         s.command.effects = fx;
         if (fx.kill && len === avail) {
           const k = fx.kill;
-          s.runFerryCommand(() => killSession(s, k.id, k.query));
+          s.loop.runFerryCommand(() => killSession(s, k.id, k.query));
           return p + len;
         }
       }
-      return s.forwardCommand(buf, pos, end, len, Shape.Result);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Result);
     case COM_STMT_EXECUTE: case COM_STMT_BULK_EXECUTE: case COM_STMT_FETCH: case COM_STMT_RESET: case COM_STMT_CLOSE:
     case COM_STMT_SEND_LONG_DATA:
       return dispatchStatementCommand(s, cmd, buf, pos, end, len, avail);
     case COM_STMT_PREPARE:
       // A statement Ferry saw only a prefix of cannot be re-prepared elsewhere: kept as null (pins).
       s.command.text = len === avail ? buf.toString("utf8", p + 1, p + avail) : null;
-      return s.forwardCommand(buf, pos, end, len, Shape.Prepare);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Prepare);
     case COM_INIT_DB:
       s.command.text = buf.toString("utf8", p + 1, p + avail);
-      return s.forwardCommand(buf, pos, end, len, Shape.Simple);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Simple);
     case COM_PING: case COM_SET_OPTION: case COM_RESET_CONNECTION: case COM_DEBUG: case COM_REFRESH:
     case COM_CREATE_DB: case COM_DROP_DB: case COM_SHUTDOWN:
-      return s.forwardCommand(buf, pos, end, len, Shape.Simple);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Simple);
     case COM_FIELD_LIST:
-      return s.forwardCommand(buf, pos, end, len, Shape.FieldList);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.FieldList);
     case COM_STATISTICS:
-      return s.forwardCommand(buf, pos, end, len, Shape.Raw);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Raw);
     case COM_PROCESS_INFO:
-      return s.forwardCommand(buf, pos, end, len, Shape.Result);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Result);
     case COM_QUIT:
       s.close();
       return end;
     case COM_PROCESS_KILL: {
       if (avail < 5) return refuseMalformed(s, cmd, p, len, avail, "too short to hold a connection id");
       const target = buf.readUInt32LE(p + 1);
-      s.runFerryCommand(() => killSession(s, target, false));
+      s.loop.runFerryCommand(() => killSession(s, target, false));
       return p + len;
     }
     case COM_CHANGE_USER: {
       if (len !== avail) return refuse(s, cmd, p, len, avail, ER_UNKNOWN_COM_ERROR, "08S01", "packet over 1 MiB");
       const payload = Buffer.from(buf.subarray(p, p + len));
-      s.runFerryCommand(() => changeUser(s, payload));
+      s.loop.runFerryCommand(() => changeUser(s, payload));
       return p + len;
     }
     default:
@@ -111,7 +111,7 @@ export function dispatchCommand(s: Session, buf: Buffer, pos: number, end: numbe
 
 /** A statement a query rule refused (its error was sent): skip its bytes; the session stays usable. */
 function skipRest(s: Session, p: number, len: number, avail: number): number {
-  s.framing.expect(len, avail);
+  s.loop.framing.expect(len, avail);
   return p + avail;
 }
 
@@ -122,7 +122,7 @@ function answerFailed(s: Session, cmd: number, p: number, len: number, avail: nu
   s.routeDecided = false;
   const noResponse = hasNoResponse(cmd);
   // The rest of a command larger than what arrived cannot be skipped reliably: then the session ends.
-  if (s.framing.expect(len, avail)) {
+  if (s.loop.framing.expect(len, avail)) {
     s.fatal(err, noResponse ? -1 : 1);
     return p + avail;
   }
@@ -132,7 +132,7 @@ function answerFailed(s: Session, cmd: number, p: number, len: number, avail: nu
 
 /** The command runs in another hostgroup: change connections first, then run it there. */
 function startSwitch(s: Session, hostgroup: number, command: Buffer): void {
-  s.holdWhile(command, switchHostgroup(s, hostgroup).catch((e: Error) => {
+  s.loop.holdWhile(command, switchHostgroup(s, hostgroup).catch((e: Error) => {
     s.log.warn({ hostgroup, err: e.message }, "could not reach the routed hostgroup; the statement runs where the session is");
   }));
 }

@@ -15,7 +15,7 @@ import type { Session } from "./session.js";
 export function refuse(s: Session, cmd: number, p: number, len: number, avail: number, errno: number, sqlState: string, why: string): number {
   const err = new FerryError(errno, sqlState, `refused command ${commandName(cmd)}: ${why}`, "client");
   s.client.write(encodeErr(1, err.errno, err.sqlState, err.message));
-  if (s.framing.expect(len, avail)) s.fatal(err, -1);
+  if (s.loop.framing.expect(len, avail)) s.fatal(err, -1);
   return p + avail;
 }
 

@@ -49,7 +49,7 @@ export class IdleSweep {
     const cfg = this.config();
     const expired: Session[] = [];
     for (const s of this.registry.all()) {
-      if (s.activeSinceSweep || !s.idle) {
+      if (s.activeSinceSweep || !s.loop.idle) {
         s.activeSinceSweep = false;
         s.idleSince = now;
         continue;

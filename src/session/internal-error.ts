@@ -20,7 +20,7 @@ export function internalError(s: Session, e: unknown, reading = false): void {
   s.log.error({ err: stackOf(e) }, "internal error while serving the session; closing it");
   if (s.isClosed) return;
   try {
-    const seq = s.inFlight === InFlight.AtBoundary ? s.nextResponseSeq : reading && s.atCommandBoundary ? 1 : -1;
+    const seq = s.loop.inFlight === InFlight.AtBoundary ? s.loop.nextResponseSeq : reading && s.loop.atCommandBoundary ? 1 : -1;
     s.fatal(new FerryError(ER_UNKNOWN_ERROR, "HY000", `internal error (${why}); the session is closed`), seq);
   } catch (e2) {
     s.log.error({ err: stackOf(e2) }, "internal error while closing the session");
@@ -29,10 +29,10 @@ export function internalError(s: Session, e: unknown, reading = false): void {
   }
 }
 
-/** Runs one of the session's methods from a timer or a promise continuation, the fault contained to the session. */
-export function guarded(s: Session, fn: (this: Session) => void): void {
+/** Runs work for the session from a timer or a promise continuation, the fault contained to the session. */
+export function guarded(s: Session, fn: () => void): void {
   try {
-    fn.call(s);
+    fn();
   } catch (e) {
     internalError(s, e);
   }

@@ -61,7 +61,7 @@ export class MoveControl {
   /** Starts the wanted move if the session is at a movable boundary. */
   maybe(): void {
     const s = this.s;
-    if (this.reason === null || this.moving || s.isClosed || !s.atMovableBoundary) return;
+    if (this.reason === null || this.moving || s.isClosed || !s.loop.atMovableBoundary) return;
     // Timers count from the event loop's cached time and may fire a little before Date.now()
     // reaches notBefore: a retry that comes early is armed again, never dropped.
     const wait = this.notBefore - Date.now();
@@ -70,7 +70,7 @@ export class MoveControl {
       return;
     }
     this.moving = true;
-    s.beginBusy();
+    s.loop.beginBusy();
     void this.run(this.reason);
   }
 
@@ -102,7 +102,7 @@ export class MoveControl {
     } finally {
       slots.release();
       this.moving = false;
-      if (!s.isClosed) guarded(s, s.endBusy);
+      if (!s.isClosed) guarded(s, s.loop.endBusy);
     }
   }
 

@@ -61,7 +61,7 @@ export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, p
         t.onExecuteSent(stmt, buf, p, p + avail);
         if (!here.typesBound && stmt.numParams > 0) return executeWithTypes(s, stmt, here, buf, pos, end, len, avail);
       }
-      return s.forwardCommand(buf, pos, end, len, Shape.Result);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Result);
     case COM_STMT_BULK_EXECUTE:
       if ((s.backend!.mariadbCapabilities & MARIADB_CLIENT_STMT_BULK_OPERATIONS) === 0) {
         const why = (s.auth.mariadbCapabilities & MARIADB_CLIENT_STMT_BULK_OPERATIONS) === 0
@@ -70,23 +70,23 @@ export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, p
       }
       s.command.cursor = false;
       if (stmt && here) return bulkExecute(s, stmt, here, buf, pos, end, len, avail);
-      return s.forwardCommand(buf, pos, end, len, Shape.Result);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Result);
     case COM_STMT_FETCH:
-      return s.forwardCommand(buf, pos, end, len, Shape.Fetch);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Fetch);
     case COM_STMT_CLOSE:
       t.onStmtClosed(id);
-      return s.forwardCommand(buf, pos, end, len, Shape.None);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.None);
     case COM_STMT_SEND_LONG_DATA:
       t.onLongData(id);
-      return s.forwardCommand(buf, pos, end, len, Shape.None);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.None);
     default: // COM_STMT_RESET
-      return s.forwardCommand(buf, pos, end, len, Shape.Simple);
+      return s.loop.forwardCommand(buf, pos, end, len, Shape.Simple);
   }
 }
 
 /** A prepared statement's first use on this connection: prepare it here first, then run the held command. */
 function startPrepareHere(s: Session, stmt: PreparedStatement, command: Buffer): void {
-  s.holdWhile(command, prepareOnActive(s, stmt).catch((e: Error) => {
+  s.loop.holdWhile(command, prepareOnActive(s, stmt).catch((e: Error) => {
     s.log.info({ statement: stmt.clientId, err: e.message }, "could not prepare a statement on this connection");
     s.failNext = e instanceof FerryError ? e : new FerryError(1105, "HY000", e.message);
   }));
@@ -100,13 +100,13 @@ function executeWithTypes(s: Session, stmt: PreparedStatement, here: StatementOn
   const p = pos + HEADER_SIZE;
   const flagAt = p + 10 + ((stmt.numParams + 7) >> 3);
   here.typesBound = true;
-  if (flagAt >= p + avail || buf[flagAt] === 1) return s.forwardCommand(buf, pos, end, len, Shape.Result);
+  if (flagAt >= p + avail || buf[flagAt] === 1) return s.loop.forwardCommand(buf, pos, end, len, Shape.Result);
   if (len !== avail || !stmt.paramTypes) {
     s.fatal(new FerryError(1210, "HY000", "refused COM_STMT_EXECUTE: parameter types are unknown on this backend connection", "client"), 1);
     return end;
   }
   s.log.debug({ statement: stmt.clientId }, "re-sending parameter types on the statement's first execute on this connection");
-  return s.sendRebuilt(Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]), p + len);
+  return s.loop.sendRebuilt(Buffer.concat([buf.subarray(p, flagAt), Buffer.from([1]), stmt.paramTypes, buf.subarray(flagAt + 1, p + len)]), p + len);
 }
 
 /**
@@ -119,7 +119,7 @@ function bulkExecute(s: Session, stmt: PreparedStatement, here: StatementOnConne
   const flags = buf.readUInt16LE(p + 5);
   if ((flags & BULK_SEND_TYPES_TO_SERVER) !== 0 || here.typesBound || stmt.numParams === 0) {
     here.typesBound = true;
-    return s.forwardCommand(buf, pos, end, len, Shape.Result);
+    return s.loop.forwardCommand(buf, pos, end, len, Shape.Result);
   }
   if (len !== avail || !stmt.paramTypes) {
     s.fatal(new FerryError(1210, "HY000", "refused COM_STMT_BULK_EXECUTE: parameter types are unknown on this backend connection", "client"), 1);
@@ -129,12 +129,12 @@ function bulkExecute(s: Session, stmt: PreparedStatement, here: StatementOnConne
   s.log.debug({ statement: stmt.clientId }, "re-sending parameter types with the statement's first bulk execute on this connection");
   const head = Buffer.from(buf.subarray(p, p + 7));
   head.writeUInt16LE(flags | BULK_SEND_TYPES_TO_SERVER, 5);
-  return s.sendRebuilt(Buffer.concat([head, stmt.paramTypes, buf.subarray(p + 7, p + len)]), p + len);
+  return s.loop.sendRebuilt(Buffer.concat([head, stmt.paramTypes, buf.subarray(p + 7, p + len)]), p + len);
 }
 
 /** A command with no response that Ferry drops: skip its bytes. */
 function discard(s: Session, p: number, len: number, avail: number): number {
-  if (s.framing.expect(len, avail)) s.fatal(new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", "refused command: unknown statement id in a multi-packet command", "client"), -1);
+  if (s.loop.framing.expect(len, avail)) s.fatal(new FerryError(ER_UNKNOWN_COM_ERROR, "08S01", "refused command: unknown statement id in a multi-packet command", "client"), -1);
   return p + avail;
 }
 
@@ -144,6 +144,6 @@ function refuseUnknownStatement(s: Session, cmd: number, id: number, p: number, 
     : cmd === COM_STMT_BULK_EXECUTE ? "mysqld_stmt_bulk_execute" : "mysqld_stmt_reset";
   const message = `Unknown prepared statement handler (${id}) given to ${what}`;
   s.client.write(encodeErr(1, ER_UNKNOWN_STMT_HANDLER, "HY000", `ferry: ${message}`));
-  if (s.framing.expect(len, avail)) s.fatal(new FerryError(ER_UNKNOWN_STMT_HANDLER, "HY000", message, "client"), -1);
+  if (s.loop.framing.expect(len, avail)) s.fatal(new FerryError(ER_UNKNOWN_STMT_HANDLER, "HY000", message, "client"), -1);
   return p + avail;
 }

@@ -51,7 +51,7 @@ export class ResponseEffects implements ScanListener {
   }
 
   onLocalInfile(): void {
-    this.s.startFileUpload();
+    this.s.loop.startFileUpload();
   }
 
   onPrepareOk(stmtId: number, numColumns: number, numParams: number, buf: Buffer, start: number): void {

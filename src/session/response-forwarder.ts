@@ -83,7 +83,7 @@ export class ResponseForwarder implements ChunkSink {
       this.backendPaused = true;
     }
     if (r >= 0) {
-      this.s.responseDone();
+      this.s.loop.responseDone();
       if (r < chunk.length) this.unsolicited(chunk.subarray(r));
     }
   }

@@ -8,12 +8,16 @@ import type { Session } from "../../src/session/session.js";
 function lostSession(levels: string[] = []) {
   const slots = new MoveSlots(4);
   const log = { warn: () => levels.push("warn"), debug: () => levels.push("debug"), info: () => levels.push("info") };
+  // The command loop's part MoveControl uses; its methods are called unbound, as the loop's are bound.
+  const loop = {
+    atMovableBoundary: true,
+    beginBusy: () => { loop.atMovableBoundary = false; },
+    endBusy: () => { loop.atMovableBoundary = true; },
+  };
   const s = {
-    isClosed: false, atMovableBoundary: true, hasBackend: false, backend: null, backendAddress: null, lostFrom: "10.0.0.1:3306",
-    hostgroup: 0, homeHostgroup: 0, labels: null, tracker: { schema: null }, log,
+    isClosed: false, hasBackend: false, backend: null, backendAddress: null, lostFrom: "10.0.0.1:3306",
+    hostgroup: 0, homeHostgroup: 0, labels: null, tracker: { schema: null }, log, loop,
     deps: { moves: slots, router: { candidates: () => [] }, config: () => ({ proxy: { reconnect_timeout_ms: 60_000 } }) },
-    beginBusy() { this.atMovableBoundary = false; },
-    endBusy() { this.atMovableBoundary = true; },
   };
   return { s, slots, mover: new MoveControl(s as unknown as Session) };
 }
@@ -39,13 +43,13 @@ it("a retry timer that fires before Date.now() reaches the retry time is armed a
   const realNow = Date.now;
   let ahead = 40;
   t.mock.method(Date, "now", () => realNow() + ahead);
-  s.beginBusy = function () {
-    this.atMovableBoundary = false;
+  s.loop.beginBusy = () => {
+    s.loop.atMovableBoundary = false;
     ahead = 40;
   };
-  const endBusy = s.endBusy;
-  s.endBusy = function () {
-    endBusy.call(this);
+  const endBusy = s.loop.endBusy;
+  s.loop.endBusy = () => {
+    endBusy();
     ahead = 0; // the clock the timer sees
   };
   mover.request("backend-lost");
