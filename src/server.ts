@@ -171,7 +171,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
       stopBackground();
       const closing = listener.close();
-      for (const s of [...registry.all()]) s.loop.closeWhenIdle();
+      for (const s of [...registry.all()]) s.closeWhenIdle();
       const deadline = Date.now() + waitMs;
       while (registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       if (registry.size > 0) log.warn({ sessions: registry.size }, "shutdown wait over: closing sessions still in a transaction");

@@ -235,6 +235,11 @@ export class Session {
 
   // ---- ending the session -------------------------------------------------------------------
 
+  /** Closes the session at its next boundary outside a transaction (graceful shutdown). */
+  closeWhenIdle(): void {
+    this.loop.closeWhenIdle();
+  }
+
   /** Sends an ERR (when seq >= 0) and closes the session. */
   fatal(err: FerryError, seq: number): void {
     if (this.closed) return;
