@@ -1,10 +1,10 @@
 // Benchmark: sysbench through (a) the server directly, (b) Ferry, (c) Ferry with the read/write-split
 // query rules, (d) HAProxy in TCP mode, in one run. Ferry runs with proxy.nice = NICE (README: "CPU
 // priority"), HAProxy at its default priority; the 16-thread tests also run each proxy at the
-// other's priority, in the same rounds.
+// other's priority, and a relay of Ferry's socket I/O alone (node-pipe.ts), in the same rounds.
 // Prints a table of medians with ratios against direct and HAProxy, CPU µs per query of each proxy
-// process (from /proc/PID/stat), the other-priority pair, point_select over TLS, a bulk-transfer
-// test (MB/s) and Ferry's peak RSS.
+// process (from /proc/PID/stat), the other-priority pair, the Node pipe, point_select over TLS, a
+// bulk-transfer test (MB/s) and Ferry's peak RSS.
 //   node dist/bench/run.js [--time 5] [--runs 3] [--focus]
 
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -117,8 +117,17 @@ async function main(): Promise<void> {
       `[[query_rules]]\nrule_id = 100\nmatch_digest = "^SELECT .* (FOR UPDATE|LOCK IN SHARE MODE)"\ndestination_hostgroup = 0\napply = true\n` +
       `[[query_rules]]\nrule_id = 200\nmatch_digest = "^SELECT"\ndestination_hostgroup = 1\napply = true\n`);
     const targets: Target[] = [{ name: "direct", port: db.port, pid: null }, { name: "ferry", port: ferryPort, pid: ferry.pid!, nice: NICE }];
-    /** each proxy at the other's priority, run in the same rounds as the 16-thread tests */
-    const swapped: Target[] = [{ name: "ferry, nice 0", port: ferry0Port, pid: ferry0.pid!, nice: 0 }];
+    /**
+     * Run in the same rounds as the 16-thread tests only: each proxy at the other's priority, and a
+     * relay of Ferry's socket I/O alone at Ferry's priority (node-pipe.ts): what one Node event
+     * loop costs here before Ferry does any work of its own.
+     */
+    const extra16: Target[] = [{ name: "ferry, nice 0", port: ferry0Port, pid: ferry0.pid!, nice: 0 }];
+    const pipePort = await freePort();
+    const pipe = spawn(process.execPath, [join(root, "dist/bench/node-pipe.js"), String(pipePort), String(db.port), String(NICE)], { stdio: ["ignore", "ignore", "inherit"] });
+    procs.push(pipe);
+    await waitPort(pipePort);
+    extra16.push({ name: "node pipe", port: pipePort, pid: pipe.pid!, nice: NICE });
     if (findBinary("haproxy")) {
       const startHaproxy = async (name: string, nice: number): Promise<Target> => {
         const port = await freePort();
@@ -131,12 +140,12 @@ async function main(): Promise<void> {
         return { name: nice === 0 ? "haproxy" : `haproxy, nice ${nice}`, port, pid: hap.pid!, nice };
       };
       targets.push(await startHaproxy("haproxy", 0));
-      swapped.push(await startHaproxy("haproxy-nice", NICE));
+      extra16.push(await startHaproxy("haproxy-nice", NICE));
     } else {
       console.log("haproxy not installed: no HAProxy column (apt-get install -y haproxy)");
     }
     // A bench run without the right to lower nice values (not root) measures something else: say so.
-    for (const t of [...targets, ...swapped]) {
+    for (const t of [...targets, ...extra16]) {
       if (t.pid === null || t.nice === undefined) continue;
       const nice = niceOf(t.pid);
       if (nice !== t.nice) console.log(`warning: ${t.name} runs at nice ${nice}, not ${t.nice} (lowering it needs root or CAP_SYS_NICE)`);
@@ -148,10 +157,11 @@ async function main(): Promise<void> {
     const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : "-");
     // The same tests with each proxy at the other's priority: what proxy.nice changes for Ferry, and
     // that the same priority does not help HAProxy.
+    const pipeRows = [`| Node pipe at nice ${NICE} (node-pipe.ts) | threads | QPS | vs HAProxy | CPU µs/q | CPU vs HAProxy | ferry QPS vs pipe | ferry CPU vs pipe |`, "|---|---|---|---|---|---|---|---|"];
     const prioRows = [`| other priorities | threads | QPS ferry at nice 0 | vs HAProxy | CPU µs/q | QPS haproxy at nice ${NICE} | ferry vs it | CPU µs/q |`, "|---|---|---|---|---|---|---|---|"];
     for (const test of FOCUS ? ["oltp_point_select"] : ["oltp_point_select", "oltp_read_only"]) {
       for (const threads of FOCUS ? [16] : [1, 16]) {
-        const all = threads === 16 ? [...targets, ...swapped] : targets;
+        const all = threads === 16 ? [...targets, ...extra16] : targets;
         const res = await interleavedRounds(all, (t) => sysbench(test, t.port, threads), FOCUS);
         const d = res.get("direct")!, h = res.get("haproxy");
         for (const t of targets) {
@@ -163,10 +173,13 @@ async function main(): Promise<void> {
           const f = res.get("ferry")!, f0 = res.get("ferry, nice 0")!, hn = res.get(`haproxy, nice ${NICE}`);
           prioRows.push(`| ${test} | ${threads} | ${f0.qps.toFixed(0)} | ${h ? fmt(f0.qps / h.qps) : "-"} | ${fmt(f0.cpu, 1)} | ${hn ? hn.qps.toFixed(0) : "-"} | ${hn ? fmt(f.qps / hn.qps) : "-"} | ${hn ? fmt(hn.cpu, 1) : "-"} |`);
           console.log(prioRows[prioRows.length - 1]);
+          const p = res.get("node pipe")!;
+          pipeRows.push(`| ${test} | ${threads} | ${p.qps.toFixed(0)} | ${h ? fmt(p.qps / h.qps) : "-"} | ${fmt(p.cpu, 1)} | ${h ? fmt(p.cpu / h.cpu) : "-"} | ${fmt(f.qps / p.qps)} | ${fmt(f.cpu / p.cpu)} |`);
+          console.log(pipeRows[pipeRows.length - 1]);
         }
       }
     }
-    rows.push("", ...prioRows);
+    rows.push("", ...prioRows, "", ...pipeRows);
 
     if (FOCUS) {
       console.log(`\n${new Date().toISOString()} · ${RUNS} rounds of ${TIME}s each · Ferry at proxy.nice ${NICE}, HAProxy at 0, unless marked\n`);
