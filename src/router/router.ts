@@ -5,15 +5,21 @@
 //
 // latency factor = 1 + latency_weight × (server's EWMA round trip − the hostgroup's best − 1 ms)
 // / max(best, 1 ms), when positive, capped at 10, once servers have 20 samples (sub-millisecond
-// differences and a handful of round trips are noise, not load); zone factor = zone_penalty for servers outside Ferry's zone (when one is set).
+// differences and a handful of round trips are noise, not load) and while their last sample is
+// under 10 s old (a server that lost its sessions because it was slow must not stay shunned on
+// what it measured then: its next sessions start a fresh average); zone factor = zone_penalty for
+// servers outside Ferry's zone (when one is set).
 // Only ONLINE servers under their max_connections, carrying every label the session asks for,
 // are candidates; a server that recently refused a connection goes to the back of the line.
 
+import { performance } from "node:perf_hooks";
 import type { Route, RuntimeConfig, ServerConfig, UserConfig } from "../config/runtime-config.js";
 
 const LATENCY_DEADBAND_MS = 1;
 /** round trips a server needs before its latency counts (a handful says nothing) */
 const MIN_SAMPLES = 20;
+/** a latency average with no sample for this long says nothing about the server now */
+const LATENCY_STALE_MS = 10_000;
 
 /** Per-server numbers the data plane updates in place (no lookup per command). */
 export class ServerStats {
@@ -21,13 +27,23 @@ export class ServerStats {
   /** EWMA of command round trips, ms; 0 until the first sample */
   latencyMs = 0;
   samples = 0;
+  /** performance.now() of the last sample */
+  lastSampleAt = -Infinity;
   failedUntil = 0;
 
-  observe(ms: number): void {
+  /** A command's round trip of `ms`, ended at `now` (performance.now()); a stale average starts afresh. */
+  observe(ms: number, now = performance.now()): void {
+    if (now - this.lastSampleAt > LATENCY_STALE_MS) this.samples = 0;
+    this.lastSampleAt = now;
     this.samples++;
     // a faster start, then a slow-moving average
     const alpha = this.samples < 20 ? 1 / this.samples : 0.05;
     this.latencyMs += (ms - this.latencyMs) * alpha;
+  }
+
+  /** The average when it counts at `now` (enough samples, the last one recent), else null. */
+  latencyAt(now: number): number | null {
+    return this.samples >= MIN_SAMPLES && now - this.lastSampleAt <= LATENCY_STALE_MS ? this.latencyMs : null;
   }
 }
 
@@ -56,18 +72,19 @@ export class Router {
       s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections && hasLabels(s, labels));
     if (list.length < 2) return list;
     const now = Date.now();
-    const best = this.bestLatency(list);
-    const scores = new Map(list.map((s) => [s, ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, best, cfg)]));
+    const at = performance.now();
+    const best = this.bestLatency(list, at);
+    const scores = new Map(list.map((s) => [s, ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, best, cfg, at)]));
     const failed = (s: ServerConfig): number => (this.statsOf(s.address).failedUntil > now ? 1 : 0);
     return list.sort((a, b) => failed(a) - failed(b) || scores.get(a)! - scores.get(b)!);
   }
 
-  /** The best (lowest) latency EWMA among servers with enough samples, Infinity when none has. */
-  bestLatency(group: readonly ServerConfig[]): number {
+  /** The best (lowest) latency EWMA among servers whose average counts, Infinity when none does. */
+  bestLatency(group: readonly ServerConfig[], now = performance.now()): number {
     let best = Infinity;
     for (const g of group) {
-      const st = this.stats.get(g.address);
-      if (st && st.samples >= MIN_SAMPLES && st.latencyMs < best) best = st.latencyMs;
+      const ms = this.stats.get(g.address)?.latencyAt(now) ?? null;
+      if (ms !== null && ms < best) best = ms;
     }
     return best;
   }
@@ -76,13 +93,13 @@ export class Router {
    * How much more loaded than its connections say a server counts (≥ 1): the latency factor
    * against the hostgroup's best latency, and the zone factor.
    */
-  penalty(s: ServerConfig, best: number, cfg: RuntimeConfig = this.config()): number {
+  penalty(s: ServerConfig, best: number, cfg: RuntimeConfig = this.config(), now = performance.now()): number {
     const b = cfg.balancer;
     let factor = 1;
     if (b.latency_weight > 0 && best < Infinity) {
-      const mine = this.stats.get(s.address);
-      if (mine && mine.samples >= MIN_SAMPLES) {
-        const gap = mine.latencyMs - best - LATENCY_DEADBAND_MS;
+      const mine = this.stats.get(s.address)?.latencyAt(now) ?? null;
+      if (mine !== null) {
+        const gap = mine - best - LATENCY_DEADBAND_MS;
         if (gap > 0) factor *= Math.min(10, 1 + (b.latency_weight * gap) / Math.max(best, LATENCY_DEADBAND_MS));
       }
     }

@@ -205,7 +205,10 @@ export class CommandLoop implements CommandSink {
   /** The response ended (ResponseForwarder): the session is between commands. */
   responseDone(): void {
     const s = this.s;
-    if (s.serverStats !== null) s.serverStats.observe(performance.now() - s.command.startedAt);
+    if (s.serverStats !== null) {
+      const now = performance.now();
+      s.serverStats.observe(now - s.command.startedAt, now);
+    }
     this.clearCommandTimer();
     const ok = s.effects.finish();
     this.cstate = C.Idle;

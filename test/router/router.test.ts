@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
+import { performance } from "node:perf_hooks";
 import { buildRuntimeConfig } from "../../src/config/runtime-config.js";
 import { configSchema } from "../../src/config/schema.js";
 import { homeHostgroup, Router } from "../../src/router/router.js";
@@ -35,6 +36,25 @@ it("a server clearly slower than the best counts as more loaded; sub-millisecond
   for (let i = 0; i < 200; i++) r.statsOf("10.0.0.1:3306").observe(12);
   assert.ok(r.statsOf("10.0.0.1:3306").latencyMs > 10);
   assert.equal(order(r)[0], "10.0.0.2", "12 ms vs 0.9 ms: the fast server wins despite more connections");
+});
+
+it("a server's latency stops counting 10 s after its last sample, and its next samples start afresh", (t) => {
+  let now = 1_000_000;
+  t.mock.method(performance, "now", () => now);
+  const { router: r } = router({ servers: servers().slice(0, 2), balancer: { latency_weight: 1 } });
+  r.acquire("10.0.0.2:3306"); // 10.0.0.1 is ahead on connections
+  const slow = r.statsOf("10.0.0.1:3306"), fast = r.statsOf("10.0.0.2:3306");
+  for (let i = 0; i < 50; i++) { slow.observe(12); fast.observe(0.9); }
+  assert.equal(order(r)[0], "10.0.0.2", "12 ms against 0.9 ms: the slow server is avoided");
+  now += 9_000;
+  for (let i = 0; i < 50; i++) fast.observe(0.9); // the other server keeps measuring
+  assert.equal(order(r)[0], "10.0.0.2", "9 s after its last sample: still avoided");
+  now += 2_000;
+  for (let i = 0; i < 50; i++) fast.observe(0.9);
+  assert.equal(order(r)[0], "10.0.0.1", "11 s without a sample: its old average no longer counts, connections decide");
+  slow.observe(0.5);
+  assert.equal(slow.latencyMs, 0.5, "the next sample starts a fresh average, not blended with the old one");
+  assert.equal(slow.latencyAt(now), null, "which counts once it has 20 samples");
 });
 
 it("zone affinity, labels filter, status, max_connections and recent failures", () => {
