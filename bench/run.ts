@@ -14,6 +14,7 @@ import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { ensureMariadb, findBinary, freePort, LocalMariadb } from "../src/cli/local-mariadb.js";
+import { roundOrder } from "./round-order.js";
 import { waitPort } from "./wait-port.js";
 
 const run = promisify(execFile);
@@ -61,13 +62,12 @@ async function sysbench(test: string, port: number, threads: number, psMode = "a
 /**
  * RUNS rounds of `bench` on every target, medians per target (CPU µs per query of the target's
  * process; NaN for the bare server). Rounds interleave the targets, so drift on the machine
- * (caches, other load) hits each alike, and rotate their order, so none always runs right after
- * another. `verbose`: print each round.
+ * (caches, other load) hits each alike, in the orders of roundOrder(). `verbose`: print each round.
  */
 async function interleavedRounds(targets: Target[], bench: (t: Target) => Promise<{ qps: number; p95: number; queries: number }>, verbose = false): Promise<Map<string, { qps: number; p95: number; cpu: number }>> {
   const samples = new Map<string, { qps: number[]; p95: number[]; cpu: number[] }>(targets.map((t) => [t.name, { qps: [], p95: [], cpu: [] }]));
   for (let r = 0; r < RUNS; r++) {
-    for (const t of [...targets.slice(r % targets.length), ...targets.slice(0, r % targets.length)]) {
+    for (const t of roundOrder(targets, r)) {
       const before = t.pid ? cpuTicks(t.pid) : 0;
       const s = await bench(t);
       const cpu = t.pid ? ((cpuTicks(t.pid) - before) / HZ) * 1e6 / s.queries : NaN;
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
     rows.push("", "| query rules (r/w split set), text protocol | threads | QPS ferry | QPS ferry+rules | ratio | CPU µs/q ferry | CPU µs/q ferry+rules |", "|---|---|---|---|---|---|---|");
     const pair: Target[] = [{ name: "ferry", port: ferryPort, pid: ferry.pid! }, { name: "ferry+rules", port: rulesPort, pid: ferryRules.pid! }];
     for (const test of ["oltp_point_select", "oltp_read_only"]) {
-      // Two targets: the rotation alternates which goes first.
+      // Two targets: roundOrder() alternates which goes first.
       const res = await interleavedRounds(pair, (t) => sysbench(test, t.port, 16, "disable"));
       const f = res.get("ferry")!, fr = res.get("ferry+rules")!;
       rows.push(`| ${test} | 16 | ${f.qps.toFixed(0)} | ${fr.qps.toFixed(0)} | ${(fr.qps / f.qps).toFixed(2)} | ${f.cpu.toFixed(1)} | ${fr.cpu.toFixed(1)} |`);
