@@ -13,7 +13,6 @@
 import { performance } from "node:perf_hooks";
 import { CLIENT_DEPRECATE_EOF, HEADER_SIZE } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
-import type { PacketStream } from "../protocol/packet-stream.js";
 import { Shape } from "../protocol/response-scanner.js";
 import { framePayload } from "../protocol/writer.js";
 import { HandshakeFailure } from "../frontend/client-handshake.js";
@@ -92,16 +91,6 @@ export class CommandLoop implements CommandSink {
           return;
       }
     }
-  }
-
-  /** Hands the client socket to a connection-phase exchange (COM_CHANGE_USER). */
-  openClientPacketStream(): PacketStream {
-    return this.input.openPacketStream();
-  }
-
-  /** Back to forwarding; bytes the exchange read past its last packet are processed next. */
-  closeClientPacketStream(stream: PacketStream): void {
-    this.input.closePacketStream(stream);
   }
 
   /** CommandSink: a command's first packet is in buf. */

@@ -91,7 +91,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
   const host = s.auth.clientAddr;
   const named = clientLabels(username, attributes);
   const user = named.labels === null ? undefined : s.deps.config().users.get(named.user);
-  const stream = s.loop.openClientPacketStream();
+  const stream = s.loop.input.openPacketStream();
   const denied = (seq: number) => new HandshakeFailure(new FerryError(ER_ACCESS_DENIED_ERROR, "28000",
     `Access denied for user '${username}'@'${host}' (using password: ${token.length ? "YES" : "NO"})`, "client"), seq, s.client);
   try {
@@ -122,10 +122,10 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     s.tracker.collation = collation;
     s.attachBackend(backend);
     s.loginWaitTimeout = backend.waitTimeout;
-    s.loop.closeClientPacketStream(stream);
+    s.loop.input.closePacketStream(stream);
     return encodeOk(proof.seq, { statusFlags: SERVER_STATUS_AUTOCOMMIT }, caps);
   } catch (e) {
-    s.loop.closeClientPacketStream(stream);
+    s.loop.input.closePacketStream(stream);
     throw e;
   }
 }

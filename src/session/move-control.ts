@@ -7,7 +7,7 @@ import type { ServerConfig } from "../config/runtime-config.js";
 import { CR_SERVER_LOST } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { switchHostgroup } from "./hostgroup-switch.js";
-import { guarded, internalError } from "./internal-error.js";
+import { guarded } from "./internal-error.js";
 import { moveSession, type MoveOutcome } from "./migrator.js";
 import type { Session } from "./session.js";
 
@@ -51,11 +51,7 @@ export class MoveControl {
 
   /** maybe() called from outside the session's own flow (sweeps over many sessions, the retry timer): a fault ends this session only. */
   private maybeContained(): void {
-    try {
-      this.maybe();
-    } catch (e) {
-      internalError(this.s, e);
-    }
+    guarded(this.s, () => this.maybe());
   }
 
   /** Starts the wanted move if the session is at a movable boundary. */
