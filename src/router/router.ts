@@ -29,7 +29,8 @@ export class ServerStats {
   samples = 0;
   /** performance.now() of the last sample */
   lastSampleAt = -Infinity;
-  failedUntil = 0;
+  /** performance.now() until which the server counts as having refused a connection */
+  failedUntil = -Infinity;
 
   /** A command's round trip of `ms`, ended at `now` (performance.now()); a stale average starts afresh. */
   observe(ms: number, now = performance.now()): void {
@@ -71,10 +72,9 @@ export class Router {
     const list = cfg.servers.filter((s) =>
       s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections && hasLabels(s, labels));
     if (list.length < 2) return list;
-    const now = Date.now();
-    const at = performance.now();
-    const best = this.bestLatency(list, at);
-    const scores = new Map(list.map((s) => [s, ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, best, cfg, at)]));
+    const now = performance.now();
+    const best = this.bestLatency(list, now);
+    const scores = new Map(list.map((s) => [s, ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, best, cfg, now)]));
     const failed = (s: ServerConfig): number => (this.statsOf(s.address).failedUntil > now ? 1 : 0);
     return list.sort((a, b) => failed(a) - failed(b) || scores.get(a)! - scores.get(b)!);
   }
@@ -117,12 +117,12 @@ export class Router {
   }
 
   /** A server that refused a connection goes to the back of the line for a while. */
-  reportFailure(address: string, backoffMs = 2000): void {
-    this.statsOf(address).failedUntil = Date.now() + backoffMs;
+  reportFailure(address: string, backoffMs = 2000, now = performance.now()): void {
+    this.statsOf(address).failedUntil = now + backoffMs;
   }
 
   reportSuccess(address: string): void {
-    this.statsOf(address).failedUntil = 0;
+    this.statsOf(address).failedUntil = -Infinity;
   }
 }
 

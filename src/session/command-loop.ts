@@ -217,7 +217,7 @@ export class CommandLoop implements CommandSink {
    */
   private atBoundary(fx: StatementEffects | null): void {
     const s = this.s;
-    if (this.closeWhenIdleRequested && !s.tracker.inTransaction) return s.close();
+    if (this.closedOnRequest()) return;
     const needsRefresh = fx !== null && (fx.userVars.length > 0 || systemVariablesToReadBack(fx, s.backendTracksState).length > 0);
     if (needsRefresh && s.backend) {
       s.tracker.userVariablesStale = fx.userVars.length > 0;
@@ -263,15 +263,21 @@ export class CommandLoop implements CommandSink {
 
   endBusy(): void {
     this.cstate = C.Idle;
-    if (this.closeWhenIdleRequested && !this.s.tracker.inTransaction) this.s.close();
-    else this.resumeClient();
+    if (!this.closedOnRequest()) this.resumeClient();
   }
 
   /** Closes the session at its next boundary outside a transaction (graceful shutdown). */
   closeWhenIdle(): void {
     const s = this.s;
     this.closeWhenIdleRequested = true;
-    if (this.cstate === C.Idle && !s.scanner.active && !s.mover.moving && !s.tracker.inTransaction) s.close();
+    if (this.cstate === C.Idle && !s.scanner.active && !s.mover.moving) this.closedOnRequest();
+  }
+
+  /** At a boundary: closes the session if closeWhenIdle() asked for it and no transaction is open. */
+  private closedOnRequest(): boolean {
+    if (!this.closeWhenIdleRequested || this.s.tracker.inTransaction) return false;
+    this.s.close();
+    return true;
   }
 
   /**

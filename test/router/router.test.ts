@@ -66,6 +66,8 @@ it("zone affinity, labels filter, status, max_connections and recent failures", 
   assert.ok(!order(r).includes("10.0.0.5"), "a full server takes no sessions");
   r.reportFailure("10.0.0.2:3306");
   assert.equal(order(r).at(-1), "10.0.0.2", "a server that just refused goes last");
+  r.reportFailure("10.0.0.2:3306", 2000, performance.now() - 2001);
+  assert.equal(order(r)[0], "10.0.0.2", "its back-off over, it is first again");
 });
 
 it("routes: first match by user, client address and labels, else the user's default hostgroup", () => {
