@@ -3,7 +3,7 @@
 
 import type net from "node:net";
 import type { Logger } from "pino";
-import { probeServerVersion } from "./backend/backend-connection.js";
+import { probeServer } from "./backend/backend-connection.js";
 import { loadConfigFile } from "./config/load.js";
 import { buildRuntimeConfig, type RuntimeConfig } from "./config/runtime-config.js";
 import type { ConfigFile } from "./config/schema.js";
@@ -59,11 +59,12 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   const registry = new SessionRegistry<Session>();
   const sha2Cache = new Set<string>();
   let serverVersion = runtime.proxy.server_version ?? DEFAULT_VERSION;
+  let backendMariadbCaps = 0;
   if (!runtime.proxy.server_version) {
     // Advertise the backends' own version, so clients enable the same features they would directly.
     for (const s of runtime.servers) {
       try {
-        serverVersion = await probeServerVersion(s.host, s.port, 2000);
+        ({ serverVersion, mariadbCapabilities: backendMariadbCaps } = await probeServer(s.host, s.port, 2000));
         break;
       } catch (e) {
         log.warn({ server: s.address, err: (e as Error).message }, "could not read server version");
@@ -77,6 +78,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   const listener = new ClientListener({
     config: () => runtime, tls, log, sha2Cache,
     serverVersion: () => serverVersion,
+    backendMariadbCapabilities: () => backendMariadbCaps,
     allocateId: () => registry.allocateId(),
     onAuthenticated: (id, client, release) => {
       const s = new Session(id, client, deps, release);

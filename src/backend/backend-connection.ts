@@ -299,12 +299,18 @@ async function authenticate(stream: PacketStream, socket: Duplex, o: BackendConn
 
 /** Reads the server version from a server's greeting (used to advertise the backends' version). */
 export async function probeServerVersion(host: string, port: number, timeoutMs: number): Promise<string> {
+  return (await probeServer(host, port, timeoutMs)).serverVersion;
+}
+
+/** What a server's greeting announces: its version and its MariaDB extended capabilities (0 for MySQL). */
+export async function probeServer(host: string, port: number, timeoutMs: number): Promise<{ serverVersion: string; mariadbCapabilities: number }> {
   const socket = net.connect({ host, port });
   const timer = setTimeout(() => socket.destroy(new Error("timeout")), timeoutMs);
   try {
     const stream = new PacketStream(socket);
     const p = await stream.next();
-    return decodeHandshakeV10(p.payload).serverVersion;
+    const hs = decodeHandshakeV10(p.payload);
+    return { serverVersion: hs.serverVersion, mariadbCapabilities: hs.capabilities & CLIENT_LONG_PASSWORD ? 0 : hs.mariadbCapabilities };
   } finally {
     clearTimeout(timer);
     socket.destroy();

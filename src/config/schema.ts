@@ -160,6 +160,8 @@ export const configSchema = z.object({
     backend_connect_timeout_ms: z.number().int().min(100).default(5_000),
     backend_connect_attempts: z.number().int().min(1).max(20).default(3),
     server_version: z.string().optional(),
+    /** offer MariaDB's metadata caching to clients when the backends support it */
+    cache_metadata: z.boolean().default(true),
     max_allowed_packet: z.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024 * 1024),
     max_concurrent_moves: z.number().int().min(1).max(10_000).default(64),
     reconnect_timeout_ms: z.number().int().min(0).default(10_000),

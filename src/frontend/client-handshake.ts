@@ -13,7 +13,7 @@ import {
   CLIENT_IGNORE_SIGPIPE, CLIENT_IGNORE_SPACE, CLIENT_INTERACTIVE, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_MULTI_RESULTS,
   CLIENT_MULTI_STATEMENTS, CLIENT_ODBC, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41,
   CLIENT_PS_MULTI_RESULTS, CLIENT_RESERVED, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL, CLIENT_TRANSACTIONS,
-  CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS, CLIENT_COMPRESS, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR, ER_NOT_SUPPORTED_AUTH_MODE, MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+  CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS, CLIENT_COMPRESS, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR, ER_NOT_SUPPORTED_AUTH_MODE, MARIADB_CLIENT_CACHE_METADATA, MARIADB_CLIENT_STMT_BULK_OPERATIONS,
   NATIVE_PASSWORD,
   SERVER_STATUS_AUTOCOMMIT, UTF8MB4_GENERAL_CI,
 } from "../protocol/constants.js";
@@ -33,21 +33,30 @@ export const SERVER_CAPABILITIES = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT
 
 /**
  * MariaDB extended capabilities Ferry offers: MARIADB_CLIENT_EXTENDED_METADATA, which adds type
- * details (json, uuid, …) to column definitions that the scanner skips by length anyway, and, when
+ * details (json, uuid, …) to column definitions that the scanner skips by length anyway; when
  * the backends are MariaDB, MARIADB_CLIENT_STMT_BULK_OPERATIONS (COM_STMT_BULK_EXECUTE, answered
- * with OK or ERR). Capabilities that change the shape of responses (metadata caching, unit results
- * of bulk commands, progress reports) are not offered.
+ * with OK or ERR); and, when the backend Ferry probed at start offers it and proxy.cache_metadata
+ * is on, MARIADB_CLIENT_CACHE_METADATA (the scanner reads the "metadata follows" byte; a session
+ * that has it only uses backend connections that have it: backend-login.ts). Capabilities that
+ * change the shape of responses otherwise (unit results of bulk commands, progress reports) are
+ * not offered.
  */
 export const MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3;
 
-/** The MariaDB extended capabilities offered to clients of a server announcing `serverVersion`. */
-export function mariadbCapabilitiesFor(serverVersion: string): number {
-  return MARIADB_CLIENT_EXTENDED_METADATA | (serverVersion.includes("MariaDB") ? MARIADB_CLIENT_STMT_BULK_OPERATIONS : 0);
+/**
+ * The MariaDB extended capabilities offered to clients of a server announcing `serverVersion`
+ * with `backendCaps`; `cacheMetadata`: proxy.cache_metadata.
+ */
+export function mariadbCapabilitiesFor(serverVersion: string, backendCaps = 0, cacheMetadata = false): number {
+  return MARIADB_CLIENT_EXTENDED_METADATA | (serverVersion.includes("MariaDB") ? MARIADB_CLIENT_STMT_BULK_OPERATIONS : 0) |
+    (cacheMetadata ? backendCaps & MARIADB_CLIENT_CACHE_METADATA : 0);
 }
 
 export interface HandshakeContext {
   connectionId: number;
   serverVersion: string;
+  /** the MariaDB extended capabilities of the backend whose version is announced (0 when unknown) */
+  backendMariadbCapabilities: number;
   config: RuntimeConfig;
   tls: TlsMaterial;
   /** users who completed caching_sha2_password full authentication since start (keyed by name + password) */
@@ -103,7 +112,7 @@ export async function clientHandshake(socket: net.Socket, ctx: HandshakeContext)
   const salt = scramble();
   let caps = SERVER_CAPABILITIES;
   if (ctx.tls.context) caps |= CLIENT_SSL;
-  const mariadbCaps = mariadbCapabilitiesFor(ctx.serverVersion);
+  const mariadbCaps = mariadbCapabilitiesFor(ctx.serverVersion, ctx.backendMariadbCapabilities, ctx.config.proxy.cache_metadata);
   socket.write(encodeHandshakeV10({
     protocolVersion: 10, serverVersion: ctx.serverVersion, connectionId: ctx.connectionId, authPluginData: salt,
     capabilities: caps, mariadbCapabilities: mariadbCaps, collation: UTF8MB4_GENERAL_CI, statusFlags: SERVER_STATUS_AUTOCOMMIT,

@@ -18,6 +18,8 @@ export interface ListenerDeps {
   tls: TlsMaterial;
   log: Logger;
   serverVersion(): string;
+  /** the MariaDB extended capabilities the backend whose version Ferry announces offers (0 when unknown) */
+  backendMariadbCapabilities(): number;
   allocateId(): number;
   sha2Cache: Set<string>;
   /** hands over a logged-in client; `release` must be called once when its connection ends */
@@ -89,7 +91,7 @@ export class ClientListener {
       socket.destroy();
     }, cfg.proxy.handshake_timeout_ms);
     socket.once("close", () => clearTimeout(timer));
-    clientHandshake(socket, { connectionId: id, serverVersion: this.deps.serverVersion(), config: cfg, tls: this.deps.tls, sha2Cache: this.deps.sha2Cache, local })
+    clientHandshake(socket, { connectionId: id, serverVersion: this.deps.serverVersion(), backendMariadbCapabilities: this.deps.backendMariadbCapabilities(), config: cfg, tls: this.deps.tls, sha2Cache: this.deps.sha2Cache, local })
       .then((client) => {
         clearTimeout(timer);
         if (socket.destroyed) return release();

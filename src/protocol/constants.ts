@@ -39,6 +39,12 @@ export const COM_RESET_CONNECTION = 0x1f;
 export const COM_STMT_BULK_EXECUTE = 0xfa;
 /** MariaDB extended capability (bit 34 of the capabilities, bit 2 of the extended word): COM_STMT_BULK_EXECUTE */
 export const MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2;
+/**
+ * MariaDB extended capability (bit 36; 10.6+): every column count packet carries one more byte,
+ * "metadata follows" (0 or 1); at 0 the column definitions are left out, as the server does for a
+ * COM_STMT_EXECUTE whose result columns it already sent on that connection.
+ */
+export const MARIADB_CLIENT_CACHE_METADATA = 1 << 4;
 /** COM_STMT_BULK_EXECUTE flag: parameter types follow the flags */
 export const BULK_SEND_TYPES_TO_SERVER = 128;
 

@@ -10,7 +10,9 @@
 //   and so always fills a whole 0xFFFFFF packet;
 // - SERVER_MORE_RESULTS_EXISTS on a final OK/EOF means another result follows;
 // - a cursor opened by COM_STMT_EXECUTE ends the response at the EOF/OK after the columns
-//   (SERVER_STATUS_CURSOR_EXISTS), rows come later through COM_STMT_FETCH.
+//   (SERVER_STATUS_CURSOR_EXISTS), rows come later through COM_STMT_FETCH;
+// - with MARIADB_CLIENT_CACHE_METADATA a column count is followed by a "metadata follows" byte: at
+//   0 no column definitions come (the EOF after them still does, without CLIENT_DEPRECATE_EOF).
 //
 // Forwarding contract: after scan(), the caller writes `emit` (when set), then
 // chunk[forwardFrom, end) where end is the returned offset or, while the response goes on,
@@ -61,6 +63,7 @@ const MAX_INSPECT = 1 << 20; // an OK/ERR/EOF/column-count packet is never this 
 export class ResponseScanner {
   private listener: ScanListener;
   private deprecateEof = false;
+  private cacheMetadata = false;
   private state: S = S.Done;
   private readonly hdr = Buffer.alloc(4);
   private hdrHave = 0;
@@ -93,8 +96,10 @@ export class ResponseScanner {
     return this.state !== S.Done;
   }
 
-  begin(shape: Shape, deprecateEof: boolean): void {
+  /** A command's response starts; the flags say which of CLIENT_DEPRECATE_EOF and MARIADB_CLIENT_CACHE_METADATA the connection has. */
+  begin(shape: Shape, deprecateEof: boolean, cacheMetadata = false): void {
     this.deprecateEof = deprecateEof;
+    this.cacheMetadata = cacheMetadata;
     this.hdrHave = 0;
     this.continuation = false;
     this.endAfter = false;
@@ -305,6 +310,11 @@ export class ResponseScanner {
         this.count = readLenenc(buf, start, end);
         if (this.count <= 0) throw new ProtocolError("result set with no columns");
         this.state = S.ColumnDefs;
+        if (this.cacheMetadata) {
+          const flag = start + lenencSize(first);
+          if (flag >= end) throw new ProtocolError("column count packet without its metadata-follows byte");
+          if (buf[flag] === 0) this.state = this.deprecateEof ? S.Rows : S.EofAfterColumns;
+        }
         return;
       case S.EofAfterColumns: {
         const status = eofStatus(buf, start, end);

@@ -3,8 +3,8 @@
 // hostgroup and COM_CHANGE_USER.
 
 import type { ServerConfig } from "../config/runtime-config.js";
-import { connectBackend, type BackendConnection } from "../backend/backend-connection.js";
-import { CLIENT_SESSION_TRACK, FERRY_NO_BACKEND } from "../protocol/constants.js";
+import { connectBackend, quitBackend, type BackendConnection } from "../backend/backend-connection.js";
+import { CLIENT_SESSION_TRACK, FERRY_NO_BACKEND, MARIADB_CLIENT_CACHE_METADATA } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";
 
@@ -53,8 +53,23 @@ export async function connectFirst(s: Session, candidates: ServerConfig[], datab
   throw last ?? new FerryError(FERRY_NO_BACKEND, "08S01", "no backend available: no server to try");
 }
 
-/** Logs in to one server as the session's user, with the client's database, collation and attributes. */
-export function connectTo(s: Session, server: ServerConfig, database: string | null): Promise<BackendConnection> {
+/**
+ * Logs in to one server as the session's user, with the client's database, collation and
+ * attributes. A client that negotiated metadata caching reads a "metadata follows" byte in every
+ * column count packet: a server that does not offer the capability would leave it out, so its
+ * connection is refused here.
+ */
+export async function connectTo(s: Session, server: ServerConfig, database: string | null): Promise<BackendConnection> {
+  const conn = await login(s, server, database);
+  if ((s.auth.mariadbCapabilities & ~conn.mariadbCapabilities & MARIADB_CLIENT_CACHE_METADATA) !== 0) {
+    quitBackend(conn);
+    throw new FerryError(FERRY_NO_BACKEND, "08S01",
+      `backend ${server.address}: refused for this session: the client uses metadata caching, which ${conn.serverVersion} does not offer (set proxy.cache_metadata = false for mixed fleets)`, "backend");
+  }
+  return conn;
+}
+
+function login(s: Session, server: ServerConfig, database: string | null): Promise<BackendConnection> {
   const a = s.auth;
   const u = a.user;
   return connectBackend({

@@ -11,7 +11,7 @@
 // more than the current command.
 
 import { performance } from "node:perf_hooks";
-import { CLIENT_DEPRECATE_EOF, HEADER_SIZE } from "../protocol/constants.js";
+import { CLIENT_DEPRECATE_EOF, HEADER_SIZE, MARIADB_CLIENT_CACHE_METADATA } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { Shape } from "../protocol/response-scanner.js";
 import { framePayload } from "../protocol/writer.js";
@@ -47,6 +47,8 @@ export class CommandLoop implements CommandSink {
   }
 
   private get deprecateEof(): boolean { return (this.s.auth.capabilities & CLIENT_DEPRECATE_EOF) !== 0; }
+  /** backend connections of a session that has it have it too (backend-login.ts) */
+  private get cacheMetadata(): boolean { return (this.s.auth.mariadbCapabilities & MARIADB_CLIENT_CACHE_METADATA) !== 0; }
 
   // ---- client → backend ------------------------------------------------------------------
 
@@ -127,7 +129,7 @@ export class CommandLoop implements CommandSink {
     const stop = Math.min(end, pos + HEADER_SIZE + len);
     this.writeBackend(pos === 0 && stop === buf.length ? buf : buf.subarray(pos, stop));
     s.tracker.inCommand = true;
-    s.scanner.begin(shape, this.deprecateEof);
+    s.scanner.begin(shape, this.deprecateEof, this.cacheMetadata);
     if (this.framing.expect(len, stop - pos - HEADER_SIZE)) this.cstate = C.Forward;
     else this.commandSent();
     return stop;
@@ -160,7 +162,7 @@ export class CommandLoop implements CommandSink {
     this.writeBackend(framePayload(payload, 0));
     s.command.startedAt = performance.now();
     s.tracker.inCommand = true;
-    s.scanner.begin(Shape.Result, this.deprecateEof);
+    s.scanner.begin(Shape.Result, this.deprecateEof, this.cacheMetadata);
     this.commandSent();
     return next;
   }

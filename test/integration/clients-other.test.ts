@@ -45,6 +45,38 @@ describe("other clients through Ferry", () => {
     }
   });
 
+  it("mariadb connector with metadata caching: repeated executes skip column definitions and still decode right", async () => {
+    /** executes a prepared point select 6 times through `port`; returns the rows and how many result sets the server sent without metadata */
+    const executeRepeatedly = async (port: number): Promise<{ values: number[]; skipped: number }> => {
+      const conn = await mariadb.createConnection({ host: "127.0.0.1", port, user: APP_USER, password: APP_PASSWORD, database: "app" });
+      try {
+        const stmt = await conn.prepare("SELECT k, v FROM kv WHERE k = ?");
+        const values: number[] = [];
+        for (const k of ["a", "b", "c", "a", "b", "c"]) {
+          const rows = await stmt.execute([k]);
+          assert.equal(rows[0].k, k, "the row decodes with the columns of the first result");
+          values.push(rows[0].v);
+        }
+        stmt.close();
+        const st = await conn.query("SHOW SESSION STATUS LIKE 'Resultset_metadata_skipped'");
+        return { values, skipped: Number(st[0].Value) };
+      } finally {
+        await conn.end();
+      }
+    };
+    const on = await executeRepeatedly(ferry.port);
+    assert.deepEqual(on.values, [1, 2, 3, 1, 2, 3]);
+    assert.ok(on.skipped >= 5, `the server left out metadata on repeated executes (skipped ${on.skipped})`);
+    const { ferry: off } = await startProxy(cluster, "cache_metadata = false");
+    try {
+      const r = await executeRepeatedly(off.port);
+      assert.deepEqual(r.values, [1, 2, 3, 1, 2, 3]);
+      assert.equal(r.skipped, 0, "with proxy.cache_metadata = false the capability is not offered");
+    } finally {
+      await off.close();
+    }
+  });
+
   it("mariadb CLI: queries, multi-statements, USE and errors", async () => {
     const base = ["--no-defaults", "-h", "127.0.0.1", "-P", String(ferry.port), `-u${APP_USER}`, `-p${APP_PASSWORD}`, "-N", "-B"];
     const { stdout } = await run("mariadb", [...base, "app", "-e", "SELECT k, v FROM kv ORDER BY k LIMIT 2; SELECT 'second'; USE mysql; SELECT DATABASE();"]);

@@ -44,14 +44,14 @@ function textResult(deprecateEof: boolean, more: boolean): Buffer {
   return Buffer.concat(parts);
 }
 
-function scanAllSplits(shape: Shape, deprecateEof: boolean, bytes: Buffer, trailer = Buffer.from([9, 9, 9]), expectOut = bytes, rewriteTo: number | null = null): { end: number; events: string[] } {
+function scanAllSplits(shape: Shape, deprecateEof: boolean, bytes: Buffer, trailer = Buffer.from([9, 9, 9]), expectOut = bytes, rewriteTo: number | null = null, cacheMetadata = false): { end: number; events: string[] } {
   const whole = Buffer.concat([bytes, trailer]);
   let reference: { end: number; events: string[] } | null = null;
   for (let cut = 0; cut <= bytes.length; cut++) {
     const rec = new Recorder();
     rec.rewriteTo = rewriteTo;
     const sc = new ResponseScanner(rec);
-    sc.begin(shape, deprecateEof);
+    sc.begin(shape, deprecateEof, cacheMetadata);
     const a = Buffer.from(whole.subarray(0, cut));
     const b = Buffer.from(whole.subarray(cut));
     const out: Buffer[] = [];
@@ -155,6 +155,33 @@ describe("response scanner", () => {
   it("ends a COM_STMT_EXECUTE response that opened a cursor after the column definitions", () => {
     const bytes = Buffer.concat([colCount(1, 1), colDef(2, "a"), encodeEof(3, 0x0042)]);
     assert.deepEqual(scanAllSplits(Shape.Result, false, bytes).events, ["eof:66"]);
+  });
+
+  it("reads the metadata-follows byte of MARIADB_CLIENT_CACHE_METADATA: column definitions present or left out", () => {
+    // A binary result of 2 columns as MariaDB 10.6+ sends it to a COM_STMT_EXECUTE: column count, the
+    // metadata-follows byte, definitions when it is 1, the EOF after them unless CLIENT_DEPRECATE_EOF.
+    // A binary row starts with 0x00 and may hold 0xFE bytes; a row here starts with a 0xFE value too.
+    const binRow = (seq: number, v: number) => pkt(seq, Buffer.from([0x00, 0x00, v, 0, 0, 0, 0xfe, 0xfe]));
+    for (const deprecateEof of [false, true]) {
+      for (const follows of [1, 0]) {
+        const parts = [pkt(1, Buffer.from([2, follows]))];
+        let seq = 2;
+        if (follows) parts.push(colDef(seq++, "a"), colDef(seq++, "b"));
+        if (!deprecateEof) parts.push(encodeEof(seq++, 0x0002));
+        parts.push(binRow(seq++, 0xfe), binRow(seq++, 7));
+        parts.push(deprecateEof ? ok(seq++, 0x0002, 0xfe) : encodeEof(seq++, 0x0002));
+        const bytes = Buffer.concat(parts);
+        const r = scanAllSplits(Shape.Result, deprecateEof, bytes, undefined, undefined, null, true);
+        assert.deepEqual(r.events, [deprecateEof ? "ok:254:2" : "eof:2"], `deprecateEof ${deprecateEof}, metadata follows ${follows}`);
+      }
+    }
+    // a cursor: no definitions, the EOF with SERVER_STATUS_CURSOR_EXISTS ends the response
+    const cursor = Buffer.concat([pkt(1, Buffer.from([1, 0])), encodeEof(2, 0x0042)]);
+    assert.deepEqual(scanAllSplits(Shape.Result, false, cursor, undefined, undefined, null, true).events, ["eof:66"]);
+    // a column count packet that lacks the byte the capability promises is refused, not guessed at
+    const sc = new ResponseScanner(new Recorder());
+    sc.begin(Shape.Result, true, true);
+    assert.throws(() => sc.scan(pkt(1, Buffer.from([2])), 0, 5), /metadata-follows/);
   });
 
   it("treats a 0xFE-led row of a 0xFFFFFF packet as data, not a terminator", () => {
