@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import * as mariadb from "mariadb";
 import mysql from "mysql2/promise";
 import { parseConfig } from "../../src/config/load.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
@@ -125,5 +126,20 @@ describe("backend faults", () => {
     }
     await controlStillServes();
     assert.ok(!logs.lines.some((l) => /"level":60/.test(l)), "nothing fatal logged");
+  });
+
+  it("a client that negotiated metadata caching is not given a server without it: 9001 naming why", async () => {
+    // Ferry announces the real server (listed first), which offers MARIADB_CLIENT_CACHE_METADATA;
+    // the MariaDB connector takes it, and the fault server in hostgroup 1 does not offer it.
+    await assert.rejects(mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: "faulty", password: "faulty" }), (e: mariadb.SqlError) => {
+      assert.equal(e.errno, 9001, e.message);
+      assert.match(e.message, /no backend available in hostgroup 1: .*the client uses metadata caching, which 5\.5\.5-10\.11\.0-MariaDB-fault does not offer/);
+      return true;
+    });
+    // mysql2 does not know the capability: the same server serves it
+    const c = await faulty();
+    await c.query("SELECT 1");
+    await c.end();
+    await controlStillServes();
   });
 });
