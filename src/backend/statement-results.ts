@@ -12,12 +12,14 @@ export interface StatementResult {
   ok: OkPacket | null;
   columns: string[];
   rows: (Buffer | null)[][];
-  /** COM_STMT_PREPARE: the backend's statement id */
+  /** COM_STMT_PREPARE: the backend's statement id, and the statement's parameters and result columns there */
   stmtId: number;
+  numParams: number;
+  numColumns: number;
 }
 
 function empty(): StatementResult {
-  return { error: null, ok: null, columns: [], rows: [], stmtId: 0 };
+  return { error: null, ok: null, columns: [], rows: [], stmtId: 0, numParams: 0, numColumns: 0 };
 }
 
 /** Reads one COM_QUERY answer (all its results) from a backend's packet stream. */
@@ -72,6 +74,8 @@ export async function readPrepareResult(stream: PacketStream, caps: number): Pro
   res.stmtId = p.readUInt32LE(1);
   const columns = p.readUInt16LE(5);
   const params = p.readUInt16LE(7);
+  res.numColumns = columns;
+  res.numParams = params;
   const eof = (caps & CLIENT_DEPRECATE_EOF) === 0;
   for (let i = 0; i < params; i++) await stream.next();
   if (params > 0 && eof) await stream.next();

@@ -133,6 +133,7 @@ export const ER_FILTERED = 1148; // "The used command is not allowed with this M
 export const ER_USER_LIMIT_REACHED = 1226;
 export const ER_NOT_SUPPORTED_AUTH_MODE = 1251;
 export const ER_CONNECTION_KILLED = 1927;
+export const ER_NEED_REPREPARE = 1615; // "Prepared statement needs to be re-prepared"
 export const CR_SERVER_LOST = 2013;
 export const FERRY_NO_BACKEND = 9001;
 

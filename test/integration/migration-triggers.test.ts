@@ -169,6 +169,39 @@ describe("migration triggers and safety", () => {
     await conn.end();
   });
 
+  it("a statement whose shape differs on the new backend (schema drift) gets 1615 there, not misread rows", async () => {
+    // The same table with 2 columns on one server and 3 on the other: a client that prepared the
+    // statement on one decodes rows by its columns (with metadata caching, the other server would
+    // not even send its own).
+    const [a, b] = cluster.servers;
+    await a.sql("CREATE TABLE app.drift (id INT PRIMARY KEY, v INT); INSERT INTO app.drift VALUES (1, 10);");
+    await b.sql("CREATE TABLE app.drift (id INT PRIMARY KEY, v INT, w INT); INSERT INTO app.drift VALUES (1, 10, 100);");
+    const conn = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app" });
+    try {
+      const port = Number((await conn.query("SELECT @@port AS p"))[0].p);
+      const stmt = await conn.prepare("SELECT * FROM drift WHERE id = ?");
+      const columnsHere = Object.keys((await stmt.execute([1]))[0]).length;
+      assert.equal(columnsHere, port === a.port ? 2 : 3);
+      const moved = ferry.moveCounts().moved;
+      ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
+      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000));
+      await assert.rejects(stmt.execute([1]), (e: mariadb.SqlError) => {
+        assert.equal(e.errno, 1615, e.message);
+        assert.match(e.message, /statement \d+ has 1 parameters and [23] result columns on 127\.0\.0\.1:\d+, where it runs now, not 1 and [23] as where the client prepared it: the servers' schemas differ; prepare it again/);
+        return true;
+      });
+      stmt.close();
+      // prepared again (other text: the connector caches statements by text), on the server it
+      // runs on now, it works with that server's columns
+      const again = await conn.prepare("SELECT * FROM drift WHERE id = ? /* again */");
+      assert.equal(Object.keys((await again.execute([1]))[0]).length, port === a.port ? 3 : 2);
+      again.close();
+    } finally {
+      await conn.end();
+      for (const s of cluster.servers) await s.sql("DROP TABLE app.drift");
+    }
+  });
+
   it("re-sends parameter types a client bound before the move and omits afterwards (libmariadb style)", async () => {
     const c = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD);
     const id = await c.prepare("SELECT CAST(? AS SIGNED) * 2 + @@port * 0");
