@@ -297,12 +297,10 @@ async function authenticate(stream: PacketStream, socket: Duplex, o: BackendConn
   throw new FerryError(2027, "HY000", `backend ${o.server.address}: login did not finish`, "backend");
 }
 
-/** Reads the server version from a server's greeting (used to advertise the backends' version). */
-export async function probeServerVersion(host: string, port: number, timeoutMs: number): Promise<string> {
-  return (await probeServer(host, port, timeoutMs)).serverVersion;
-}
-
-/** What a server's greeting announces: its version and its MariaDB extended capabilities (0 for MySQL). */
+/**
+ * What a server's greeting announces: its version and its MariaDB extended capabilities (0 for
+ * MySQL). Used to advertise the backends' version and capabilities, and as a readiness probe.
+ */
 export async function probeServer(host: string, port: number, timeoutMs: number): Promise<{ serverVersion: string; mariadbCapabilities: number }> {
   const socket = net.connect({ host, port });
   const timer = setTimeout(() => socket.destroy(new Error("timeout")), timeoutMs);

@@ -6,7 +6,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { probeServerVersion } from "../backend/backend-connection.js";
+import { probeServer } from "../backend/backend-connection.js";
 
 const run = promisify(execFile);
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
@@ -140,7 +140,7 @@ export class LocalMariadb {
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`mariadbd exited with ${proc.exitCode}${this.logErrors()}`);
       try {
-        await probeServerVersion("127.0.0.1", this.port, 1000);
+        await probeServer("127.0.0.1", this.port, 1000);
         return;
       } catch {
         if (Date.now() > deadline) throw new Error(`mariadbd on port ${this.port} did not start in ${timeoutMs / 1000} s${this.logErrors()}`);

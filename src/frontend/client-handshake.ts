@@ -47,7 +47,7 @@ export const MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3;
  * The MariaDB extended capabilities offered to clients of a server announcing `serverVersion`
  * with `backendCaps`; `cacheMetadata`: proxy.cache_metadata.
  */
-export function mariadbCapabilitiesFor(serverVersion: string, backendCaps = 0, cacheMetadata = false): number {
+export function mariadbCapabilitiesFor(serverVersion: string, backendCaps: number, cacheMetadata: boolean): number {
   return MARIADB_CLIENT_EXTENDED_METADATA | (serverVersion.includes("MariaDB") ? MARIADB_CLIENT_STMT_BULK_OPERATIONS : 0) |
     (cacheMetadata ? backendCaps & MARIADB_CLIENT_CACHE_METADATA : 0);
 }

@@ -1,7 +1,7 @@
 // Typed messages of the connection phase and the generic response packets, with their codecs.
 
 import {
-  CLIENT_CONNECT_ATTRS, CLIENT_CONNECT_WITH_DB, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
+  CLIENT_CONNECT_ATTRS, COM_STMT_CLOSE, CLIENT_CONNECT_WITH_DB, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
   CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL, EOF_HEADER, ERR_HEADER,
   OK_HEADER, SERVER_SESSION_STATE_CHANGED, SESSION_TRACK_SCHEMA, SESSION_TRACK_SYSTEM_VARIABLES,
   SESSION_TRACK_TRANSACTION_STATE, SESSION_TRACK_STATE_CHANGE,
@@ -256,4 +256,9 @@ export function encodePacket(seq: number, payload: Buffer): Buffer {
 export function encodeCommand(command: number, body: Buffer | string = Buffer.alloc(0)): Buffer {
   const b = typeof body === "string" ? Buffer.from(body, "utf8") : body;
   return new PacketWriter(b.length + 8).u8(command).bytes(b).finish(0);
+}
+
+/** COM_STMT_CLOSE of a server's statement `stmtId` (the server answers nothing). */
+export function encodeStmtClose(stmtId: number): Buffer {
+  return new PacketWriter(12).u8(COM_STMT_CLOSE).u32(stmtId).finish(0);
 }

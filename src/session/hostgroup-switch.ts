@@ -6,9 +6,9 @@
 
 import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import { runOwnStatements } from "../backend/own-statements.js";
-import { COM_STMT_CLOSE, ER_NEED_REPREPARE } from "../protocol/constants.js";
+import { ER_NEED_REPREPARE } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
-import { encodeCommand } from "../protocol/packets.js";
+import { encodeStmtClose } from "../protocol/packets.js";
 import { openBackend } from "./backend-login.js";
 import { abandonBackend, lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
 import type { Session } from "./session.js";
@@ -26,9 +26,7 @@ export async function prepareOnActive(s: Session, stmt: PreparedStatement): Prom
     if (r.numParams !== stmt.numParams || r.numColumns !== stmt.numColumns) {
       // The client encodes parameters, and may decode rows (metadata caching), by what its own
       // prepare returned: a statement of another shape here would be misread both ways.
-      const id = Buffer.alloc(4);
-      id.writeUInt32LE(r.stmtId);
-      b.out.write(encodeCommand(COM_STMT_CLOSE, id));
+      b.out.write(encodeStmtClose(r.stmtId));
       throw new FerryError(ER_NEED_REPREPARE, "HY000", `statement ${stmt.clientId} has ${r.numParams} parameters and ${r.numColumns} result columns on ${b.server.address}, where it runs now, not ${stmt.numParams} and ${stmt.numColumns} as where the client prepared it: the servers' schemas differ; prepare it again`, "backend");
     }
     stmt.on.set(b, { id: r.stmtId, typesBound: false });

@@ -4,7 +4,8 @@
 
 import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import type { ServerConfig } from "../config/runtime-config.js";
-import { COM_STMT_CLOSE, SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
+import { SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
+import { encodeStmtClose } from "../protocol/packets.js";
 import type { Router } from "../router/router.js";
 import type { StateSnapshot } from "./state-sync.js";
 import type { PreparedStatement } from "./state-tracker.js";
@@ -83,9 +84,7 @@ export class ParkedConnections {
     for (const x of this.list) {
       const rec = stmt.on.get(x.conn);
       if (!rec) continue;
-      const pkt = Buffer.from([5, 0, 0, 0, COM_STMT_CLOSE, 0, 0, 0, 0]);
-      pkt.writeUInt32LE(rec.id, 5);
-      x.conn.socket.write(pkt);
+      x.conn.socket.write(encodeStmtClose(rec.id));
     }
   }
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { nativeHash, nativeToken, verifyNativeToken, parseNativeHash } from "../../src/protocol/auth/native-password.js";
 import { sha2Token, verifySha2Token } from "../../src/protocol/auth/caching-sha2.js";
-import { decodeErr, decodeHandshakeResponse, decodeOk, encodeEof, encodeErr, encodeHandshakeResponse, encodeOk } from "../../src/protocol/packets.js";
+import { decodeErr, decodeHandshakeResponse, decodeOk, encodeEof, encodeErr, encodeHandshakeResponse, encodeOk, encodeStmtClose } from "../../src/protocol/packets.js";
 import { PacketReader } from "../../src/protocol/reader.js";
 import { framePayload, PacketWriter } from "../../src/protocol/writer.js";
 import { CLIENT_SESSION_TRACK, SERVER_SESSION_STATE_CHANGED } from "../../src/protocol/constants.js";
@@ -25,6 +25,7 @@ describe("codec", () => {
     assert.equal(encodeErr(1, 1045, "28000", "no").toString("hex"), "0b000001ff1504233238303030" + Buffer.from("no").toString("hex"));
     const e = decodeErr(encodeErr(1, 1045, "28000", "ferry: denied").subarray(4));
     assert.deepEqual(e, { errno: 1045, sqlState: "28000", message: "ferry: denied" });
+    assert.equal(encodeStmtClose(0x01020304).toString("hex"), "050000001904030201", "COM_STMT_CLOSE: sequence 0, the id little-endian");
   });
 
   it("frames payloads of 0xFFFFFF bytes and more into continuation packets", () => {
