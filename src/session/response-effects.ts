@@ -10,7 +10,7 @@ import {
 import { decodeOk } from "../protocol/packets.js";
 import type { ScanListener } from "../protocol/response-scanner.js";
 import type { Session } from "./session.js";
-import type { StatementOnConnection } from "./state-tracker.js";
+import { PreparedStatement } from "./state-tracker.js";
 
 export class ResponseEffects implements ScanListener {
   /** the next statement id handed to the client */
@@ -60,9 +60,9 @@ export class ResponseEffects implements ScanListener {
     const clientId = this.nextStmtId;
     this.nextStmtId = this.nextStmtId >= 0xfffffffe ? 1 : this.nextStmtId + 1;
     buf.writeUInt32LE(clientId, start + 1);
-    const on = new WeakMap<object, StatementOnConnection>();
-    if (s.backend) on.set(s.backend, { id: stmtId, typesBound: true }); // the client sends types on its first execute
-    s.tracker.onPrepared({ clientId, sql: s.command.text, numParams, numColumns, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: s.route.prepareHostgroup, on });
+    const stmt = new PreparedStatement(clientId, s.command.text, numParams, numColumns, s.route.prepareHostgroup);
+    if (s.backend) stmt.on.set(s.backend, { id: stmtId, typesBound: true }); // the client sends types on its first execute
+    s.tracker.onPrepared(stmt);
   }
 
   /** The response is over: applies what the command changed when it succeeded. Returns whether it did. */

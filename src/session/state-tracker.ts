@@ -15,29 +15,36 @@ export interface StatementOnConnection {
   typesBound: boolean;
 }
 
-export interface PreparedStatement {
-  clientId: number;
-  /** the statement text, or null when it was too large for Ferry to keep */
-  sql: string | null;
-  numParams: number;
-  numColumns: number;
-  cursorOpen: boolean;
-  longDataPending: boolean;
+/**
+ * A statement the client prepared, under Ferry's id. A class, so that every statement has one
+ * shape from the start: executes read it on every command.
+ */
+export class PreparedStatement {
+  cursorOpen = false;
+  longDataPending = false;
   /** parameter types from the last COM_STMT_EXECUTE that bound them (2 bytes per parameter) */
-  paramTypes: Buffer | null;
-  /** hostgroup the query rules send its executions to */
-  hostgroup: number;
+  paramTypes: Buffer | null = null;
   /** its id on each backend connection that has it; others prepare it when it first runs there */
-  readonly on: WeakMap<object, StatementOnConnection>;
+  readonly on = new WeakMap<object, StatementOnConnection>();
   /** the last lookup in `on` (executes repeat on one connection) */
-  lastConn?: object;
-  lastOn?: StatementOnConnection;
+  lastConn: object | null = null;
+  lastOn: StatementOnConnection | null = null;
+
+  constructor(
+    readonly clientId: number,
+    /** the statement text, or null when it was too large for Ferry to keep */
+    readonly sql: string | null,
+    readonly numParams: number,
+    readonly numColumns: number,
+    /** hostgroup the query rules send its executions to */
+    readonly hostgroup: number,
+  ) {}
 }
 
 /** The statement on a connection, or null. */
 export function statementOn(stmt: PreparedStatement, conn: object | null): StatementOnConnection | null {
   if (conn === null) return null;
-  if (stmt.lastConn === conn) return stmt.lastOn!;
+  if (stmt.lastConn === conn) return stmt.lastOn;
   const rec = stmt.on.get(conn);
   if (!rec) return null;
   stmt.lastConn = conn;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { quoteString, restorePlan, userVariableLiteral } from "../../src/session/restore-plan.js";
-import { StateTracker } from "../../src/session/state-tracker.js";
+import { PreparedStatement, StateTracker } from "../../src/session/state-tracker.js";
 import { analyzeStatements } from "../../src/session/statement-effects.js";
 
 describe("restore plan", () => {
@@ -28,7 +28,7 @@ describe("restore plan", () => {
       ["session_track_system_variables", "*"], ["in_transaction", "0"], ["wait_timeout", "100"], ["bad name", "x"]]) t.systemVariables.set(k, v);
     t.applyEffects(analyzeStatements("PREPARE s1 FROM 'SELECT 1'"), true);
     t.lastInsertId = 7n;
-    t.onPrepared({ clientId: 2, sql: "SELECT ?", numParams: 1, numColumns: 1, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: 0, on: new WeakMap() });
+    t.onPrepared(new PreparedStatement(2, "SELECT ?", 1, 1, 0));
     // binary prepared statements are not replayed: they are prepared where they next run
     assert.deepEqual(restorePlan(t, false), [
       { kind: "query", sql: "SET SESSION character_set_connection = 'utf8mb4', collation_connection = 'utf8mb4_unicode_ci', sql_mode = 'ANSI', wait_timeout = 100" },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { analyzeStatements, mayHaveEffects, pinsToServer } from "../../src/session/statement-effects.js";
-import { StateTracker } from "../../src/session/state-tracker.js";
+import { PreparedStatement, StateTracker } from "../../src/session/state-tracker.js";
 
 const fx = (sql: string) => analyzeStatements(sql);
 
@@ -88,7 +88,7 @@ describe("statement effects and state tracker", () => {
 
   it("tracks binary prepared statements, cursors and long data", () => {
     const t = new StateTracker();
-    t.onPrepared({ clientId: 1, sql: "SELECT ?", numParams: 1, numColumns: 1, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: 0, on: new WeakMap() });
+    t.onPrepared(new PreparedStatement(1, "SELECT ?", 1, 1, 0));
     t.onStmtExecuted(1, true);
     assert.deepEqual(t.pinReasons(), ["cursor"]);
     t.onStmtFetchDone(1, true);
@@ -102,7 +102,7 @@ describe("statement effects and state tracker", () => {
 
   it("remembers the parameter types COM_STMT_EXECUTE and COM_STMT_BULK_EXECUTE send", () => {
     const t = new StateTracker();
-    t.onPrepared({ clientId: 1, sql: "INSERT INTO t VALUES (?, ?)", numParams: 2, numColumns: 0, cursorOpen: false, longDataPending: false, paramTypes: null, hostgroup: 0, on: new WeakMap() });
+    t.onPrepared(new PreparedStatement(1, "INSERT INTO t VALUES (?, ?)", 2, 0, 0));
     const stmt = t.prepared.get(1)!;
     // bulk payload: 0xfa, id, flags (no types), then rows: nothing remembered
     const noTypes = Buffer.from("fa0100000000" + "0001" + "00", "hex");
