@@ -8,6 +8,12 @@ import { CLIENT_SESSION_TRACK, FERRY_NO_BACKEND, MARIADB_CLIENT_CACHE_METADATA }
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";
 
+/**
+ * A server that works, but cannot serve this session (it lacks a capability the client agreed to
+ * with Ferry): the next server is tried, and the router keeps this one's standing for other sessions.
+ */
+export class UnsuitableBackend extends FerryError {}
+
 /** Login errors that are the client's (credentials, database, an authentication plugin Ferry cannot speak): no other server would answer differently. */
 const LOGIN_ERRORS = new Set([1044, 1045, 1049, 1251]);
 
@@ -31,7 +37,7 @@ export async function openBackend(s: Session, hostgroup: number, database: strin
  * Logs in to the first of `candidates` (best first) that accepts, trying at most
  * backend_connect_attempts of them. A login refused for the client's own reasons (bad
  * credentials, unknown database) ends the attempt at once; any other failure counts against
- * that server and the next is tried. Throws the last failure.
+ * that server (but an UnsuitableBackend does not) and the next is tried. Throws the last failure.
  */
 export async function connectFirst(s: Session, candidates: ServerConfig[], database: string | null): Promise<BackendConnection> {
   const router = s.deps.router;
@@ -46,7 +52,7 @@ export async function connectFirst(s: Session, candidates: ServerConfig[], datab
       router.release(server.address);
       last = e instanceof FerryError ? e : new FerryError(2013, "HY000", `backend ${server.address}: ${String(e)}`, "backend");
       if (LOGIN_ERRORS.has(last.errno)) throw last;
-      router.reportFailure(server.address);
+      if (!(last instanceof UnsuitableBackend)) router.reportFailure(server.address);
       s.log[s.connectFailureLevel]({ server: server.address, err: last.message }, "backend connect failed");
     }
   }
@@ -57,13 +63,14 @@ export async function connectFirst(s: Session, candidates: ServerConfig[], datab
  * Logs in to one server as the session's user, with the client's database, collation and
  * attributes. A client that negotiated metadata caching reads a "metadata follows" byte in every
  * column count packet: a server that does not offer the capability would leave it out, so its
- * connection is refused here.
+ * connection is refused here. After the login, not at the greeting: the connection ends with
+ * COM_QUIT, where one closed in its handshake would count toward the server's max_connect_errors.
  */
 export async function connectTo(s: Session, server: ServerConfig, database: string | null): Promise<BackendConnection> {
   const conn = await login(s, server, database);
   if ((s.auth.mariadbCapabilities & ~conn.mariadbCapabilities & MARIADB_CLIENT_CACHE_METADATA) !== 0) {
     quitBackend(conn);
-    throw new FerryError(FERRY_NO_BACKEND, "08S01",
+    throw new UnsuitableBackend(FERRY_NO_BACKEND, "08S01",
       `backend ${server.address}: refused for this session: the client uses metadata caching, which ${conn.serverVersion} does not offer (set proxy.cache_metadata = false for mixed fleets)`, "backend");
   }
   return conn;

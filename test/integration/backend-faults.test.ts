@@ -20,12 +20,16 @@ describe("backend faults", () => {
 
   before(async () => {
     cluster = await Cluster.start(1);
+    await cluster.servers[0].sql("CREATE USER 'mixed'@'%' IDENTIFIED BY 'mixed'; GRANT ALL ON *.* TO 'mixed'@'%';");
     fault = await FaultServer.start();
     ferry = await startFerry(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nreconnect_timeout_ms = 3000\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${cluster.servers[0].port}\nhostgroup = 0\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${fault.port}\nhostgroup = 1\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${fault.port}\nhostgroup = 2\nweight = 10\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${cluster.servers[0].port}\nhostgroup = 2\n
 [[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n
-[[users]]\nname = "faulty"\npassword = "faulty"\ndefault_hostgroup = 1\n`, "test"), { logLevel: "debug", logDestination: logs });
+[[users]]\nname = "faulty"\npassword = "faulty"\ndefault_hostgroup = 1\n
+[[users]]\nname = "mixed"\npassword = "mixed"\ndefault_hostgroup = 2\n`, "test"), { logLevel: "debug", logDestination: logs });
     control = await connectVia(ferry.port);
   });
 
@@ -140,6 +144,24 @@ describe("backend faults", () => {
     const c = await faulty();
     await c.query("SELECT 1");
     await c.end();
+    await controlStillServes();
+  });
+
+  it("a server passed over for lacking metadata caching keeps its place for sessions that do not use it", async () => {
+    // Hostgroup 2: the fault server first (weight 10), then the real one.
+    const tried = fault.accepted;
+    const m = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: "mixed", password: "mixed" });
+    try {
+      assert.equal(fault.accepted, tried + 1, "the fault server was tried first");
+      assert.doesNotMatch(String((await m.query("SELECT @@version AS v"))[0].v), /fault/, "the real server serves the caching client");
+      // Not a failure of the server: the next session without caching still gets it first.
+      const c = await mysql.createConnection({ host: "127.0.0.1", port: ferry.port, user: "mixed", password: "mixed" });
+      await c.query("SELECT 1");
+      await c.end();
+      assert.equal(fault.accepted, tried + 2, "mysql2 went to the fault server, which keeps its place");
+    } finally {
+      await m.end();
+    }
     await controlStillServes();
   });
 });
