@@ -4,22 +4,26 @@
 import { CLIENT_DEPRECATE_EOF, EOF_HEADER, ERR_HEADER, MAX_PACKET_PAYLOAD, OK_HEADER, SERVER_MORE_RESULTS_EXISTS } from "../protocol/constants.js";
 import type { PacketStream } from "../protocol/packet-stream.js";
 import { decodeErr, decodeOk, type ErrPacket, type OkPacket } from "../protocol/packets.js";
+import { columnName, columnShape } from "../protocol/column-definition.js";
 import { PacketReader } from "../protocol/reader.js";
 import { okStatus, eofStatus } from "../protocol/response-scanner.js";
 
 export interface StatementResult {
   error: ErrPacket | null;
   ok: OkPacket | null;
+  /** names of the result's columns (of a COM_STMT_PREPARE: of the statement's result columns) */
   columns: string[];
   rows: (Buffer | null)[][];
   /** COM_STMT_PREPARE: the backend's statement id, and the statement's parameters and result columns there */
   stmtId: number;
   numParams: number;
   numColumns: number;
+  /** COM_STMT_PREPARE: each result column's columnShape() */
+  columnShapes: number[];
 }
 
 function empty(): StatementResult {
-  return { error: null, ok: null, columns: [], rows: [], stmtId: 0, numParams: 0, numColumns: 0 };
+  return { error: null, ok: null, columns: [], rows: [], stmtId: 0, numParams: 0, numColumns: 0, columnShapes: [] };
 }
 
 /** Reads one COM_QUERY answer (all its results) from a backend's packet stream. */
@@ -79,16 +83,11 @@ export async function readPrepareResult(stream: PacketStream, caps: number): Pro
   const eof = (caps & CLIENT_DEPRECATE_EOF) === 0;
   for (let i = 0; i < params; i++) await stream.next();
   if (params > 0 && eof) await stream.next();
-  for (let i = 0; i < columns; i++) await stream.next();
+  for (let i = 0; i < columns; i++) {
+    const def = (await stream.next()).payload;
+    res.columns.push(columnName(def));
+    res.columnShapes.push(columnShape(def, 0, def.length));
+  }
   if (columns > 0 && eof) await stream.next();
   return res;
-}
-
-function columnName(def: Buffer): string {
-  const r = new PacketReader(def);
-  r.lenencBytes(); // catalog
-  r.lenencBytes(); // schema
-  r.lenencBytes(); // table
-  r.lenencBytes(); // org_table
-  return r.lenencString();
 }

@@ -1,7 +1,8 @@
 // Walks the packets of one command's response as chunks arrive, in place, and says where the
 // response ends. Only the packets that decide the shape of the response are inspected: the first
 // packet (OK, ERR, LOCAL INFILE request, column count, COM_STMT_PREPARE_OK) and terminators
-// (EOF / OK with header 0xFE / ERR). Rows and column definitions are skipped by length.
+// (EOF / OK with header 0xFE / ERR), and the result column definitions of a COM_STMT_PREPARE
+// answer (the listener keeps what they say). Rows and other column definitions are skipped by length.
 //
 // Protocol rules relied on:
 // - a payload of exactly 0xFFFFFF bytes continues in the next packet (a "continuation");
@@ -37,6 +38,8 @@ export interface ScanListener {
   onLocalInfile(): void;
   /** buf[start] is the OK header; the statement id at start+1 may be rewritten in place. */
   onPrepareOk(stmtId: number, numColumns: number, numParams: number, buf: Buffer, start: number): void;
+  /** A result column definition of the statement onPrepareOk() announced, in order; payload is buf[start, end). */
+  onPrepareColumn(buf: Buffer, start: number, end: number): void;
 }
 
 /** Response shapes, one per family of commands. */
@@ -75,6 +78,7 @@ export class ResponseScanner {
   private endAfter = false;
   private count = 0; // column definitions or parameters left
   private prepColumns = 0;
+  private columnDef = false; // the packet being inspected is a prepared statement's column definition
   private scratch = Buffer.allocUnsafe(256); // a held packet: header (4 bytes) then payload
   private scratchHave = 0; // payload bytes in scratch
   private held = false; // the current packet's bytes are being held back
@@ -101,6 +105,7 @@ export class ResponseScanner {
     this.deprecateEof = deprecateEof;
     this.cacheMetadata = cacheMetadata;
     this.hdrHave = 0;
+    this.columnDef = false;
     this.continuation = false;
     this.endAfter = false;
     this.scratchHave = 0;
@@ -269,6 +274,8 @@ export class ResponseScanner {
         this.afterPrepareParams();
         return;
       case S.PrepareColumns:
+        this.inspectIfSmall();
+        this.columnDef = true;
         if (--this.count === 0) {
           if (!this.deprecateEof) this.state = S.PrepareColumnsEof;
           else this.endAfter = true;
@@ -293,6 +300,11 @@ export class ResponseScanner {
   }
 
   private inspect(buf: Buffer, start: number, end: number): void {
+    if (this.columnDef) {
+      this.columnDef = false;
+      this.listener.onPrepareColumn(buf, start, end);
+      return;
+    }
     const first = end > start ? buf[start] : -1;
     if (first === ERR_HEADER) {
       this.listener.onErr(buf, start, end);

@@ -6,6 +6,8 @@
 
 import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
 import { runOwnStatements } from "../backend/own-statements.js";
+import type { StatementResult } from "../backend/statement-results.js";
+import { describeColumnShape } from "../protocol/column-definition.js";
 import { ER_NEED_REPREPARE } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { encodeStmtClose } from "../protocol/packets.js";
@@ -23,16 +25,36 @@ export async function prepareOnActive(s: Session, stmt: PreparedStatement): Prom
   try {
     const [r] = await runOwnStatements(b, [{ kind: "prepare", sql: stmt.sql }]);
     if (r.error) throw new FerryError(r.error.errno, r.error.sqlState, `statement ${stmt.clientId} could not be prepared on ${b.server.address}, where it runs now: ${r.error.message}`, "backend");
-    if (r.numParams !== stmt.numParams || r.numColumns !== stmt.numColumns) {
+    const drift = shapeDrift(stmt, r);
+    if (drift !== null) {
       // The client encodes parameters, and may decode rows (metadata caching), by what its own
       // prepare returned: a statement of another shape here would be misread both ways.
       b.out.write(encodeStmtClose(r.stmtId));
-      throw new FerryError(ER_NEED_REPREPARE, "HY000", `statement ${stmt.clientId} has ${r.numParams} parameters and ${r.numColumns} result columns on ${b.server.address}, where it runs now, not ${stmt.numParams} and ${stmt.numColumns} as where the client prepared it: the servers' schemas differ; prepare it again`, "backend");
+      throw new FerryError(ER_NEED_REPREPARE, "HY000", `statement ${stmt.clientId} ${drift.here} on ${b.server.address}, where it runs now, not ${drift.there} as where the client prepared it: the servers' schemas differ; prepare it again`, "backend");
     }
     stmt.on.set(b, { id: r.stmtId, typesBound: false });
   } finally {
     s.resumeBackendReads(b);
   }
+}
+
+/**
+ * How the statement prepared here differs from the client's own prepare, in words for each side:
+ * the number of parameters or result columns, or a result column's type (columnShape()). Null
+ * when it has the same shape.
+ */
+function shapeDrift(stmt: PreparedStatement, r: StatementResult): { here: string; there: string } | null {
+  if (r.numParams !== stmt.numParams || r.numColumns !== stmt.numColumns) {
+    return { here: `has ${r.numParams} parameters and ${r.numColumns} result columns`, there: `${stmt.numParams} and ${stmt.numColumns}` };
+  }
+  // The client's prepare response gave one shape per result column (a statement made otherwise has none to compare).
+  const known = stmt.columnShapes;
+  for (let i = 0; i < known.length && i < r.columnShapes.length; i++) {
+    if (known[i] !== r.columnShapes[i]) {
+      return { here: `has result column ${i + 1} (\`${r.columns[i]}\`) of type ${describeColumnShape(r.columnShapes[i])}`, there: describeColumnShape(known[i]) };
+    }
+  }
+  return null;
 }
 
 /** Makes a connection of `hostgroup` the active one; `dropCurrent`: close the one left instead of parking it. */

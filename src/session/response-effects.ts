@@ -1,12 +1,13 @@
 // What a backend's response tells the session's StateTracker. The ResponseScanner reports the
-// packets that end a response (OK, EOF, ERR), a LOAD DATA LOCAL request and a prepared
-// statement's OK; this listener turns them into tracked state, and when the response is over
+// packets that end a response (OK, EOF, ERR), a LOAD DATA LOCAL request, a prepared statement's
+// OK and its result column definitions; this listener turns them into tracked state, and when the response is over
 // applies what the command itself changed, if it succeeded.
 
 import {
   COM_INIT_DB, COM_RESET_CONNECTION, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_RESET,
   SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_CURSOR_EXISTS, SERVER_STATUS_LAST_ROW_SENT,
 } from "../protocol/constants.js";
+import { columnShape } from "../protocol/column-definition.js";
 import { decodeOk } from "../protocol/packets.js";
 import type { ScanListener } from "../protocol/response-scanner.js";
 import type { Session } from "./session.js";
@@ -15,6 +16,8 @@ import { PreparedStatement } from "./state-tracker.js";
 export class ResponseEffects implements ScanListener {
   /** the next statement id handed to the client */
   private nextStmtId = 1;
+  /** the statement whose COM_STMT_PREPARE answer is being read: its column definitions follow its OK */
+  private preparing: PreparedStatement | null = null;
 
   constructor(private readonly s: Session) {}
 
@@ -63,6 +66,11 @@ export class ResponseEffects implements ScanListener {
     const stmt = new PreparedStatement(clientId, s.command.text, numParams, numColumns, s.route.prepareHostgroup);
     if (s.backend) stmt.on.set(s.backend, { id: stmtId, typesBound: true }); // the client sends types on its first execute
     s.tracker.onPrepared(stmt);
+    this.preparing = stmt;
+  }
+
+  onPrepareColumn(buf: Buffer, start: number, end: number): void {
+    this.preparing?.columnShapes.push(columnShape(buf, start, end));
   }
 
   /** The response is over: applies what the command changed when it succeeded. Returns whether it did. */

@@ -24,6 +24,11 @@ export class PreparedStatement {
   longDataPending = false;
   /** parameter types from the last COM_STMT_EXECUTE that bound them (2 bytes per parameter) */
   paramTypes: Buffer | null = null;
+  /**
+   * columnShape() of each result column, as the client's prepare returned them: how it decodes
+   * rows (with metadata caching, executes elsewhere return none of their own)
+   */
+  readonly columnShapes: number[] = [];
   /** its id on each backend connection that has it; others prepare it when it first runs there */
   readonly on = new WeakMap<object, StatementOnConnection>();
   /** the last lookup in `on` (executes repeat on one connection) */

@@ -35,6 +35,13 @@ describe("migration triggers and safety", () => {
 
   const serverAt = (port: number) => cluster.servers.find((s) => s.port === port)!;
 
+  /** Sets the server on `port` OFFLINE_SOFT and waits for an idle session there to move off it. */
+  const moveOffServer = async (port: number): Promise<void> => {
+    const moved = ferry.moveCounts().moved;
+    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000), "the session moved");
+  };
+
   it("a backend lost during a statement fails that statement with 2013; the session goes on elsewhere", async () => {
     const c = await connectVia(ferry.port);
     await c.query("SET @keep = 'kept'");
@@ -158,9 +165,7 @@ describe("migration triggers and safety", () => {
     const stmt = await conn.prepare("SELECT ? + 1 AS x, CONCAT(?, '!') AS y, @@port AS p");
     const first = await stmt.execute([1, "a"]);
     const port = Number(first[0].p);
-    const moved = ferry.moveCounts().moved;
-    ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
-    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000));
+    await moveOffServer(port);
     const second = await stmt.execute([41, "b"]);
     assert.equal(Number(second[0].x), 42);
     assert.equal(second[0].y, "b!");
@@ -169,37 +174,57 @@ describe("migration triggers and safety", () => {
     await conn.end();
   });
 
-  it("a statement whose shape differs on the new backend (schema drift) gets 1615 there, not misread rows", async () => {
-    // The same table with 2 columns on one server and 3 on the other: a client that prepared the
-    // statement on one decodes rows by its columns (with metadata caching, the other server would
-    // not even send its own).
+  /**
+   * Schema drift: `table` is made with `onA` on one server and `onB` on the other. A MariaDB
+   * connector session prepares `sql` (with one parameter, given 1) and runs it, then moves to
+   * the other server: its next execute there gets 1615 matching `refusal`, and the statement
+   * prepared again runs there. `check`: a row as the server it ran on (A or not) returns it.
+   */
+  const driftCase = async (table: string, onA: string, onB: string, sql: string, check: (row: Record<string, unknown>, onA: boolean) => void, refusal: (preparedOnA: boolean) => RegExp): Promise<void> => {
     const [a, b] = cluster.servers;
-    await a.sql("CREATE TABLE app.drift (id INT PRIMARY KEY, v INT); INSERT INTO app.drift VALUES (1, 10);");
-    await b.sql("CREATE TABLE app.drift (id INT PRIMARY KEY, v INT, w INT); INSERT INTO app.drift VALUES (1, 10, 100);");
+    await a.sql(`CREATE TABLE app.${table} ${onA}`);
+    await b.sql(`CREATE TABLE app.${table} ${onB}`);
     const conn = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app" });
     try {
       const port = Number((await conn.query("SELECT @@port AS p"))[0].p);
-      const stmt = await conn.prepare("SELECT * FROM drift WHERE id = ?");
-      const columnsHere = Object.keys((await stmt.execute([1]))[0]).length;
-      assert.equal(columnsHere, port === a.port ? 2 : 3);
-      const moved = ferry.moveCounts().moved;
-      ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
-      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000));
+      const stmt = await conn.prepare(sql);
+      check((await stmt.execute([1]))[0], port === a.port);
+      await moveOffServer(port);
       await assert.rejects(stmt.execute([1]), (e: mariadb.SqlError) => {
         assert.equal(e.errno, 1615, e.message);
-        assert.match(e.message, /statement \d+ has 1 parameters and [23] result columns on 127\.0\.0\.1:\d+, where it runs now, not 1 and [23] as where the client prepared it: the servers' schemas differ; prepare it again/);
+        assert.match(e.message, refusal(port === a.port));
         return true;
       });
       stmt.close();
-      // prepared again (other text: the connector caches statements by text), on the server it
-      // runs on now, it works with that server's columns
-      const again = await conn.prepare("SELECT * FROM drift WHERE id = ? /* again */");
-      assert.equal(Object.keys((await again.execute([1]))[0]).length, port === a.port ? 3 : 2);
+      // prepared again (other text: the connector caches statements by text) on the server it runs on now
+      const again = await conn.prepare(`${sql} /* again */`);
+      check((await again.execute([1]))[0], port !== a.port);
       again.close();
     } finally {
       await conn.end();
-      for (const s of cluster.servers) await s.sql("DROP TABLE app.drift");
+      for (const s of cluster.servers) await s.sql(`DROP TABLE app.${table}`);
     }
+  };
+
+  it("a statement whose shape differs on the new backend (schema drift) gets 1615 there, not misread rows", async () => {
+    // 2 columns on one server and 3 on the other: a client that prepared the statement on one
+    // decodes rows by its columns (with metadata caching, the other server would not even send its own).
+    await driftCase("drift", "(id INT PRIMARY KEY, v INT) AS SELECT 1 AS id, 10 AS v", "(id INT PRIMARY KEY, v INT, w INT) AS SELECT 1 AS id, 10 AS v, 100 AS w",
+      "SELECT * FROM drift WHERE id = ?",
+      (row, onA) => assert.equal(Object.keys(row).length, onA ? 2 : 3),
+      () => /statement \d+ has 1 parameters and [23] result columns on 127\.0\.0\.1:\d+, where it runs now, not 1 and [23] as where the client prepared it: the servers' schemas differ; prepare it again/);
+  });
+
+  it("a result column of another type on the new backend gets 1615 there: with metadata caching the client would decode by the old type", async () => {
+    // The MariaDB connector caches metadata: executes on the new server would come back without
+    // their own column definitions.
+    await driftCase("drift2", "(id INT PRIMARY KEY, v INT) AS SELECT 1 AS id, 10 AS v", "(id INT PRIMARY KEY, v VARCHAR(10)) AS SELECT 1 AS id, 'ten' AS v",
+      "SELECT id, v FROM drift2 WHERE id = ?",
+      (row, onA) => assert.equal(row.v, onA ? 10 : "ten"),
+      (preparedOnA) => {
+        const [was, now] = preparedOnA ? ["LONG", "VAR_STRING"] : ["VAR_STRING", "LONG"];
+        return new RegExp(`statement \\d+ has result column 2 \\(\`v\`\\) of type ${now} on 127\\.0\\.0\\.1:\\d+, where it runs now, not ${was} as where the client prepared it: the servers' schemas differ; prepare it again`);
+      });
   });
 
   it("re-sends parameter types a client bound before the move and omits afterwards (libmariadb style)", async () => {
@@ -231,9 +256,7 @@ describe("migration triggers and safety", () => {
       const first = <mariadb.UpsertResult>await conn.batch("INSERT INTO bulk (v, n) VALUES (?, ?)", rows(0));
       assert.equal(Number(first.affectedRows), 200);
       assert.equal(await executes() - before, 1, "200 rows in one execution");
-      const moved = ferry.moveCounts().moved;
-      ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
-      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000), "the session moved");
+      await moveOffServer(port);
       const other = Number((await conn.query("SELECT @@port AS p"))[0].p);
       assert.notEqual(other, port);
       before = await executes();
@@ -254,9 +277,7 @@ describe("migration triggers and safety", () => {
       assert.equal(await c.bulkBigint(id, [101n, 102n, 103n], true), 3);
       assert.equal(await c.bulkBigint(id, [104n, 105n], false), 2, "the server reuses the types it was sent");
       const port = Number(await c.queryValue("SELECT @@port"));
-      const moved = ferry.moveCounts().moved;
-      ferry.reload(proxyConfig(cluster, EXTRA, undefined, { [port]: "OFFLINE_SOFT" }));
-      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 3000), "the session moved");
+      await moveOffServer(port);
       assert.notEqual(Number(await c.queryValue("SELECT @@port")), port);
       assert.equal(await c.bulkBigint(id, [201n, 202n], false), 2, "bulk without types on the new server");
       assert.ok(logs.lines.some((l) => l.includes("re-sending parameter types with the statement's first bulk execute")));

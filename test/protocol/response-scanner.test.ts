@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ResponseScanner, Shape, type ScanListener } from "../../src/protocol/response-scanner.js";
+import { columnName, columnShape, describeColumnShape } from "../../src/protocol/column-definition.js";
 import { encodeEof, encodeErr } from "../../src/protocol/packets.js";
 import { PacketWriter } from "../../src/protocol/writer.js";
 
@@ -15,6 +16,10 @@ class Recorder implements ScanListener {
   onPrepareOk(id: number, c: number, p: number, buf: Buffer, start: number): void {
     this.events.push(`prepare:${id}:${c}:${p}`);
     if (this.rewriteTo !== null) buf.writeUInt32LE(this.rewriteTo, start + 1);
+  }
+  onPrepareColumn(buf: Buffer, s: number, e: number): void {
+    const shape = describeColumnShape(columnShape(buf, s, e));
+    this.events.push(`column:${columnName(buf.subarray(s, e))}:${shape}`);
   }
   rewriteTo: number | null = null;
 }
@@ -31,7 +36,12 @@ function forwarded(sc: ResponseScanner, chunk: Buffer, r: number): Buffer[] {
 const pkt = (seq: number, payload: Buffer) => new PacketWriter(payload.length + 8).bytes(payload).finish(seq);
 const ok = (seq: number, status: number, header = 0) => pkt(seq, Buffer.from([header, 0, 0, status & 0xff, status >> 8, 0, 0]));
 const colCount = (seq: number, n: number) => pkt(seq, Buffer.from([n]));
-const colDef = (seq: number, name: string) => pkt(seq, new PacketWriter().lenencString("def").lenencString("db").lenencString("t").lenencString("t").lenencString(name).lenencString(name).u8(12).u16(45).u32(11).u8(3).u16(0).u8(0).u16(0).finish(0).subarray(4));
+/** A ColumnDefinition41; `extended`: MariaDB's extended metadata block after org_name. */
+const colDef = (seq: number, name: string, type = 3, flags = 0, charset = 45, extended: string | null = null) => {
+  const w = new PacketWriter().lenencString("def").lenencString("db").lenencString("t").lenencString("t").lenencString(name).lenencString(name);
+  if (extended !== null) w.lenencString(extended);
+  return pkt(seq, w.u8(12).u16(charset).u32(11).u8(type).u16(flags).u8(0).u16(0).finish(0).subarray(4));
+};
 const row = (seq: number, ...vals: string[]) => { const w = new PacketWriter(); for (const v of vals) w.lenencString(v); return pkt(seq, w.finish(0).subarray(4)); };
 
 function textResult(deprecateEof: boolean, more: boolean): Buffer {
@@ -120,8 +130,20 @@ describe("response scanner", () => {
       if (!deprecate) parts.push(encodeEof(seq++, 2));
       return Buffer.concat(parts);
     };
-    assert.deepEqual(scanAllSplits(Shape.Prepare, false, prep(false)).events, ["prepare:7:1:2"]);
-    assert.deepEqual(scanAllSplits(Shape.Prepare, true, prep(true)).events, ["prepare:7:1:2"]);
+    assert.deepEqual(scanAllSplits(Shape.Prepare, false, prep(false)).events, ["prepare:7:1:2", "column:c:LONG"]);
+    assert.deepEqual(scanAllSplits(Shape.Prepare, true, prep(true)).events, ["prepare:7:1:2", "column:c:LONG"]);
+  });
+
+  it("hands each result column definition of COM_STMT_PREPARE to the listener whole, extended metadata or not", () => {
+    const head = pkt(1, Buffer.from([0, 7, 0, 0, 0, 3, 0, 1, 0, 0, 0, 0]));
+    const bytes = Buffer.concat([head, colDef(2, "?", 253, 0, 63), colDef(3, "n", 8, 0x20, 63), colDef(4, "b", 253, 0x80, 63, "\x00json"), colDef(5, "s", 253, 0, 224)]);
+    assert.deepEqual(scanAllSplits(Shape.Prepare, true, bytes).events,
+      ["prepare:7:3:1", "column:n:LONGLONG UNSIGNED", "column:b:VAR_STRING binary", "column:s:VAR_STRING"]);
+    // A column definition without its fixed-length fields is a malformed response.
+    const bad = Buffer.concat([pkt(1, Buffer.from([0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0])), pkt(2, new PacketWriter().lenencString("def").finish(0).subarray(4))]);
+    const sc = new ResponseScanner(new Recorder());
+    sc.begin(Shape.Prepare, true);
+    assert.throws(() => sc.scan(bad, 0, bad.length), /malformed column definition/);
   });
 
   it("lets a listener rewrite the statement id of COM_STMT_PREPARE_OK, however the packet is split", () => {
