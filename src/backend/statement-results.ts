@@ -3,8 +3,8 @@
 
 import { CLIENT_DEPRECATE_EOF, EOF_HEADER, ERR_HEADER, MAX_PACKET_PAYLOAD, OK_HEADER, SERVER_MORE_RESULTS_EXISTS } from "../protocol/constants.js";
 import type { PacketStream } from "../protocol/packet-stream.js";
-import { decodeErr, decodeOk, type ErrPacket, type OkPacket } from "../protocol/packets.js";
 import { columnName, columnShape } from "../protocol/column-definition.js";
+import { decodeErr, decodeOk, type ErrPacket, type OkPacket } from "../protocol/packets.js";
 import { PacketReader } from "../protocol/reader.js";
 import { okStatus, eofStatus } from "../protocol/response-scanner.js";
 

@@ -1,7 +1,7 @@
 // What a backend's response tells the session's StateTracker. The ResponseScanner reports the
 // packets that end a response (OK, EOF, ERR), a LOAD DATA LOCAL request, a prepared statement's
-// OK and its result column definitions; this listener turns them into tracked state, and when the response is over
-// applies what the command itself changed, if it succeeded.
+// OK and its result column definitions; this listener turns them into tracked state, and when
+// the response is over applies what the command itself changed, if it succeeded.
 
 import {
   COM_INIT_DB, COM_RESET_CONNECTION, COM_STMT_BULK_EXECUTE, COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_RESET,
