@@ -28,6 +28,7 @@ const { values } = parseArgs({ options: {
 } });
 const TIME = Number(values.time), RUNS = Number(values.runs), BULK_ROWS = Number(values["bulk-rows"]), FOCUS = values.focus;
 const HZ = 100; // USER_HZ on Linux
+const WARMUP_SECONDS = 3;
 /** Ferry's proxy.nice in the main table (HAProxy: 0, its default; at -6 it is slower here) */
 const NICE = -6;
 
@@ -64,9 +65,9 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 interface Target { name: string; port: number; pid: number | null; /** the nice value the proxy is meant to run at */ nice?: number }
 
 /** `tlsDir`: connect with TLS, from the directory holding sysbench's cacert.pem, client-cert.pem and client-key.pem. */
-async function sysbench(test: string, port: number, threads: number, psMode = "auto", tlsDir: string | null = null): Promise<{ qps: number; p95: number; queries: number }> {
+async function sysbench(test: string, port: number, threads: number, psMode = "auto", tlsDir: string | null = null, time = TIME): Promise<{ qps: number; p95: number; queries: number }> {
   const { stdout } = await run("sysbench", [test, "--db-driver=mysql", "--mysql-host=127.0.0.1", `--mysql-port=${port}`, "--mysql-user=bench",
-    "--mysql-password=bench", "--mysql-db=sbtest", "--tables=4", "--table-size=10000", `--threads=${threads}`, `--time=${TIME}`,
+    "--mysql-password=bench", "--mysql-db=sbtest", "--tables=4", "--table-size=10000", `--threads=${threads}`, `--time=${time}`,
     "--report-interval=0", "--percentile=95", `--db-ps-mode=${psMode}`, ...(tlsDir ? ["--mysql-ssl=on"] : []), "run"], { maxBuffer: 16 << 20, ...(tlsDir ? { cwd: tlsDir } : {}) });
   const q = /queries:\s+(\d+)\s+\(([\d.]+) per sec/.exec(stdout);
   const p = /95th percentile:\s+([\d.]+)/.exec(stdout);
@@ -178,6 +179,10 @@ async function main(): Promise<void> {
       const nice = niceOf(t.pid);
       if (nice !== t.nice) console.log(`warning: ${t.name} runs at nice ${nice}, not ${t.nice} (lowering it needs root or CAP_SYS_NICE)`);
     }
+
+    // Warm-up, not measured: Node compiles Ferry's and the relay's hot paths while they first run
+    // (V8's optimizing compiler), which would otherwise fall into the first round of the first test.
+    for (const t of [...targets, ...extra16]) await sysbench("oltp_point_select", t.port, 16, "auto", null, WARMUP_SECONDS);
 
     const rows: string[] = [];
     rows.push("| test | threads | target | QPS (median) | p95 ms | CPU µs/query (proxy) | QPS vs direct | QPS vs HAProxy | CPU vs HAProxy | steal |");
