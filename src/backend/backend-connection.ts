@@ -117,7 +117,7 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
     // The server takes collation and MariaDB capabilities from the first packet it reads: with TLS
     // that is the SSL request, so both packets carry the same ones.
     const collation = o.collation || hs.collation;
-    const mariadbCaps = hs.capabilities & CLIENT_LONG_PASSWORD ? 0 : o.mariadbCapabilities & hs.mariadbCapabilities;
+    const mariadbCaps = o.mariadbCapabilities & hs.mariadbCapabilities;
     let seq = first.seq + 1;
     let secure = false;
     if (o.server.useSsl) {
@@ -308,7 +308,7 @@ export async function probeServer(host: string, port: number, timeoutMs: number)
     const stream = new PacketStream(socket);
     const p = await stream.next();
     const hs = decodeHandshakeV10(p.payload);
-    return { serverVersion: hs.serverVersion, mariadbCapabilities: hs.capabilities & CLIENT_LONG_PASSWORD ? 0 : hs.mariadbCapabilities };
+    return { serverVersion: hs.serverVersion, mariadbCapabilities: hs.mariadbCapabilities };
   } finally {
     clearTimeout(timer);
     socket.destroy();

@@ -1,7 +1,7 @@
 // Typed messages of the connection phase and the generic response packets, with their codecs.
 
 import {
-  CLIENT_CONNECT_ATTRS, COM_STMT_CLOSE, CLIENT_CONNECT_WITH_DB, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
+  CLIENT_CONNECT_ATTRS, COM_STMT_CLOSE, CLIENT_CONNECT_WITH_DB, CLIENT_LONG_PASSWORD, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
   CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL, EOF_HEADER, ERR_HEADER,
   OK_HEADER, SERVER_SESSION_STATE_CHANGED, SESSION_TRACK_SCHEMA, SESSION_TRACK_SYSTEM_VARIABLES,
   SESSION_TRACK_TRANSACTION_STATE, SESSION_TRACK_STATE_CHANGE,
@@ -50,7 +50,9 @@ export function decodeHandshakeV10(payload: Buffer): HandshakeV10 {
     capabilities = (capabilities | (r.u16() << 16)) >>> 0;
     authDataLen = r.u8();
     r.skip(6);
-    mariadbCapabilities = r.u32();
+    // MariaDB's extended capabilities, where MySQL has filler: a MariaDB server clears CLIENT_LONG_PASSWORD to say so.
+    const extended = r.u32();
+    if (!(capabilities & CLIENT_LONG_PASSWORD)) mariadbCapabilities = extended;
     if (capabilities & CLIENT_SECURE_CONNECTION) {
       const n = Math.max(13, authDataLen - 8);
       part2 = r.bytes(Math.min(n, r.remaining));

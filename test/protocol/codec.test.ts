@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { nativeHash, nativeToken, verifyNativeToken, parseNativeHash } from "../../src/protocol/auth/native-password.js";
 import { sha2Token, verifySha2Token } from "../../src/protocol/auth/caching-sha2.js";
-import { decodeErr, decodeHandshakeResponse, decodeOk, encodeEof, encodeErr, encodeHandshakeResponse, encodeOk, encodeStmtClose } from "../../src/protocol/packets.js";
+import { decodeErr, decodeHandshakeResponse, decodeHandshakeV10, decodeOk, encodeEof, encodeErr, encodeHandshakeResponse, encodeHandshakeV10, encodeOk, encodeStmtClose } from "../../src/protocol/packets.js";
 import { PacketReader } from "../../src/protocol/reader.js";
 import { framePayload, PacketWriter } from "../../src/protocol/writer.js";
-import { CLIENT_SESSION_TRACK, SERVER_SESSION_STATE_CHANGED } from "../../src/protocol/constants.js";
+import { CLIENT_LONG_PASSWORD, CLIENT_PLUGIN_AUTH, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, SERVER_SESSION_STATE_CHANGED } from "../../src/protocol/constants.js";
 
 describe("codec", () => {
   it("encodes length-encoded integers at every size boundary", () => {
@@ -58,6 +58,16 @@ describe("codec", () => {
     assert.deepEqual(ok.track?.systemVariables, [["autocommit", "ON"]]);
     assert.equal(ok.track?.schema, "db1");
     assert.equal(ok.track?.stateChanged, true);
+  });
+
+  it("reads MariaDB's extended capabilities from a greeting only when CLIENT_LONG_PASSWORD is clear (MySQL's are filler)", () => {
+    const greeting = (capabilities: number) => encodeHandshakeV10({
+      protocolVersion: 10, serverVersion: "10.11.0-MariaDB", connectionId: 7, authPluginData: Buffer.alloc(20, 1),
+      capabilities, mariadbCapabilities: 0x1c, collation: 45, statusFlags: 2, authPluginName: "mysql_native_password",
+    }).subarray(4);
+    const caps = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH;
+    assert.equal(decodeHandshakeV10(greeting(caps)).mariadbCapabilities, 0x1c);
+    assert.equal(decodeHandshakeV10(greeting(caps | CLIENT_LONG_PASSWORD)).mariadbCapabilities, 0);
   });
 
   it("round-trips a handshake response with attributes", () => {
