@@ -32,9 +32,25 @@ const WARMUP_SECONDS = 3;
 /** Ferry's proxy.nice in the main table (HAProxy: 0, its default; at -6 it is slower here) */
 const NICE = -6;
 
+/** A process and its children (Ferry's worker processes), from /proc/PID/task/PID/children. */
+function processTree(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    // gone, or no children file: the process alone
+  }
+  return [pid, ...children.flatMap(processTree)];
+}
+
+/** CPU time of a process and its children, in ticks. */
 function cpuTicks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return Number(f[11]) + Number(f[12]); // utime + stime
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    const f = readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1].split(" ");
+    ticks += Number(f[11]) + Number(f[12]); // utime + stime
+  }
+  return ticks;
 }
 
 /** The nice value of a process's main thread (field 19 of /proc/PID/stat). */
@@ -42,9 +58,14 @@ function niceOf(pid: number): number {
   return Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[16]);
 }
 
+/** The peak RSS of a process plus those of its children. */
 function peakRssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : NaN;
+  let kb = 0;
+  for (const p of processTree(pid)) {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
+    kb += m ? Number(m[1]) : NaN;
+  }
+  return kb / 1024;
 }
 
 /** The machine's CPU time so far, in ticks: [all, of which stolen by the host] (the "cpu" line of /proc/stat). */
@@ -152,6 +173,10 @@ async function main(): Promise<void> {
      * loop costs here before Ferry does any work of its own.
      */
     const extra16: Target[] = [{ name: "ferry, nice 0", port: ferry0Port, pid: ferry0.pid!, nice: 0 }];
+    // The same Ferry with proxy.workers = 2: two event loops, as HAProxy runs two threads here.
+    const ferry2Port = await freePort();
+    const ferry2 = await startFerry("ferry-2-workers", ferry2Port, plainFerry(ferry2Port, `nice = ${NICE}\nworkers = 2\n`));
+    extra16.push({ name: "ferry, 2 workers", port: ferry2Port, pid: ferry2.pid!, nice: NICE });
     const pipePort = await freePort();
     const pipe = spawn(process.execPath, [join(root, "dist/bench/node-pipe.js"), String(pipePort), String(db.port), String(NICE)], { stdio: ["ignore", "ignore", "inherit"] });
     procs.push(pipe);
@@ -193,7 +218,9 @@ async function main(): Promise<void> {
     const pipeRows = [`| Node pipe at nice ${NICE} (node-pipe.ts) | threads | QPS | vs HAProxy | CPU µs/q | CPU vs HAProxy | ferry QPS vs pipe | ferry CPU vs pipe |`, "|---|---|---|---|---|---|---|---|"];
     const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : "-");
     // The 16-thread tests over the rounds the host took (almost) nothing from: the machine the floor is set for.
-    const cleanRows = [`| rounds with < ${STEAL_LIMIT * 100}% steal in every run | threads | rounds | QPS ferry | QPS haproxy | ferry vs HAProxy | CPU vs HAProxy | node pipe vs HAProxy |`, "|---|---|---|---|---|---|---|---|"];
+    const cleanRows = [`| rounds with < ${STEAL_LIMIT * 100}% steal in every run | threads | rounds | QPS ferry | QPS haproxy | ferry vs HAProxy | CPU vs HAProxy | node pipe vs HAProxy | ferry, 2 workers, vs HAProxy |`, "|---|---|---|---|---|---|---|---|---|"];
+    // Ferry with two processes (proxy.workers = 2); CPU and RSS summed over them.
+    const workerRows = [`| Ferry, proxy.workers = 2, nice ${NICE} | threads | QPS | vs HAProxy | vs one-process Ferry | CPU µs/q (all processes) | CPU vs HAProxy |`, "|---|---|---|---|---|---|---|"];
     const prioRows = [`| other priorities | threads | QPS ferry at nice 0 | vs HAProxy | CPU µs/q | QPS haproxy at nice ${NICE} | ferry vs it | CPU µs/q |`, "|---|---|---|---|---|---|---|---|"];
     for (const test of FOCUS ? ["oltp_point_select"] : ["oltp_point_select", "oltp_read_only"]) {
       for (const threads of FOCUS ? [16] : [1, 16]) {
@@ -213,13 +240,16 @@ async function main(): Promise<void> {
           const p = res.get("node pipe")!;
           pipeRows.push(`| ${test} | ${threads} | ${p.qps.toFixed(0)} | ${h ? fmt(p.qps / h.qps) : "-"} | ${fmt(p.cpu, 1)} | ${h ? fmt(p.cpu / h.cpu) : "-"} | ${fmt(f.qps / p.qps)} | ${fmt(f.cpu / p.cpu)} |`);
           console.log(pipeRows[pipeRows.length - 1]);
-          const cf = rounds.clean.get("ferry")!, ch = rounds.clean.get("haproxy"), cp = rounds.clean.get("node pipe")!;
-          cleanRows.push(`| ${test} | ${threads} | ${rounds.cleanRounds} of ${RUNS} | ${fmt(cf.qps, 0)} | ${ch ? fmt(ch.qps, 0) : "-"} | ${ch ? fmt(cf.qps / ch.qps) : "-"} | ${ch ? fmt(cf.cpu / ch.cpu) : "-"} | ${ch ? fmt(cp.qps / ch.qps) : "-"} |`);
+          const w = res.get("ferry, 2 workers")!;
+          workerRows.push(`| ${test} | ${threads} | ${w.qps.toFixed(0)} | ${h ? fmt(w.qps / h.qps) : "-"} | ${fmt(w.qps / f.qps)} | ${fmt(w.cpu, 1)} | ${h ? fmt(w.cpu / h.cpu) : "-"} |`);
+          console.log(workerRows[workerRows.length - 1]);
+          const cf = rounds.clean.get("ferry")!, ch = rounds.clean.get("haproxy"), cp = rounds.clean.get("node pipe")!, cw = rounds.clean.get("ferry, 2 workers")!;
+          cleanRows.push(`| ${test} | ${threads} | ${rounds.cleanRounds} of ${RUNS} | ${fmt(cf.qps, 0)} | ${ch ? fmt(ch.qps, 0) : "-"} | ${ch ? fmt(cf.qps / ch.qps) : "-"} | ${ch ? fmt(cf.cpu / ch.cpu) : "-"} | ${ch ? fmt(cp.qps / ch.qps) : "-"} | ${ch ? fmt(cw.qps / ch.qps) : "-"} |`);
           console.log(cleanRows[cleanRows.length - 1]);
         }
       }
     }
-    rows.push("", ...cleanRows, "", ...prioRows, "", ...pipeRows);
+    rows.push("", ...cleanRows, "", ...workerRows, "", ...prioRows, "", ...pipeRows);
 
     if (FOCUS) {
       console.log(`\n${new Date().toISOString()} · ${RUNS} rounds of ${TIME}s each · Ferry at proxy.nice ${NICE}, HAProxy at 0, unless marked\n`);
@@ -269,7 +299,7 @@ async function main(): Promise<void> {
       const m = bulk.get(t.name)!, h = bulk.get("haproxy");
       rows.push(`| ${BULK_ROWS} x 1 KB | ${t.name} | ${m.toFixed(1)} | ${(m / bulk.get("direct")!).toFixed(2)} | ${h ? (m / h).toFixed(2) : "-"} |`);
     }
-    rows.push("", `Ferry peak RSS over the whole run: ${peakRssMb(ferry.pid!).toFixed(1)} MB`);
+    rows.push("", `Ferry peak RSS over the whole run: ${peakRssMb(ferry.pid!).toFixed(1)} MB; with proxy.workers = 2 (16-thread tests only), both processes together: ${peakRssMb(ferry2.pid!).toFixed(1)} MB`);
     const version = (await run(process.execPath, ["--version"])).stdout.trim();
     console.log(`\n${new Date().toISOString()} · node ${version} · ${RUNS} runs of ${TIME}s each · sysbench 4 tables x 10000 rows · Ferry at proxy.nice ${NICE}, HAProxy at 0, unless marked\n`);
     console.log(rows.join("\n"));

@@ -2,25 +2,20 @@
 // Imported only by cli/.
 
 import type net from "node:net";
+import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import { probeServer } from "./backend/backend-connection.js";
 import { loadConfigFile } from "./config/load.js";
-import { buildRuntimeConfig, type RuntimeConfig } from "./config/runtime-config.js";
+import { buildRuntimeConfig, type RuntimeConfig, type TopologyOverlay } from "./config/runtime-config.js";
 import type { ConfigFile } from "./config/schema.js";
-import { ClientListener } from "./frontend/listener.js";
-import { loadTlsMaterial, reloadTlsMaterial } from "./frontend/tls-material.js";
+import { loadTlsMaterial, pemsOf, reloadTlsMaterial } from "./frontend/tls-material.js";
 import { createLogger } from "./observe/logger.js";
-import { Router } from "./router/router.js";
-import { SessionRegistry } from "./session/registry.js";
-import { Session } from "./session/session.js";
-import { MoveSlots } from "./session/migrator.js";
-import { applyServerChanges } from "./session/drain.js";
-import { Rebalancer } from "./session/rebalancer.js";
-import { IdleSweep } from "./session/idle-sweep.js";
 import { Monitor, type ServerHealth } from "./monitor/monitor.js";
 import { Discovery } from "./monitor/discovery.js";
-import { LoopPriority } from "./lib/loop-priority.js";
 import { stackOf } from "./lib/error-stack.js";
+import { DataPlane, type PlaneStats } from "./workers/data-plane.js";
+import { AnnouncingSet } from "./workers/messages.js";
+import { WorkerPool } from "./workers/pool.js";
 
 const DEFAULT_VERSION = "5.5.5-10.11.0-MariaDB-ferry";
 
@@ -30,9 +25,11 @@ export interface FerryServer {
   /** the Unix socket Ferry listens on as well, or null */
   readonly socketPath: string | null;
   readonly log: Logger;
+  /** the worker processes' pids (proxy.workers > 1), else none */
+  workerPids(): number[];
   config(): RuntimeConfig;
   sessions(): number;
-  /** sessions per backend address */
+  /** sessions per backend address (workers report theirs every 250 ms) */
   sessionsByServer(): Map<string, number>;
   /** moves done and failed since start */
   moveCounts(): { moved: number; failed: number };
@@ -53,11 +50,10 @@ export interface StartOptions {
 export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): Promise<FerryServer> {
   let file = initial;
   let runtime = buildRuntimeConfig(file);
-  const log = createLogger(opts.logLevel ?? runtime.logLevel, opts.logDestination);
+  const logLevel = opts.logLevel ?? runtime.logLevel;
+  const log = createLogger(logLevel, opts.logDestination);
   const tls = await loadTlsMaterial(runtime.tls);
-  const router = new Router(() => runtime);
-  const registry = new SessionRegistry<Session>();
-  const sha2Cache = new Set<string>();
+  const sha2Cache = new AnnouncingSet();
   let serverVersion = runtime.proxy.server_version ?? DEFAULT_VERSION;
   let backendMariadbCaps = 0;
   if (!runtime.proxy.server_version) {
@@ -71,33 +67,27 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       }
     }
   }
-  const priority = new LoopPriority();
-  priority.apply(file.proxy.nice, log);
-  const moves = new MoveSlots(runtime.proxy.max_concurrent_moves);
-  const deps = { config: () => runtime, router, registry, log, tls, sha2Cache, moves };
-  const listener = new ClientListener({
-    config: () => runtime, tls, log, sha2Cache,
-    serverVersion: () => serverVersion,
-    backendMariadbCapabilities: () => backendMariadbCaps,
-    allocateId: () => registry.allocateId(),
-    onAuthenticated: (id, client, release) => {
-      const s = new Session(id, client, deps, release);
-      // start() answers the client itself for what can go wrong (no backend, a refused login):
-      // what it throws is a fault in Ferry's own code, contained to this session.
-      s.start().catch((e: Error) => {
-        log.error({ session: id, err: stackOf(e) }, "internal error while starting the session; closing it");
-        s.close();
-      });
-    },
-  });
-  const rebalancer = new Rebalancer(registry, () => runtime, log, router);
-  rebalancer.start();
-  const idleSweep = new IdleSweep(registry, () => runtime, log);
-  idleSweep.start();
-  // The control plane's findings (discovered servers, monitor verdicts) become a new snapshot.
+  const instances = workerCount(file.proxy.workers);
+  // The control plane's findings (discovered servers, monitor verdicts) overlay the file.
   let monitor: Monitor;
   const discovery = new Discovery(() => publish(), log);
-  const build = (): RuntimeConfig => buildRuntimeConfig(file, { discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
+  const overlay = (): TopologyOverlay => ({ discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
+  const build = (): RuntimeConfig => buildRuntimeConfig(file, overlay());
+  const pool = instances > 1
+    ? new WorkerPool(instances, () => plane, () => ({
+      file, overlay: overlay(), serverVersion, backendMariadbCapabilities: backendMariadbCaps, tls: pemsOf(tls), sha2: [...sha2Cache], logLevel,
+    }), sha2Cache, log)
+    : null;
+  const plane: DataPlane = new DataPlane({
+    index: 0, instances, runtime, log, tls, sha2Cache, serverVersion, backendMariadbCapabilities: backendMariadbCaps,
+    remote: pool?.remoteFor(0),
+    handOff: pool ? (socket, local, release) => pool.handOff(socket, local, release) : undefined,
+  });
+  /** Gives every process the configuration just built. */
+  const apply = (): void => {
+    plane.apply(runtime);
+    pool?.config(file, overlay());
+  };
   const publish = (): void => {
     // Called from the monitor's and discovery's callbacks: a fault here must not reach them.
     try {
@@ -105,7 +95,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       runtime = build();
       if (runtime.checksum === before) return;
       log.info({ version: runtime.version, checksum: runtime.checksum, servers: runtime.servers.map((x) => `${x.hostgroup}/${x.address}/${x.status}`) }, "runtime servers changed");
-      applyServerChanges(registry, runtime, log, () => runtime);
+      apply();
     } catch (e) {
       log.error({ err: stackOf(e) }, "internal error while applying the monitor's or discovery's findings");
     }
@@ -113,41 +103,42 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   monitor = new Monitor(() => runtime, () => publish(), log);
   discovery.configure(file.discovery);
   monitor.start();
+  plane.start();
   const stopBackground = (): void => {
-    rebalancer.stop();
-    idleSweep.stop();
     monitor.stop();
     discovery.stop();
   };
+  const listener = plane.listener;
   const [host, portText] = splitHostPort(runtime.proxy.listen);
   const socketPath = runtime.proxy.socket ?? null;
   let addr: net.AddressInfo;
   try {
+    if (pool) await pool.start();
     addr = await listener.listen(host, Number(portText));
     if (socketPath !== null) await listener.listenSocket(socketPath);
   } catch (e) {
     // Nothing may keep running for a Ferry that did not start.
     stopBackground();
-    await listener.close();
+    plane.close();
+    await Promise.all([listener.close(), pool?.shutdown(0)]);
     throw e;
   }
-  log.info({ listen: `${addr.address}:${addr.port}`, ...(socketPath ? { socket: socketPath } : {}), servers: runtime.servers.length, users: runtime.users.size, version: serverVersion }, "ferry listening");
+  log.info({ listen: `${addr.address}:${addr.port}`, ...(socketPath ? { socket: socketPath } : {}), servers: runtime.servers.length, users: runtime.users.size, version: serverVersion, workers: instances }, "ferry listening");
+  const allStats = (): PlaneStats[] => [plane.stats(), ...(pool?.stats() ?? [])];
   return {
     port: addr.port,
     host: addr.address,
     socketPath,
     log,
+    workerPids: () => pool?.pids() ?? [],
     config: () => runtime,
-    sessions: () => registry.size,
+    sessions: () => allStats().reduce((n, x) => n + x.sessions, 0),
     sessionsByServer() {
       const m = new Map<string, number>();
-      for (const s of registry.all()) {
-        const a = s.backendAddress;
-        if (a) m.set(a, (m.get(a) ?? 0) + 1);
-      }
+      for (const x of allStats()) for (const [a, n] of x.byServer) m.set(a, (m.get(a) ?? 0) + n);
       return m;
     },
-    moveCounts: () => ({ moved: moves.moved, failed: moves.failed }),
+    moveCounts: () => allStats().reduce((t, x) => ({ moved: t.moved + x.moved, failed: t.failed + x.failed }), { moved: 0, failed: 0 }),
     health: () => monitor.results(),
     reload(next: ConfigFile) {
       const monitorWas = JSON.stringify(file.monitor);
@@ -155,13 +146,17 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
       if (next.proxy.listen !== listening.listen || (next.proxy.socket ?? null) !== listening.socket) {
         log.warn({ listening, configured: { listen: next.proxy.listen, socket: next.proxy.socket ?? null } }, "proxy.listen and proxy.socket take effect at restart; the listeners stay as they are");
       }
+      if (workerCount(next.proxy.workers) !== instances) {
+        log.warn({ running: instances, configured: next.proxy.workers }, "proxy.workers takes effect at restart; the processes stay as they are");
+      }
       file = next;
       runtime = build();
-      priority.apply(next.proxy.nice, log);
       log.info({ version: runtime.version, checksum: runtime.checksum }, "configuration applied");
-      applyServerChanges(registry, runtime, log, () => runtime);
+      apply();
       reloadTlsMaterial(tls, next.tls).then((changed) => {
-        if (changed) log.info({ cert: next.tls.cert ?? (next.tls.enabled ? "self-signed" : null) }, "TLS material reloaded: new connections use it");
+        if (!changed) return;
+        pool?.tls(pemsOf(tls));
+        log.info({ cert: next.tls.cert ?? (next.tls.enabled ? "self-signed" : null) }, "TLS material reloaded: new connections use it");
       }, (e: Error) => log.error({ err: e.message }, "could not reload TLS material; new connections keep the previous certificate and keys"));
       discovery.configure(next.discovery);
       if (JSON.stringify(next.monitor) !== monitorWas) {
@@ -173,20 +168,21 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     async shutdown(waitMs = runtime.proxy.shutdown_wait_ms) {
       stopBackground();
       const closing = listener.close();
-      for (const s of [...registry.all()]) s.closeWhenIdle();
-      const deadline = Date.now() + waitMs;
-      while (registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      if (registry.size > 0) log.warn({ sessions: registry.size }, "shutdown wait over: closing sessions still in a transaction");
-      for (const s of [...registry.all()]) s.close();
+      await Promise.all([plane.shutdown(waitMs), pool?.shutdown(waitMs)]);
       await closing;
     },
     async close() {
       stopBackground();
       const closing = listener.close();
-      for (const s of [...registry.all()]) s.close();
-      await closing;
+      plane.close();
+      await Promise.all([closing, pool?.shutdown(0)]);
     },
   };
+}
+
+/** proxy.workers as a count of processes. */
+export function workerCount(w: number | "auto"): number {
+  return w === "auto" ? Math.max(1, availableParallelism()) : w;
 }
 
 export function splitHostPort(s: string): [string, string] {

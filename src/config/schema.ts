@@ -156,6 +156,8 @@ export const configSchema = z.object({
     /** a Unix socket to listen on as well (clients there are 'localhost') */
     socket: z.string().min(1).max(100).optional(),
     max_connections: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** processes that serve clients: 1 (one process), a count, or "auto" (one per CPU); read at start */
+    workers: z.union([z.literal("auto"), z.number().int().min(1).max(64)]).default(1),
     handshake_timeout_ms: z.number().int().min(100).default(10_000),
     backend_connect_timeout_ms: z.number().int().min(100).default(5_000),
     backend_connect_attempts: z.number().int().min(1).max(20).default(3),

@@ -24,6 +24,11 @@ export interface ListenerDeps {
   sha2Cache: Set<string>;
   /** hands over a logged-in client; `release` must be called once when its connection ends */
   onAuthenticated(id: number, client: AuthenticatedClient, release: () => void): void;
+  /**
+   * With several Ferry processes: may pass an admitted connection, still unread, to another
+   * process (true), which calls `release` when it ends; false: this process serves it.
+   */
+  handOff?(socket: net.Socket, local: boolean, release: () => void): boolean;
 }
 
 export class ClientListener {
@@ -40,7 +45,8 @@ export class ClientListener {
   }
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, false));
+    // A connection passed on to another process must not have been read from here (a PROXY header comes first).
+    const server = net.createServer({ noDelay: true, pauseOnConnect: this.deps.handOff !== undefined }, (socket) => this.accept(socket, false));
     await listenOn(server, { host, port, backlog: 1024 });
     this.servers.push(server);
     return server.address() as net.AddressInfo;
@@ -57,7 +63,7 @@ export class ClientListener {
       if (await answers(path)) throw new Error(`ferry: refused proxy.socket ${path}: another process is listening on it`);
       unlinkSync(path);
     }
-    const server = net.createServer((socket) => this.accept(socket, true));
+    const server = net.createServer({ pauseOnConnect: this.deps.handOff !== undefined }, (socket) => this.accept(socket, true));
     await listenOn(server, { path, backlog: 1024, readableAll: true, writableAll: true });
     this.servers.push(server);
   }
@@ -74,8 +80,6 @@ export class ClientListener {
       this.deps.log.warn({ client: socket.remoteAddress }, "refused connection: max_connections reached");
       return;
     }
-    // The option lives on the socket itself: it stays when a session re-wraps the handle or adds TLS.
-    if (cfg.proxy.tcp_keepalive_ms > 0) socket.setKeepAlive(true, cfg.proxy.tcp_keepalive_ms);
     // Counted until the session ends (a session may re-create the socket object, so not on its "close").
     this.open++;
     let released = false;
@@ -85,6 +89,16 @@ export class ClientListener {
         this.open--;
       }
     };
+    if (this.deps.handOff?.(socket, local, release)) return;
+    this.serve(socket, local, release);
+  }
+
+  /** Runs the connection phase of an admitted connection: `release` is called once when it ends. */
+  serve(socket: net.Socket, local: boolean, release: () => void): void {
+    const cfg = this.deps.config();
+    socket.on("error", () => undefined); // reported where the connection is handled
+    // The option lives on the socket itself: it stays when a session re-wraps the handle or adds TLS.
+    if (cfg.proxy.tcp_keepalive_ms > 0) socket.setKeepAlive(true, cfg.proxy.tcp_keepalive_ms);
     const id = this.deps.allocateId();
     const timer = setTimeout(() => {
       this.deps.log.info({ session: id, client: socket.remoteAddress }, "handshake timed out");

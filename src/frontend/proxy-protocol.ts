@@ -67,5 +67,6 @@ export function readProxyPrefix(socket: net.Socket, trusted: readonly Cidr[], pe
     socket.on("end", onEnd);
     socket.on("close", onEnd);
     socket.on("error", onError);
+    socket.resume(); // a socket accepted paused (pauseOnConnect) does not start on a "data" listener alone
   });
 }

@@ -8,8 +8,15 @@ import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import { generate } from "selfsigned";
 
-export interface TlsMaterial {
+export interface TlsMaterial extends TlsPems {
   context: tls.SecureContext | null;
+}
+
+/** TLS material as text, as Ferry's processes pass it to each other (a SecureContext cannot cross). */
+export interface TlsPems {
+  /** the certificate and key clients get (null: TLS off) */
+  cert: string | null;
+  key: string | null;
   rsaPublicKey: string;
   rsaPrivateKey: string;
   /** what it was made from: the settings and the configured files' contents */
@@ -36,9 +43,8 @@ function sourceOf(s: TlsSettings): string {
 /** `previous`: a reload keeps its generated RSA key pair, which clients may have fetched already. */
 export async function loadTlsMaterial(s: TlsSettings, previous: TlsMaterial | null = null): Promise<TlsMaterial> {
   const source = sourceOf(s);
-  let context: tls.SecureContext | null = null;
+  let cert: string | null = null, key: string | null = null;
   if (s.enabled) {
-    let cert: string, key: string;
     if (s.cert && s.key) {
       cert = readFileSync(s.cert, "utf8");
       key = readFileSync(s.key, "utf8");
@@ -47,7 +53,6 @@ export async function loadTlsMaterial(s: TlsSettings, previous: TlsMaterial | nu
       cert = pems.cert;
       key = pems.private;
     }
-    context = tls.createSecureContext({ cert, key, minVersion: "TLSv1.2" });
   }
   let rsaPublicKey: string, rsaPrivateKey: string;
   const rsaGenerated = !(s.rsa_private_key && s.rsa_public_key);
@@ -64,7 +69,17 @@ export async function loadTlsMaterial(s: TlsSettings, previous: TlsMaterial | nu
     rsaPublicKey = kp.publicKey;
     rsaPrivateKey = kp.privateKey;
   }
-  return { context, rsaPublicKey, rsaPrivateKey, source, rsaGenerated };
+  return tlsMaterialOf({ cert, key, rsaPublicKey, rsaPrivateKey, source, rsaGenerated });
+}
+
+export function tlsMaterialOf(p: TlsPems): TlsMaterial {
+  const context = p.cert !== null && p.key !== null ? tls.createSecureContext({ cert: p.cert, key: p.key, minVersion: "TLSv1.2" }) : null;
+  return { ...pemsOf(p), context };
+}
+
+/** The sendable part of `m`. */
+export function pemsOf(m: TlsPems): TlsPems {
+  return { cert: m.cert, key: m.key, rsaPublicKey: m.rsaPublicKey, rsaPrivateKey: m.rsaPrivateKey, source: m.source, rsaGenerated: m.rsaGenerated };
 }
 
 /**

@@ -51,7 +51,11 @@ export class ServerStats {
 export class Router {
   private readonly stats = new Map<string, ServerStats>();
 
-  constructor(private readonly config: () => RuntimeConfig) {}
+  /**
+   * `instances`: Ferry processes serving clients (proxy.workers). Each counts only its own
+   * connections, so each admits its share of a server's max_connections.
+   */
+  constructor(private readonly config: () => RuntimeConfig, private readonly instances = 1) {}
 
   statsOf(address: string): ServerStats {
     let s = this.stats.get(address);
@@ -70,7 +74,7 @@ export class Router {
   candidates(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): ServerConfig[] {
     const cfg = this.config();
     const list = cfg.servers.filter((s) =>
-      s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections && hasLabels(s, labels));
+      s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < Math.ceil(s.maxConnections / this.instances) && hasLabels(s, labels));
     if (list.length < 2) return list;
     const now = performance.now();
     const best = this.bestLatency(list, now);

@@ -16,6 +16,8 @@ import { clientLabels } from "../frontend/tenant-labels.js";
 import { homeHostgroup } from "../router/router.js";
 import { connectTo, openBackend } from "./backend-login.js";
 import type { Session } from "./session.js";
+import type { Killable, KillOutcome, KillRequest, SessionRegistry } from "./registry.js";
+import type { Logger } from "pino";
 
 const NAMES: Record<number, string> = {
   0x00: "COM_SLEEP", 0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY", 0x04: "COM_FIELD_LIST", 0x05: "COM_CREATE_DB",
@@ -50,22 +52,64 @@ export async function runOnServer(s: Session, server: ServerConfig, sql: string)
 }
 
 export async function killSession(s: Session, id: number, query: boolean): Promise<Buffer> {
-  const target = s.deps.registry.find(id, s.backendAddress);
+  const { registry, remote } = s.deps;
+  const request = (by: KillRequest["by"], server: string | null = null): KillRequest => ({ id, query, user: s.userName, by, server });
+  const ask = async (req: KillRequest): Promise<Reached | null> => {
+    if (!remote) return null;
+    const r = await remote.kill(req);
+    return r.result === "unknown" ? null : r;
+  };
+  // Ferry's own ids first, wherever the session lives; then backend thread ids, on the killer's
+  // own server first (thread ids repeat across servers), here before in Ferry's other processes.
+  let target = registry.byId(id);
+  let elsewhere: Reached | null = null;
+  if (!target && !registry.owns(id)) elsewhere = await ask(request("id"));
+  const own = s.backendAddress;
+  if (!target && !elsewhere && own !== null) {
+    target = registry.byThreadOn(id, own);
+    if (!target) elsewhere = await ask(request("thread", own));
+  }
+  if (!target && !elsewhere) {
+    target = registry.byThreadId(id);
+    if (!target) elsewhere = await ask(request("thread"));
+  }
+  if (elsewhere) return killAnswer(s, elsewhere);
   if (!target) return encodeErr(1, ER_NO_SUCH_THREAD, "HY000", `ferry: Unknown thread id: ${id}`);
-  if (target.userName !== s.userName) return encodeErr(1, ER_KILL_DENIED_ERROR, "HY000", `ferry: You are not owner of thread ${id}`);
-  if (target === s && !query) {
+  if (target === s) {
+    if (query) return encodeOk(1, { statusFlags: s.tracker.statusFlags }, s.auth.capabilities);
     setImmediate(() => s.fatal(new FerryError(1927, "70100", "Connection was killed"), -1));
     return encodeErr(1, 1927, "70100", "ferry: Connection was killed");
   }
-  if (target === s) return encodeOk(1, { statusFlags: s.tracker.statusFlags }, s.auth.capabilities);
+  const outcome = await killHere(target, request("id"));
+  if (outcome.result === "killed") s.deps.log.info({ session: s.id, target: target.id, query }, "KILL");
+  return killAnswer(s, outcome);
+}
+
+/** KILL asked for by a session of another Ferry process. */
+export async function killForRemote(registry: SessionRegistry<Killable>, log: Logger, req: KillRequest): Promise<KillOutcome> {
+  const target = req.by === "id" ? registry.byId(req.id) : req.server !== null ? registry.byThreadOn(req.id, req.server) : registry.byThreadId(req.id);
+  if (!target) return { result: "unknown" };
+  const outcome = await killHere(target, req);
+  if (outcome.result === "killed") log.info({ target: target.id, query: req.query, user: req.user }, "KILL from another Ferry process");
+  return outcome;
+}
+
+async function killHere(target: Killable, req: KillRequest): Promise<Reached> {
+  if (target.userName !== req.user) return { result: "error", errno: ER_KILL_DENIED_ERROR, sqlState: "HY000", message: `ferry: You are not owner of thread ${req.id}` };
   try {
-    await target.kill(query);
+    await target.kill(req.query);
   } catch (e) {
-    // The killer's own session is fine: answer with the failure instead of closing it.
+    // The killer's own session is fine: it answers with the failure instead of closing.
     const err = e instanceof FerryError ? e : new FerryError(1105, "HY000", (e as Error).message);
-    return encodeErr(1, err.errno, err.sqlState, `ferry: KILL ${query ? "QUERY " : ""}${id} failed: ${err.message.replace(/^ferry: /, "")}`);
+    return { result: "error", errno: err.errno, sqlState: err.sqlState, message: `ferry: KILL ${req.query ? "QUERY " : ""}${req.id} failed: ${err.message.replace(/^ferry: /, "")}` };
   }
-  s.deps.log.info({ session: s.id, target: target.id, query }, "KILL");
+  return { result: "killed", target: target.id };
+}
+
+type Reached = Exclude<KillOutcome, { result: "unknown" }>;
+
+function killAnswer(s: Session, o: Reached): Buffer {
+  if (o.result === "error") return encodeErr(1, o.errno, o.sqlState, o.message);
   return encodeOk(1, { statusFlags: s.tracker.statusFlags }, s.auth.capabilities);
 }
 

@@ -1,4 +1,8 @@
 // Ferry's own connection ids and the table KILL uses to find a session.
+//
+// With several Ferry processes (proxy.workers), process k of n hands out the ids k+1, k+1+n,
+// k+1+2n, …: an id names the process its session lives in, and KILL for a session elsewhere goes
+// to that process through `RemoteSessions`.
 
 export interface Killable {
   readonly id: number;
@@ -9,14 +13,48 @@ export interface Killable {
   kill(query: boolean): Promise<void>;
 }
 
+/** How a KILL for a session of another process ended, in the words of the process that ran it. */
+export type KillOutcome =
+  | { result: "unknown" }
+  | { result: "killed"; target: number }
+  | { result: "error"; errno: number; sqlState: string; message: string };
+
+export interface KillRequest {
+  id: number;
+  query: boolean;
+  /** the killer's user: only the session's own user may kill it */
+  user: string;
+  /** "id": `id` is a Ferry connection id; "thread": a backend thread id */
+  by: "id" | "thread";
+  /** with "thread": only a session on this server (thread ids repeat across servers); null: any */
+  server: string | null;
+}
+
+/** The sessions of the other Ferry processes. */
+export interface RemoteSessions {
+  kill(req: KillRequest): Promise<KillOutcome>;
+}
+
+const MAX_ID = 0xfffffffe;
+
 export class SessionRegistry<T extends Killable = Killable> {
-  private nextId = 1;
+  private nextId: number;
   private readonly sessions = new Map<number, T>();
+
+  /** `index` of `instances`: this process's place among Ferry's processes */
+  constructor(readonly index = 0, readonly instances = 1) {
+    this.nextId = index + 1;
+  }
 
   allocateId(): number {
     const id = this.nextId;
-    this.nextId = this.nextId >= 0xfffffffe ? 1 : this.nextId + 1;
+    this.nextId = this.nextId + this.instances > MAX_ID ? this.index + 1 : this.nextId + this.instances;
     return id;
+  }
+
+  /** Whether `id` is one this process hands out. */
+  owns(id: number): boolean {
+    return id >= 1 && (id - 1) % this.instances === this.index;
   }
 
   add(s: T): void {
@@ -35,19 +73,19 @@ export class SessionRegistry<T extends Killable = Killable> {
     return this.sessions.values();
   }
 
-  /**
-   * A KILL target: Ferry's own id first; otherwise a backend thread id that one session currently
-   * uses (applications learn it from CONNECTION_ID()), preferring the killer's own server.
-   */
-  find(id: number, preferServer: string | null): T | null {
-    const own = this.sessions.get(id);
-    if (own) return own;
-    let found: T | null = null;
-    for (const s of this.sessions.values()) {
-      if (s.backendThreadId !== id) continue;
-      if (s.backendAddress === preferServer) return s;
-      found ??= s;
-    }
-    return found;
+  byId(id: number): T | null {
+    return this.sessions.get(id) ?? null;
+  }
+
+  /** A session that uses backend thread `id`, on any server. */
+  byThreadId(id: number): T | null {
+    for (const s of this.sessions.values()) if (s.backendThreadId === id) return s;
+    return null;
+  }
+
+  /** The session that uses backend thread `id` on `server`. */
+  byThreadOn(id: number, server: string): T | null {
+    for (const s of this.sessions.values()) if (s.backendThreadId === id && s.backendAddress === server) return s;
+    return null;
   }
 }

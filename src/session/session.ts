@@ -27,7 +27,7 @@ import { internalError } from "./internal-error.js";
 import { abandonBackend, type MoveSlots } from "./migrator.js";
 import { MoveControl } from "./move-control.js";
 import { ParkedConnections } from "./parked-connections.js";
-import type { SessionRegistry } from "./registry.js";
+import type { RemoteSessions, SessionRegistry } from "./registry.js";
 import { ResponseEffects } from "./response-effects.js";
 import { ResponseForwarder } from "./response-forwarder.js";
 import { StateTracker } from "./state-tracker.js";
@@ -41,6 +41,8 @@ export interface SessionDeps {
   tls: TlsMaterial;
   sha2Cache: Set<string>;
   moves: MoveSlots;
+  /** the sessions of Ferry's other processes (proxy.workers > 1), else undefined */
+  remote?: RemoteSessions;
 }
 
 export class Session {

@@ -1,0 +1,130 @@
+// proxy.workers = 2: the primary and a worker process both serve clients. Connections spread over
+// both; KILL, max_connections, drains and shutdown act across them; a worker that dies is replaced.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type mysql from "mysql2/promise";
+import type { FerryServer } from "../../src/server.js";
+import { Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor } from "./harness.js";
+
+const EXTRA = "workers = 2\nrebalance_ratio = 0\ndrain_grace_ms = 60000";
+const USERS = `[[users]]\nname = "app"\npassword = "app-secret"\n[[users]]\nname = "other"\npassword = "other"\n`;
+
+/** Process 0 hands out odd ids, process 1 even ones (registry.ts). */
+const processOf = (c: mysql.Connection): number => (c.threadId! - 1) % 2;
+const interrupted = (e: mysql.QueryError): boolean => e.errno === 1317;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("worker processes", () => {
+  let cluster: Cluster;
+  let ferry: FerryServer;
+  const conns: mysql.Connection[] = [];
+
+  before(async () => {
+    cluster = await Cluster.start(2);
+    // Ferry ids go first in KILL: move the servers' thread ids past the few Ferry ids this test
+    // hands out, and apart from each other (a KILL by thread id prefers the killer's own server).
+    for (const [n, s] of cluster.servers.entries()) for (let i = 0; i < 40 * (n + 1); i++) await (await connectVia(s.port)).end();
+    ({ ferry } = await startProxy(cluster, EXTRA, USERS));
+  });
+
+  after(async () => {
+    for (const c of conns) c.destroy();
+    const pids = ferry?.workerPids() ?? [];
+    await ferry?.close();
+    // close() resolves once every worker has exited
+    for (const pid of pids) assert.equal(alive(pid), false, `worker ${pid} still running after close()`);
+    await cluster?.stop();
+  });
+
+  const open = async (opts: mysql.ConnectionOptions = {}): Promise<mysql.Connection> => {
+    const c = await connectVia(ferry.port, opts);
+    conns.push(c);
+    return c;
+  };
+
+  it("spreads clients over the primary and the worker, each with its own id series", async () => {
+    assert.equal(ferry.workerPids().length, 1);
+    for (let i = 0; i < 6; i++) await open();
+    assert.deepEqual(conns.map(processOf).sort(), [0, 0, 0, 1, 1, 1]);
+    for (const c of conns) assert.equal((await one(c, "SELECT 6 * 7 AS x")).x, 42);
+    assert.ok(await waitFor(() => ferry.sessions() === 6, 2000), `sessions() summed over both processes: ${ferry.sessions()}`);
+  });
+
+  it("KILL reaches a session in the other process, by Ferry id and by backend thread id", async () => {
+    const killer = conns.find((c) => processOf(c) === 0)!;
+    const victim = await open();
+    if (processOf(victim) === 0) await open(); // keep the balance; the test needs a victim in the worker
+    const target = conns.find((c) => processOf(c) === 1 && c !== killer)!;
+    const running = assert.rejects(target.query("SELECT SLEEP(20)"), interrupted);
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    await killer.query(`KILL QUERY ${target.threadId}`);
+    await running;
+    assert.ok(Date.now() - t0 < 5000);
+    // the backend thread id, which only the worker knows
+    const backendId = Number((await one(target, "SELECT CONNECTION_ID() AS id")).id);
+    assert.ok(backendId > 40, `backend thread id ${backendId} is not also a Ferry id`);
+    const again = assert.rejects(target.query("SELECT SLEEP(20)"), interrupted);
+    await new Promise((r) => setTimeout(r, 300));
+    await killer.query(`KILL QUERY ${backendId}`);
+    await again;
+    assert.equal((await one(target, "SELECT 3 AS x")).x, 3);
+    // another user may not; an id nobody has is unknown
+    const other = await open({ user: "other", password: "other" });
+    await assert.rejects(other.query(`KILL ${target.threadId}`), (e: mysql.QueryError) => e.errno === 1095 && /not owner of thread/.test(e.message));
+    await assert.rejects(killer.query("KILL 999998"), (e: mysql.QueryError) => e.errno === 1094);
+    // KILL CONNECTION ends it
+    await killer.query(`KILL ${target.threadId}`);
+    await assert.rejects(target.query("SELECT 1"));
+    conns.splice(conns.indexOf(target), 1);
+    conns.splice(conns.indexOf(other), 1);
+    other.destroy();
+  });
+
+  it("max_connections counts the clients of every process", async () => {
+    assert.ok(await waitFor(() => ferry.sessions() === conns.length, 2000));
+    const limit = conns.length + 2;
+    ferry.reload(proxyConfig(cluster, `${EXTRA}\nmax_connections = ${limit}`, USERS));
+    await open();
+    await open();
+    await assert.rejects(connectVia(ferry.port), (e: mysql.QueryError) => e.errno === 1040);
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS));
+  });
+
+  it("a drain moves the sessions of both processes", async () => {
+    const from = cluster.servers[0].port;
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS, { [from]: "OFFLINE_SOFT" }));
+    // the worker learns of the drain over IPC, a moment after the primary
+    for (const c of conns) assert.ok(await waitFor(async () => (await portOf(c)) === cluster.servers[1].port, 5000), `session ${c.threadId} left the drained server`);
+    assert.ok(conns.some((c) => processOf(c) === 0) && conns.some((c) => processOf(c) === 1));
+    assert.ok(await waitFor(() => !ferry.sessionsByServer().has(`127.0.0.1:${from}`), 2000), "no session of either process left on it");
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS));
+  });
+
+  it("a worker that dies is replaced; only its own clients lose their connections", async () => {
+    const [pid] = ferry.workerPids();
+    process.kill(pid, "SIGKILL");
+    const theirs = conns.filter((c) => processOf(c) === 1);
+    const ours = conns.filter((c) => processOf(c) === 0);
+    assert.ok(theirs.length > 0 && ours.length > 0);
+    for (const c of theirs) await assert.rejects(c.query("SELECT 1"));
+    for (const c of ours) assert.equal((await one(c, "SELECT 1 AS x")).x, 1);
+    assert.ok(await waitFor(() => ferry.workerPids().length === 1 && ferry.workerPids()[0] !== pid, 10_000), "a new worker started");
+    // its clients' places are free again, and new clients reach the new worker
+    for (const c of theirs) conns.splice(conns.indexOf(c), 1);
+    const fresh: mysql.Connection[] = [];
+    assert.ok(await waitFor(async () => {
+      fresh.push(await open());
+      return fresh.some((c) => processOf(c) === 1);
+    }, 10_000), "the new worker serves clients");
+  });
+});
