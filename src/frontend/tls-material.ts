@@ -3,7 +3,7 @@
 // (SIGHUP) reads configured files again, so rotated certificates take effect for new
 // connections; connections already encrypted keep theirs.
 
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import { generate } from "selfsigned";
@@ -23,6 +23,8 @@ export interface TlsPems {
   source: string;
   /** the RSA key pair was generated at start (no files configured) */
   rsaGenerated: boolean;
+  /** the keys of TLS session tickets (48 bytes, base64): the same in every Ferry process, so a client resumes in any */
+  ticketKeys: string;
 }
 
 export interface TlsSettings {
@@ -69,17 +71,20 @@ export async function loadTlsMaterial(s: TlsSettings, previous: TlsMaterial | nu
     rsaPublicKey = kp.publicKey;
     rsaPrivateKey = kp.privateKey;
   }
-  return tlsMaterialOf({ cert, key, rsaPublicKey, rsaPrivateKey, source, rsaGenerated });
+  const ticketKeys = previous?.ticketKeys ?? randomBytes(48).toString("base64");
+  return tlsMaterialOf({ cert, key, rsaPublicKey, rsaPrivateKey, source, rsaGenerated, ticketKeys });
 }
 
 export function tlsMaterialOf(p: TlsPems): TlsMaterial {
-  const context = p.cert !== null && p.key !== null ? tls.createSecureContext({ cert: p.cert, key: p.key, minVersion: "TLSv1.2" }) : null;
+  const context = p.cert !== null && p.key !== null
+    ? tls.createSecureContext({ cert: p.cert, key: p.key, minVersion: "TLSv1.2", ticketKeys: Buffer.from(p.ticketKeys, "base64") })
+    : null;
   return { ...pemsOf(p), context };
 }
 
 /** The sendable part of `m`. */
 export function pemsOf(m: TlsPems): TlsPems {
-  return { cert: m.cert, key: m.key, rsaPublicKey: m.rsaPublicKey, rsaPrivateKey: m.rsaPrivateKey, source: m.source, rsaGenerated: m.rsaGenerated };
+  return { cert: m.cert, key: m.key, rsaPublicKey: m.rsaPublicKey, rsaPrivateKey: m.rsaPrivateKey, source: m.source, rsaGenerated: m.rsaGenerated, ticketKeys: m.ticketKeys };
 }
 
 /**

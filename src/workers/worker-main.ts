@@ -79,6 +79,10 @@ process.on("message", (m: ToWorker, handle: unknown) => {
   }
 });
 
+// Signals to the whole process group (Ctrl-C in a terminal, systemd's stop) reach workers too: they
+// stop when the primary says, so that their sessions get the same graceful shutdown.
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => undefined);
+
 // The primary is gone (it exited or was killed): this process's clients go with it.
 process.on("disconnect", () => {
   log?.warn("the primary process went away; closing this worker's sessions");

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import type { TLSSocket } from "node:tls";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
 import { Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor } from "./harness.js";
@@ -57,6 +58,20 @@ describe("worker processes", () => {
     assert.deepEqual(conns.map(processOf).sort(), [0, 0, 0, 1, 1, 1]);
     for (const c of conns) assert.equal((await one(c, "SELECT 6 * 7 AS x")).x, 42);
     assert.ok(await waitFor(() => ferry.sessions() === 6, 2000), `sessions() summed over both processes: ${ferry.sessions()}`);
+  });
+
+  it("TLS: every process holds the primary's certificate and session ticket keys", async () => {
+    // mysql2 keeps TLS sessions per ssl options object and offers the last one when it connects again
+    const first = { rejectUnauthorized: false }, second = { rejectUnauthorized: false };
+    const secure = [await open({ ssl: first }), await open({ ssl: second }), await open({ ssl: first }), await open({ ssl: first })];
+    assert.deepEqual(secure.map(processOf), [0, 1, 0, 1]);
+    const streams = secure.map((c) => (c as unknown as { connection: { stream: TLSSocket } }).connection.stream);
+    assert.ok(streams.every((s) => s.encrypted));
+    // full handshakes with each process: the same certificate
+    assert.equal(streams[0].getPeerCertificate().fingerprint256, streams[1].getPeerCertificate().fingerprint256);
+    // the primary's session resumed by the primary, then by the worker
+    assert.deepEqual(streams.map((s) => s.isSessionReused()), [false, false, true, true]);
+    for (const c of secure) assert.equal((await one(c, "SELECT 2 AS x")).x, 2);
   });
 
   it("KILL reaches a session in the other process, by Ferry id and by backend thread id", async () => {
