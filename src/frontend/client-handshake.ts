@@ -13,7 +13,7 @@ import {
   CLIENT_IGNORE_SIGPIPE, CLIENT_IGNORE_SPACE, CLIENT_INTERACTIVE, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_MULTI_RESULTS,
   CLIENT_MULTI_STATEMENTS, CLIENT_ODBC, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41,
   CLIENT_PS_MULTI_RESULTS, CLIENT_RESERVED, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_SSL, CLIENT_TRANSACTIONS,
-  CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS, CLIENT_COMPRESS, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR, ER_NOT_SUPPORTED_AUTH_MODE, MARIADB_CLIENT_CACHE_METADATA, MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+  CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS, CLIENT_COMPRESS, ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR, ER_NOT_SUPPORTED_AUTH_MODE, MARIADB_CLIENT_CACHE_METADATA, MARIADB_CLIENT_EXTENDED_METADATA, MARIADB_CLIENT_STMT_BULK_OPERATIONS,
   NATIVE_PASSWORD,
   SERVER_STATUS_AUTOCOMMIT, UTF8MB4_GENERAL_CI,
 } from "../protocol/constants.js";
@@ -40,12 +40,9 @@ export const SERVER_CAPABILITIES = CLIENT_FOUND_ROWS | CLIENT_LONG_FLAG | CLIENT
  * that has it only uses backend connections that have it: backend-login.ts). Capabilities that
  * change the shape of responses otherwise (unit results of bulk commands, progress reports) are
  * not offered.
- */
-export const MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3;
-
-/**
- * The MariaDB extended capabilities offered to clients of a server announcing `serverVersion`
- * with `backendCaps`; `cacheMetadata`: proxy.cache_metadata.
+ *
+ * These for clients of a server announcing `serverVersion` with `backendCaps`; `cacheMetadata`:
+ * proxy.cache_metadata.
  */
 export function mariadbCapabilitiesFor(serverVersion: string, backendCaps: number, cacheMetadata: boolean): number {
   return MARIADB_CLIENT_EXTENDED_METADATA | (serverVersion.includes("MariaDB") ? MARIADB_CLIENT_STMT_BULK_OPERATIONS : 0) |

@@ -40,6 +40,11 @@ export const COM_STMT_BULK_EXECUTE = 0xfa;
 /** MariaDB extended capability (bit 34 of the capabilities, bit 2 of the extended word): COM_STMT_BULK_EXECUTE */
 export const MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2;
 /**
+ * MariaDB extended capability (bit 35): column definitions carry a lenenc block of type details
+ * (JSON, UUID, geometry types…) after their name fields.
+ */
+export const MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3;
+/**
  * MariaDB extended capability (bit 36; 10.6+): every column count packet carries one more byte,
  * "metadata follows" (0 or 1); at 0 the column definitions are left out, as the server does for a
  * COM_STMT_EXECUTE whose result columns it already sent on that connection.

@@ -75,6 +75,7 @@ export class ResponseEffects implements ScanListener {
 
   /** The response is over: applies what the command changed when it succeeded. Returns whether it did. */
   finish(): boolean {
+    this.preparing = null; // its column definitions are all in
     const s = this.s;
     const t = s.tracker;
     const c = s.command;

@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { TLSSocket } from "node:tls";
-import type mysql from "mysql2/promise";
+import net from "node:net";
+import mysql from "mysql2/promise";
+import { parseConfig } from "../../src/config/load.js";
 import type { FerryServer } from "../../src/server.js";
 import { Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor } from "./harness.js";
 
@@ -141,5 +143,30 @@ describe("worker processes", () => {
       fresh.push(await open());
       return fresh.some((c) => processOf(c) === 1);
     }, 10_000), "the new worker serves clients");
+  });
+
+  it("a PROXY protocol header reaches whichever process serves the connection, unread by the primary", async () => {
+    const [s0, s1] = cluster.servers.map((x) => x.port);
+    ferry.reload(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\n${EXTRA}\nproxy_protocol_networks = ["127.0.0.1"]\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${s0}\nhostgroup = 0\n[[servers]]\nhost = "127.0.0.1"\nport = ${s1}\nhostgroup = 1\n${USERS}
+[[routes]]\nclient_addr = "10.9.9.0/24"\ndestination_hostgroup = 1\n`, "test config"));
+    // from no clients at all, connections alternate between the two processes
+    for (const c of conns.splice(0)) c.destroy();
+    assert.ok(await waitFor(() => ferry.sessions() === 0, 5000));
+    const relayed: mysql.Connection[] = [];
+    // until both processes serve some (connections go to the least busy one), at most 16
+    for (let i = 0; i < 16 && new Set(relayed.map(processOf)).size < 2; i++) {
+      // sent at once, as a load balancer does: the header is in the socket before Ferry's greeting
+      const sock = net.connect(ferry.port, "127.0.0.1");
+      sock.write(`PROXY TCP4 10.9.9.${i + 1} 127.0.0.1 ${40000 + i} 6033\r\n`);
+      const c = await mysql.createConnection({ stream: sock, user: "app", password: "app-secret", database: "app" });
+      conns.push(c);
+      relayed.push(c);
+    }
+    assert.deepEqual(new Set(relayed.map(processOf)), new Set([0, 1]));
+    // routed by the address in the header: hostgroup 1; a client without one stays in hostgroup 0
+    for (const c of relayed) assert.equal(await portOf(c), s1, `session ${c.threadId} saw the header`);
+    assert.equal(await portOf(await open()), s0);
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS));
   });
 });
