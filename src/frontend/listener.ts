@@ -77,6 +77,9 @@ export class ClientListener {
     socket.on("error", () => undefined); // reported where the connection is handled
     if (this.open >= cfg.proxy.max_connections) {
       socket.end(encodeErr(0, ER_CON_COUNT_ERROR, "08004", `ferry: Too many connections (max_connections=${cfg.proxy.max_connections})`));
+      // Read on (an accepted-paused socket would never see the client's FIN), and give up on it soon.
+      socket.resume();
+      setTimeout(() => socket.destroy(), 500).unref();
       this.deps.log.warn({ client: socket.remoteAddress }, "refused connection: max_connections reached");
       return;
     }

@@ -18,6 +18,7 @@ import { connectTo, openBackend } from "./backend-login.js";
 import type { Session } from "./session.js";
 import type { Killable, KillOutcome, KillRequest, SessionRegistry } from "./registry.js";
 import type { Logger } from "pino";
+import { ER_TOO_MANY_USER_CONNECTIONS, userLimitMessage } from "./user-slots.js";
 
 const NAMES: Record<number, string> = {
   0x00: "COM_SLEEP", 0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY", 0x04: "COM_FIELD_LIST", 0x05: "COM_CREATE_DB",
@@ -148,6 +149,11 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     });
     const newAuth = { ...s.auth, user, database: database ?? user.defaultSchema, collation, attributes, stage1: proof.stage1, password: proof.password, labels: named.labels ?? {} };
     const old = s.auth;
+    // Another user counts toward its own users.max_connections from here; the same user keeps its place.
+    const switching = user.name !== old.user.name;
+    if (switching && !(await s.deps.userSlots.acquire(user.name, user.maxConnections))) {
+      throw new HandshakeFailure(new FerryError(ER_TOO_MANY_USER_CONNECTIONS, "42000", userLimitMessage(user.name, user.maxConnections), "client"), proof.seq, s.client);
+    }
     s.auth = newAuth;
     let backend;
     const home = homeHostgroup(s.deps.config(), user, newAuth.clientAddr, newAuth.labels);
@@ -155,7 +161,12 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
       backend = await openBackend(s, home, newAuth.database);
     } catch (e) {
       s.auth = old;
+      if (switching) s.deps.userSlots.release(user.name);
       throw e;
+    }
+    if (switching) {
+      s.releaseUserSlot();
+      s.userSlot = user.name;
     }
     const previous = s.detachBackend();
     previous?.socket.destroy();

@@ -28,6 +28,7 @@ import { abandonBackend, type MoveSlots } from "./migrator.js";
 import { MoveControl } from "./move-control.js";
 import { ParkedConnections } from "./parked-connections.js";
 import type { RemoteSessions, SessionRegistry } from "./registry.js";
+import { ER_TOO_MANY_USER_CONNECTIONS, userLimitMessage, type UserSlots } from "./user-slots.js";
 import { ResponseEffects } from "./response-effects.js";
 import { ResponseForwarder } from "./response-forwarder.js";
 import { StateTracker } from "./state-tracker.js";
@@ -43,6 +44,8 @@ export interface SessionDeps {
   moves: MoveSlots;
   /** the sessions of Ferry's other processes (proxy.workers > 1), else undefined */
   remote?: RemoteSessions;
+  /** users.max_connections counts */
+  userSlots: UserSlots;
 }
 
 export class Session {
@@ -128,6 +131,19 @@ export class Session {
     this.response.useClient(this.client);
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
+    const user = this.auth.user;
+    if (!(await this.deps.userSlots.acquire(user.name, user.maxConnections))) {
+      this.log.info({ max: user.maxConnections }, "login refused: users.max_connections reached");
+      this.client.end(encodeErr(this.auth.nextSeq, ER_TOO_MANY_USER_CONNECTIONS, "42000", userLimitMessage(user.name, user.maxConnections)));
+      this.close();
+      return;
+    }
+    this.userSlot = user.name;
+    if (this.closed) {
+      // The client went while the count was asked for.
+      this.releaseUserSlot();
+      return;
+    }
     try {
       const b = await openBackend(this, this.homeHostgroup, this.auth.database);
       if (this.closed) {
@@ -286,7 +302,17 @@ export class Session {
     this.fatal(new FerryError(1927, "70100", "Connection was killed"), -1);
   }
 
+  /** The user whose users.max_connections this session counts toward, once counted. */
+  userSlot: string | null = null;
+
+  releaseUserSlot(): void {
+    if (this.userSlot === null) return;
+    this.deps.userSlots.release(this.userSlot);
+    this.userSlot = null;
+  }
+
   close(): void {
+    this.releaseUserSlot();
     if (this.closed) return;
     this.closed = true;
     this.mover.clear();

@@ -18,6 +18,7 @@ import { MoveSlots } from "../session/migrator.js";
 import { Rebalancer } from "../session/rebalancer.js";
 import { SessionRegistry, type KillOutcome, type KillRequest, type RemoteSessions } from "../session/registry.js";
 import { Session } from "../session/session.js";
+import { LocalUserSlots, type UserSlots } from "../session/user-slots.js";
 
 export interface DataPlaneOptions {
   /** this process's place among the `instances` processes that serve clients */
@@ -30,6 +31,8 @@ export interface DataPlaneOptions {
   backendMariadbCapabilities: number;
   sha2Cache: Set<string>;
   remote?: RemoteSessions;
+  /** users.max_connections counts; default: this process's own */
+  userSlots?: UserSlots;
   handOff?: (socket: net.Socket, local: boolean, release: () => void) => boolean;
 }
 
@@ -61,7 +64,8 @@ export class DataPlane {
     this.registry = new SessionRegistry<Session>(o.index, o.instances);
     // Each process moves at most its share at once.
     this.moves = new MoveSlots(Math.ceil(o.runtime.proxy.max_concurrent_moves / o.instances));
-    const deps = { config, router: this.router, registry: this.registry, log: o.log, tls: o.tls, sha2Cache: o.sha2Cache, moves: this.moves, remote: o.remote };
+    const deps = { config, router: this.router, registry: this.registry, log: o.log, tls: o.tls, sha2Cache: o.sha2Cache, moves: this.moves, remote: o.remote,
+      userSlots: o.userSlots ?? new LocalUserSlots() };
     this.listener = new ClientListener({
       config, tls: o.tls, log: o.log, sha2Cache: o.sha2Cache,
       serverVersion: () => o.serverVersion,

@@ -28,15 +28,21 @@ export type ToWorker =
   | { t: "kill"; rid: number; req: KillRequest }
   | { t: "killed"; rid: number; outcome: KillOutcome }
   | { t: "sha2"; key: string }
+  | { t: "user-slot-answer"; rid: number; user: string; granted: boolean }
   | { t: "shutdown"; waitMs: number };
 
 export type FromWorker =
   | { t: "ready" }
+  /** it holds the connection of "conn" `token` now: the primary closes its copy */
+  | { t: "adopted"; token: number }
   | { t: "released"; token: number }
   /** a KILL for a session of another process: the primary routes it */
   | { t: "kill"; rid: number; req: KillRequest }
   | { t: "killed"; rid: number; outcome: KillOutcome }
   | { t: "sha2"; key: string }
+  /** users.max_connections: the primary keeps the one count */
+  | { t: "user-slot"; rid: number; user: string; max: number }
+  | { t: "user-release"; user: string }
   | { t: "stats"; stats: PlaneStats };
 
 /** A Set that says when it gains an entry; entries learnt from another process are added quietly. */
@@ -76,12 +82,14 @@ export class PendingAnswers<T> {
     return [rid, p];
   }
 
-  answer(rid: number, v: T): void {
+  /** Settles request `rid` with `v`: false when nobody waits for it any more (it timed out). */
+  answer(rid: number, v: T): boolean {
     const w = this.waiting.get(rid);
-    if (!w) return;
+    if (!w) return false;
     this.waiting.delete(rid);
     clearTimeout(w.timer);
     w.resolve(v);
+    return true;
   }
 
   /** Answers every request `owner` still owes with `v` (it went away). */

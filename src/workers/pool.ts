@@ -1,8 +1,9 @@
 // The primary's side of proxy.workers > 1. The primary listens, admits each connection against
 // max_connections (one count for all processes), and gives it, still unread, to the process that
 // serves the fewest clients: itself (process 0) or a worker (1…n-1). It routes KILL between
-// processes, passes on configurations, TLS material and caching_sha2_password fast-path entries,
-// sums the workers' figures, and replaces a worker that dies.
+// processes, keeps the users.max_connections counts of all, passes on configurations, TLS material
+// and caching_sha2_password fast-path entries, sums the workers' figures, and replaces a worker
+// that dies.
 
 import { fork, type ChildProcess } from "node:child_process";
 import type net from "node:net";
@@ -11,6 +12,7 @@ import type { TopologyOverlay } from "../config/runtime-config.js";
 import type { ConfigFile } from "../config/schema.js";
 import type { TlsPems } from "../frontend/tls-material.js";
 import type { KillOutcome, KillRequest } from "../session/registry.js";
+import { LocalUserSlots } from "../session/user-slots.js";
 import type { DataPlane, PlaneStats } from "./data-plane.js";
 import { PendingAnswers, type AnnouncingSet, type FromWorker, type StartState, type ToWorker } from "./messages.js";
 
@@ -26,6 +28,10 @@ interface Worker {
   ready: boolean;
   /** connections it serves: token → release of the primary's count */
   open: Map<number, () => void>;
+  /** connections sent to it that it has not confirmed yet: token → the primary's copy */
+  passing: Map<number, net.Socket>;
+  /** users.max_connections places its sessions hold, per user */
+  users: Map<string, number>;
   stats: PlaneStats | null;
 }
 
@@ -34,6 +40,8 @@ export class WorkerPool {
   private readonly answers = new PendingAnswers<KillOutcome>(KILL_TIMEOUT_MS, () => ({
     result: "error", errno: 1105, sqlState: "HY000", message: "ferry: KILL failed: the Ferry process of that session did not answer",
   }));
+  /** users.max_connections, counted for every process */
+  readonly userSlots = new LocalUserSlots();
   private nextToken = 1;
   private selfOpen = 0;
   private stopping = false;
@@ -77,8 +85,17 @@ export class WorkerPool {
     }
     const token = this.nextToken++;
     best.open.set(token, release);
-    best.proc.send({ t: "conn", token, local } satisfies ToWorker, socket, { keepOpen: false }, (err) => {
-      if (!err) return;
+    // The primary keeps its copy of the connection until the worker says it has it: a worker that
+    // dies first takes nothing with it, and the copy is then closed, which the client sees.
+    best.passing.set(token, socket);
+    // Without its `server`, Node does not track the connection in the worker (a socket list per
+    // worker that server.close() polls, and which never lets close() finish once every worker that
+    // had one has exited: Node 20's Server.close counts one more connection for that poll and
+    // never takes it back when there is no worker left to ask). The primary keeps its own count
+    // here, and its copy is closed when the worker adopts the connection.
+    (socket as unknown as { server: net.Server | null }).server = null;
+    best.proc.send({ t: "conn", token, local } satisfies ToWorker, socket, { keepOpen: true }, (err) => {
+      if (!err || !best.passing.delete(token)) return;
       this.log.warn({ worker: best.index, err: err.message }, "could not pass a connection to a worker; it is closed");
       best.open.delete(token);
       socket.destroy();
@@ -122,7 +139,7 @@ export class WorkerPool {
 
   private spawn(index: number): Promise<void> {
     const proc = fork(WORKER_ENTRY, [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const w: Worker = { index, proc, ready: false, open: new Map(), stats: null };
+    const w: Worker = { index, proc, ready: false, open: new Map(), passing: new Map(), users: new Map(), stats: null };
     this.workers[index - 1] = w;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`ferry: worker ${index} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -147,6 +164,11 @@ export class WorkerPool {
 
   private onMessage(w: Worker, m: FromWorker): void {
     switch (m.t) {
+      case "adopted":
+        // Closing the primary's copy leaves the worker's open: no FIN goes out while it holds one.
+        w.passing.get(m.token)?.destroy();
+        w.passing.delete(m.token);
+        return;
       case "released": {
         const release = w.open.get(m.token);
         w.open.delete(m.token);
@@ -163,6 +185,20 @@ export class WorkerPool {
         this.sha2.addQuietly(m.key);
         this.broadcast({ t: "sha2", key: m.key }, w);
         return;
+      case "user-slot": {
+        const granted = this.userSlots.tryAcquire(m.user, m.max);
+        if (granted) w.users.set(m.user, (w.users.get(m.user) ?? 0) + 1);
+        this.send(w, { t: "user-slot-answer", rid: m.rid, user: m.user, granted });
+        return;
+      }
+      case "user-release": {
+        const n = w.users.get(m.user) ?? 0;
+        if (n === 0) return;
+        if (n === 1) w.users.delete(m.user);
+        else w.users.set(m.user, n - 1);
+        this.userSlots.release(m.user);
+        return;
+      }
       case "stats":
         w.stats = m.stats;
         return;
@@ -171,8 +207,12 @@ export class WorkerPool {
 
   /** A worker exited: its clients are gone with it; one takes its place unless Ferry is stopping. */
   private gone(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    for (const socket of w.passing.values()) socket.destroy();
+    w.passing.clear();
     for (const release of w.open.values()) release();
     w.open.clear();
+    for (const [user, n] of w.users) for (let i = 0; i < n; i++) this.userSlots.release(user);
+    w.users.clear();
     w.ready = false;
     w.stats = null;
     this.answers.dropOwner(w.index, { result: "unknown" });

@@ -18,6 +18,8 @@ let tls: TlsMaterial | null = null;
 let log: Logger | null = null;
 const sha2 = new AnnouncingSet();
 const answers = new PendingAnswers<KillOutcome>(15_000, () => ({ result: "error", errno: 1105, sqlState: "HY000", message: "ferry: KILL failed: Ferry's primary process did not answer" }));
+// A login the primary does not count within this time is refused.
+const slotAnswers = new PendingAnswers<boolean>(15_000, () => false);
 
 function send(m: FromWorker): void {
   if (process.connected) process.send!(m);
@@ -40,6 +42,14 @@ process.on("message", (m: ToWorker, handle: unknown) => {
             return answer;
           },
         },
+        userSlots: {
+          acquire(user, max) {
+            const [rid, answer] = slotAnswers.open(0);
+            send({ t: "user-slot", rid, user, max });
+            return answer;
+          },
+          release: (user) => send({ t: "user-release", user }),
+        },
       });
       plane.start();
       setInterval(() => send({ t: "stats", stats: plane!.stats() }), STATS_INTERVAL_MS).unref();
@@ -48,6 +58,7 @@ process.on("message", (m: ToWorker, handle: unknown) => {
     }
     case "conn": {
       const socket = handle as net.Socket | undefined;
+      send({ t: "adopted", token: m.token });
       const release = (): void => send({ t: "released", token: m.token });
       if (!plane || !socket) {
         socket?.destroy();
@@ -69,6 +80,10 @@ process.on("message", (m: ToWorker, handle: unknown) => {
       return;
     case "killed":
       answers.answer(m.rid, m.outcome);
+      return;
+    case "user-slot-answer":
+      // A place granted after the login gave up waiting goes back.
+      if (!slotAnswers.answer(m.rid, m.granted) && m.granted) send({ t: "user-release", user: m.user });
       return;
     case "sha2":
       sha2.addQuietly(m.key);

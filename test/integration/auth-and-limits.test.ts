@@ -20,6 +20,11 @@ name = "hashed"
 password = "${nativeHash(APP_PASSWORD)}"
 backend_user = "${APP_USER}"
 [[users]]
+name = "limited"
+password = "${APP_PASSWORD}"
+backend_user = "${APP_USER}"
+max_connections = 2
+[[users]]
 name = "sha2"
 password = "${APP_PASSWORD}"
 auth_plugin = "caching_sha2_password"
@@ -208,6 +213,29 @@ describe("authentication, limits and bad input", () => {
     } finally {
       await off.close();
     }
+  });
+
+  it("refuses a user's connections over its users.max_connections with 1203, COM_CHANGE_USER counted", async () => {
+    const limited = { user: "limited", password: APP_PASSWORD };
+    const full = (e: mysql.QueryError): boolean =>
+      e.errno === 1203 && e.sqlState === "42000" && /^ferry: refused login of user 'limited': it already has 2 connections, its users.max_connections$/.test(e.message);
+    const a = await connectVia(ferry.port, limited);
+    const b = await connectVia(ferry.port, limited);
+    await assert.rejects(connectVia(ferry.port, limited), full);
+    // another user is not limited by it, and cannot become that user while it is full
+    const other = await connectVia(ferry.port);
+    await assert.rejects(other.changeUser(limited), full);
+    other.destroy();
+    // a place frees when a connection ends, and when a session changes to another user
+    await a.end();
+    let c: mysql.Connection | null = null;
+    assert.ok(await waitFor(async () => (c = await connectVia(ferry.port, limited).catch(() => null)) !== null, 3000));
+    await assert.rejects(connectVia(ferry.port, limited), full);
+    await b.changeUser({ user: APP_USER, password: APP_PASSWORD });
+    const d = await connectVia(ferry.port, limited);
+    assert.equal((await b.query("SELECT CURRENT_USER() AS u") as unknown as [[{ u: string }]])[0][0].u.split("@")[0], APP_USER);
+    for (const x of [b, c!, d]) await x.end();
+    for (let i = 0; i < 100 && ferry.sessions() > 0; i++) await new Promise((r) => setTimeout(r, 20));
   });
 
   it("re-authenticates COM_CHANGE_USER and refuses a wrong password for it", async () => {

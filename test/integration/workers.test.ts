@@ -11,7 +11,7 @@ import type { FerryServer } from "../../src/server.js";
 import { Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor } from "./harness.js";
 
 const EXTRA = "workers = 2\nrebalance_ratio = 0\ndrain_grace_ms = 60000";
-const USERS = `[[users]]\nname = "app"\npassword = "app-secret"\n[[users]]\nname = "other"\npassword = "other"\n`;
+const USERS = `[[users]]\nname = "app"\npassword = "app-secret"\n[[users]]\nname = "other"\npassword = "other"\nmax_connections = 3\n`;
 
 /** Process 0 hands out odd ids, process 1 even ones (registry.ts). */
 const processOf = (c: mysql.Connection): number => (c.threadId! - 1) % 2;
@@ -168,5 +168,31 @@ describe("worker processes", () => {
     for (const c of relayed) assert.equal(await portOf(c), s1, `session ${c.threadId} saw the header`);
     assert.equal(await portOf(await open()), s0);
     ferry.reload(proxyConfig(cluster, EXTRA, USERS));
+  });
+
+  it("users.max_connections counts a user's connections in every process", async () => {
+    const other = { user: "other", password: "other" };
+    const full = (e: mysql.QueryError): boolean => e.errno === 1203 && /users.max_connections/.test(e.message);
+    const held: mysql.Connection[] = [];
+    for (let i = 0; i < 3; i++) held.push(await open(other));
+    assert.deepEqual(new Set(held.map(processOf)), new Set([0, 1]));
+    await assert.rejects(connectVia(ferry.port, other), full);
+    // a place the worker held frees when its client leaves…
+    const inWorker = held.find((c) => processOf(c) === 1)!;
+    inWorker.destroy();
+    conns.splice(conns.indexOf(inWorker), 1);
+    let next: mysql.Connection | null = null;
+    assert.ok(await waitFor(async () => (next = await connectVia(ferry.port, other).catch(() => null)) !== null, 3000));
+    conns.push(next!);
+    await assert.rejects(connectVia(ferry.port, other), full);
+    // …and when the worker dies with it
+    const [pid] = ferry.workerPids();
+    assert.ok([...conns].some((c) => processOf(c) === 1 && c.config.user === "other"), "the worker holds a place of user other");
+    process.kill(pid, "SIGKILL");
+    assert.ok(await waitFor(async () => {
+      const c = await connectVia(ferry.port, other).catch(() => null);
+      if (c) conns.push(c);
+      return c !== null;
+    }, 5000), "the dead worker's places are free again");
   });
 });
