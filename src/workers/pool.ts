@@ -117,8 +117,9 @@ export class WorkerPool {
     return this.workers.flatMap((w) => (w?.stats ? [w.stats] : []));
   }
 
+  /** The pids of the workers running now. */
   pids(): number[] {
-    return this.workers.flatMap((w) => (w?.proc.pid ? [w.proc.pid] : []));
+    return this.workers.flatMap((w) => (w?.proc.pid && w.proc.exitCode === null && w.proc.signalCode === null ? [w.proc.pid] : []));
   }
 
   /** Asks every worker to shut down (sessions finish their transactions for up to waitMs); resolves when all have exited. */
