@@ -21,6 +21,11 @@ const WORKER_ENTRY = new URL("./worker-main.js", import.meta.url);
 const START_TIMEOUT_MS = 20_000;
 const KILL_TIMEOUT_MS = 10_000;
 const RESTART_DELAY_MS = 1_000;
+/**
+ * A worker reports its figures every 250 ms: one silent this long has a stuck event loop (its
+ * clients get nothing either), and is killed, so that another takes its place.
+ */
+const WATCHDOG_MS = 10_000;
 
 interface Worker {
   index: number;
@@ -33,6 +38,8 @@ interface Worker {
   /** users.max_connections places its sessions hold, per user */
   users: Map<string, number>;
   stats: PlaneStats | null;
+  /** Date.now() of its last message */
+  heardAt: number;
 }
 
 export class WorkerPool {
@@ -56,9 +63,23 @@ export class WorkerPool {
     sha2.onAdd = (key) => this.broadcast({ t: "sha2", key });
   }
 
+  private watchdog: NodeJS.Timeout | null = null;
+
   /** Starts the workers; resolves when all are ready. */
   async start(): Promise<void> {
     await Promise.all(Array.from({ length: this.instances - 1 }, (_, i) => this.spawn(i + 1)));
+    this.watchdog = setInterval(() => this.checkAlive(), 1_000);
+    this.watchdog.unref();
+  }
+
+  private checkAlive(): void {
+    const now = Date.now();
+    for (const w of this.workers) {
+      if (!w?.ready || now - w.heardAt < WATCHDOG_MS) continue;
+      this.log.error({ worker: w.index, pid: w.proc.pid, silentMs: now - w.heardAt }, "worker process stopped answering; killing it");
+      w.ready = false; // no more connections for it
+      w.proc.kill("SIGKILL");
+    }
   }
 
   /** The sessions of the other processes, as process `from` sees them. */
@@ -125,6 +146,7 @@ export class WorkerPool {
   /** Asks every worker to shut down (sessions finish their transactions for up to waitMs); resolves when all have exited. */
   async shutdown(waitMs: number): Promise<void> {
     this.stopping = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     await Promise.all(this.workers.map((w) => {
       if (!w || w.proc.exitCode !== null || w.proc.signalCode !== null) return undefined;
       return new Promise<void>((resolve) => {
@@ -140,11 +162,12 @@ export class WorkerPool {
 
   private spawn(index: number): Promise<void> {
     const proc = fork(WORKER_ENTRY, [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const w: Worker = { index, proc, ready: false, open: new Map(), passing: new Map(), users: new Map(), stats: null };
+    const w: Worker = { index, proc, ready: false, open: new Map(), passing: new Map(), users: new Map(), stats: null, heardAt: Date.now() };
     this.workers[index - 1] = w;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`ferry: worker ${index} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
       proc.on("message", (m: FromWorker) => {
+        w.heardAt = Date.now();
         if (m.t === "ready") {
           clearTimeout(timer);
           w.ready = true;

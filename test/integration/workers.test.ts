@@ -195,4 +195,17 @@ describe("worker processes", () => {
       return c !== null;
     }, 5000), "the dead worker's places are free again");
   });
+
+  it("a worker whose event loop stops answering is killed and replaced", async () => {
+    // the worker started in place of the last test's is serving once a new client reaches it
+    assert.ok(await waitFor(async () => processOf(await open()) === 1, 10_000), "a worker serves clients");
+    const [pid] = ferry.workerPids();
+    process.kill(pid, "SIGSTOP"); // as a stuck event loop: no messages, no progress
+    try {
+      assert.ok(await waitFor(() => !alive(pid) || ferry.workerPids()[0] !== pid, 15_000), "the silent worker was killed");
+    } finally {
+      if (alive(pid)) process.kill(pid, "SIGCONT");
+    }
+    assert.ok(await waitFor(() => ferry.workerPids().length === 1 && ferry.workerPids()[0] !== pid, 5000), "another took its place");
+  });
 });
