@@ -85,19 +85,23 @@ export class ClientListener {
     }
     // Counted until the session ends (a session may re-create the socket object, so not on its "close").
     this.open++;
-    let released = false;
+    // Called once: by serve(), or by the process the connection was passed to.
     const release = (): void => {
-      if (!released) {
-        released = true;
-        this.open--;
-      }
+      this.open--;
     };
     if (this.deps.handOff?.(socket, local, release)) return;
     this.serve(socket, local, release);
   }
 
-  /** Runs the connection phase of an admitted connection: `release` is called once when it ends. */
-  serve(socket: net.Socket, local: boolean, release: () => void): void {
+  /** Runs the connection phase of an admitted connection: `onEnd` is called once when it ends. */
+  serve(socket: net.Socket, local: boolean, onEnd: () => void): void {
+    // The session and the failure paths below may both report the end.
+    let ended = false;
+    const release = (): void => {
+      if (ended) return;
+      ended = true;
+      onEnd();
+    };
     const cfg = this.deps.config();
     socket.on("error", () => undefined); // reported where the connection is handled
     // The option lives on the socket itself: it stays when a session re-wraps the handle or adds TLS.

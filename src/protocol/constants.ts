@@ -131,6 +131,7 @@ export const ER_NET_READ_ERROR = 1158;
 export const ER_NET_PACKETS_OUT_OF_ORDER = 1156;
 export const ER_NO_SUCH_THREAD = 1094;
 export const ER_KILL_DENIED_ERROR = 1095;
+export const ER_TOO_MANY_USER_CONNECTIONS = 1203;
 export const ER_UNKNOWN_ERROR = 1105;
 export const ER_UNKNOWN_STMT_HANDLER = 1243;
 export const ER_MALFORMED_PACKET = 1835;

@@ -18,7 +18,7 @@ import { connectTo, openBackend } from "./backend-login.js";
 import type { Session } from "./session.js";
 import type { Killable, KillOutcome, KillRequest, SessionRegistry } from "./registry.js";
 import type { Logger } from "pino";
-import { ER_TOO_MANY_USER_CONNECTIONS, userLimitMessage } from "./user-slots.js";
+import { userLimitError } from "./user-slots.js";
 
 const NAMES: Record<number, string> = {
   0x00: "COM_SLEEP", 0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY", 0x04: "COM_FIELD_LIST", 0x05: "COM_CREATE_DB",
@@ -152,7 +152,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     // Another user counts toward its own users.max_connections from here; the same user keeps its place.
     const switching = user.name !== old.user.name;
     if (switching && !(await s.deps.userSlots.acquire(user.name, user.maxConnections))) {
-      throw new HandshakeFailure(new FerryError(ER_TOO_MANY_USER_CONNECTIONS, "42000", userLimitMessage(user.name, user.maxConnections), "client"), proof.seq, s.client);
+      throw new HandshakeFailure(userLimitError(user.name, user.maxConnections), proof.seq, s.client);
     }
     s.auth = newAuth;
     let backend;

@@ -28,7 +28,7 @@ import { abandonBackend, type MoveSlots } from "./migrator.js";
 import { MoveControl } from "./move-control.js";
 import { ParkedConnections } from "./parked-connections.js";
 import type { RemoteSessions, SessionRegistry } from "./registry.js";
-import { ER_TOO_MANY_USER_CONNECTIONS, userLimitMessage, type UserSlots } from "./user-slots.js";
+import { userLimitError, type UserSlots } from "./user-slots.js";
 import { ResponseEffects } from "./response-effects.js";
 import { ResponseForwarder } from "./response-forwarder.js";
 import { StateTracker } from "./state-tracker.js";
@@ -134,7 +134,8 @@ export class Session {
     const user = this.auth.user;
     if (!(await this.deps.userSlots.acquire(user.name, user.maxConnections))) {
       this.log.info({ max: user.maxConnections }, "login refused: users.max_connections reached");
-      this.client.end(encodeErr(this.auth.nextSeq, ER_TOO_MANY_USER_CONNECTIONS, "42000", userLimitMessage(user.name, user.maxConnections)));
+      const e = userLimitError(user.name, user.maxConnections);
+      this.client.end(encodeErr(this.auth.nextSeq, e.errno, e.sqlState, e.message));
       this.close();
       return;
     }

@@ -93,15 +93,11 @@ export class WorkerPool {
     for (const w of this.workers) if (w?.ready && w.open.size < (best?.open.size ?? this.selfOpen)) best = w;
     if (best === null) {
       this.selfOpen++;
-      let done = false;
-      // The primary serves it: its release also lowers the primary's own count.
-      const own = (): void => {
-        if (done) return;
-        done = true;
+      // The primary serves it (serve() calls this once): its end also lowers the primary's own count.
+      this.plane().serve(socket, local, () => {
         this.selfOpen--;
         release();
-      };
-      this.plane().serve(socket, local, own);
+      });
       return true;
     }
     const token = this.nextToken++;

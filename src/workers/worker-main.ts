@@ -65,7 +65,7 @@ process.on("message", (m: ToWorker, handle: unknown) => {
         release();
         return;
       }
-      plane.serve(socket, m.local, onceOnly(release));
+      plane.serve(socket, m.local, release);
       return;
     }
     case "config":
@@ -104,16 +104,6 @@ process.on("disconnect", () => {
   plane?.close();
   exitSoon(0);
 });
-
-function onceOnly(f: () => void): () => void {
-  let done = false;
-  return () => {
-    if (!done) {
-      done = true;
-      f();
-    }
-  };
-}
 
 /** Exits once the log has been written out. */
 function exitSoon(code: number): void {
