@@ -182,7 +182,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
 }
 
 /** proxy.workers as a count of processes. */
-export function workerCount(w: number | "auto"): number {
+function workerCount(w: number | "auto"): number {
   return w === "auto" ? Math.max(1, availableParallelism()) : w;
 }
 

@@ -47,9 +47,9 @@ export interface PlaneStats {
 
 export class DataPlane {
   private runtime: RuntimeConfig;
-  readonly router: Router;
-  readonly registry: SessionRegistry<Session>;
-  readonly moves: MoveSlots;
+  private readonly router: Router;
+  private readonly registry: SessionRegistry<Session>;
+  private readonly moves: MoveSlots;
   readonly listener: ClientListener;
   private readonly rebalancer: Rebalancer;
   private readonly idleSweep: IdleSweep;
@@ -90,10 +90,6 @@ export class DataPlane {
   start(): void {
     this.rebalancer.start();
     this.idleSweep.start();
-  }
-
-  config(): RuntimeConfig {
-    return this.runtime;
   }
 
   /** A new configuration: sessions on servers that left ONLINE start moving. */
