@@ -81,7 +81,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   const plane: DataPlane = new DataPlane({
     index: 0, instances, runtime, log, tls, sha2Cache, serverVersion, backendMariadbCapabilities: backendMariadbCaps,
     remote: pool?.remoteFor(0),
-    userSlots: pool?.userSlots,
+    slots: pool?.slots,
     handOff: pool ? (socket, local, release) => pool.handOff(socket, local, release) : undefined,
   });
   /** Gives every process the configuration just built. */

@@ -14,8 +14,11 @@
 
 import { performance } from "node:perf_hooks";
 import type { Route, RuntimeConfig, ServerConfig, UserConfig } from "../config/runtime-config.js";
+import type { Slots } from "../lib/slots.js";
 
 const LATENCY_DEADBAND_MS = 1;
+/** the key a server's connections are counted under when shared (lib/slots.ts) */
+const serverSlot = (address: string): string => `server ${address}`;
 /** round trips a server needs before its latency counts (a handful says nothing) */
 const MIN_SAMPLES = 20;
 /** a latency average with no sample for this long says nothing about the server now */
@@ -52,10 +55,10 @@ export class Router {
   private readonly stats = new Map<string, ServerStats>();
 
   /**
-   * `instances`: Ferry processes serving clients (proxy.workers). Each counts only its own
-   * connections, so each admits its share of a server's max_connections.
+   * `shared`: with proxy.workers > 1, the count of every process's connections per server, which
+   * keeps a server's max_connections for Ferry as a whole. Alone, this process's own count is it.
    */
-  constructor(private readonly config: () => RuntimeConfig, private readonly instances = 1) {}
+  constructor(private readonly config: () => RuntimeConfig, private readonly shared: Slots | null = null) {}
 
   statsOf(address: string): ServerStats {
     let s = this.stats.get(address);
@@ -74,7 +77,7 @@ export class Router {
   candidates(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): ServerConfig[] {
     const cfg = this.config();
     const list = cfg.servers.filter((s) =>
-      s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < Math.ceil(s.maxConnections / this.instances) && hasLabels(s, labels));
+      s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections && hasLabels(s, labels));
     if (list.length < 2) return list;
     const now = performance.now();
     const best = this.bestLatency(list, now);
@@ -111,13 +114,31 @@ export class Router {
     return factor;
   }
 
-  acquire(address: string): void {
-    this.statsOf(address).connections++;
+  /** True when the hostgroup has ONLINE servers for these labels and each holds its max_connections. */
+  full(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): boolean {
+    const online = this.config().servers.filter((s) => s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && hasLabels(s, labels));
+    return online.length > 0 && online.every((s) => this.connectionCount(s.address) >= s.maxConnections);
+  }
+
+  /**
+   * Takes a place for one more connection to `server` when it has one under its max_connections
+   * (across processes when shared); release() gives it back.
+   */
+  async acquire(server: ServerConfig): Promise<boolean> {
+    const s = this.statsOf(server.address);
+    if (s.connections >= server.maxConnections) return false;
+    // Counted here at once, so that candidates() sees it while the shared count is asked.
+    s.connections++;
+    if (this.shared === null || await this.shared.acquire(serverSlot(server.address), server.maxConnections)) return true;
+    if (s.connections > 0) s.connections--;
+    return false;
   }
 
   release(address: string): void {
     const s = this.statsOf(address);
-    if (s.connections > 0) s.connections--;
+    if (s.connections === 0) return;
+    s.connections--;
+    this.shared?.release(serverSlot(address));
   }
 
   /** A server that refused a connection goes to the back of the line for a while. */

@@ -19,10 +19,12 @@ const LOGIN_ERRORS = new Set([1044, 1045, 1049, 1251]);
 
 /** Tries the hostgroup's servers best-first, a bounded number of times. */
 export async function openBackend(s: Session, hostgroup: number, database: string | null): Promise<BackendConnection> {
-  const candidates = s.deps.router.candidates(hostgroup, s.labels);
+  const router = s.deps.router;
+  const candidates = router.candidates(hostgroup, s.labels);
   if (candidates.length === 0) {
     const which = s.labels ? ` with labels ${JSON.stringify(s.labels)}` : "";
-    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: hostgroup ${hostgroup} has no ONLINE server${which}`);
+    const why = router.full(hostgroup, s.labels) ? `every ONLINE server${which} of hostgroup ${hostgroup} holds its max_connections` : `hostgroup ${hostgroup} has no ONLINE server${which}`;
+    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available: ${why}`);
   }
   try {
     return await connectFirst(s, candidates, database);
@@ -35,15 +37,22 @@ export async function openBackend(s: Session, hostgroup: number, database: strin
 
 /**
  * Logs in to the first of `candidates` (best first) that accepts, trying at most
- * backend_connect_attempts of them. A login refused for the client's own reasons (bad
- * credentials, unknown database) ends the attempt at once; any other failure counts against
- * that server (but an UnsuitableBackend does not) and the next is tried. Throws the last failure.
+ * backend_connect_attempts of them. A server holding its max_connections is passed over without
+ * counting as a try. A login refused for the client's own reasons (bad credentials, unknown
+ * database) ends the attempt at once; any other failure counts against that server (but an
+ * UnsuitableBackend does not) and the next is tried. Throws the last failure.
  */
 export async function connectFirst(s: Session, candidates: ServerConfig[], database: string | null): Promise<BackendConnection> {
   const router = s.deps.router;
   let last: FerryError | null = null;
-  for (const server of candidates.slice(0, s.deps.config().proxy.backend_connect_attempts)) {
-    router.acquire(server.address);
+  let tries = 0;
+  for (const server of candidates) {
+    if (tries === s.deps.config().proxy.backend_connect_attempts) break;
+    if (!(await router.acquire(server))) {
+      last = new FerryError(FERRY_NO_BACKEND, "08S01", `backend ${server.address} holds its max_connections (${server.maxConnections})`, "backend");
+      continue;
+    }
+    tries++;
     try {
       const conn = await connectTo(s, server, database);
       router.reportSuccess(server.address);

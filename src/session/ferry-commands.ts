@@ -18,7 +18,7 @@ import { connectTo, openBackend } from "./backend-login.js";
 import type { Session } from "./session.js";
 import type { Killable, KillOutcome, KillRequest, SessionRegistry } from "./registry.js";
 import type { Logger } from "pino";
-import { userLimitError } from "./user-slots.js";
+import { userLimitError, userSlot } from "./user-limit.js";
 
 const NAMES: Record<number, string> = {
   0x00: "COM_SLEEP", 0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY", 0x04: "COM_FIELD_LIST", 0x05: "COM_CREATE_DB",
@@ -151,7 +151,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     const old = s.auth;
     // Another user counts toward its own users.max_connections from here; the same user keeps its place.
     const switching = user.name !== old.user.name;
-    if (switching && !(await s.deps.userSlots.acquire(user.name, user.maxConnections))) {
+    if (switching && !(await s.deps.slots.acquire(userSlot(user.name), user.maxConnections))) {
       throw new HandshakeFailure(userLimitError(user.name, user.maxConnections), proof.seq, s.client);
     }
     s.auth = newAuth;
@@ -161,12 +161,12 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
       backend = await openBackend(s, home, newAuth.database);
     } catch (e) {
       s.auth = old;
-      if (switching) s.deps.userSlots.release(user.name);
+      if (switching) s.deps.slots.release(userSlot(user.name));
       throw e;
     }
     if (switching) {
       s.releaseUserSlot();
-      s.userSlot = user.name;
+      s.userSlot = userSlot(user.name);
     }
     const previous = s.detachBackend();
     previous?.socket.destroy();

@@ -18,6 +18,7 @@ import { CompressedStream } from "../protocol/compressed-stream.js";
 import { homeHostgroup, type Router, type ServerStats } from "../router/router.js";
 import type { AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
+import type { Slots } from "../lib/slots.js";
 import { openBackend } from "./backend-login.js";
 import { backendClosed, InFlight } from "./backend-loss.js";
 import { CommandInFlight } from "./command-in-flight.js";
@@ -28,7 +29,7 @@ import { abandonBackend, type MoveSlots } from "./migrator.js";
 import { MoveControl } from "./move-control.js";
 import { ParkedConnections } from "./parked-connections.js";
 import type { RemoteSessions, SessionRegistry } from "./registry.js";
-import { userLimitError, type UserSlots } from "./user-slots.js";
+import { userLimitError, userSlot } from "./user-limit.js";
 import { ResponseEffects } from "./response-effects.js";
 import { ResponseForwarder } from "./response-forwarder.js";
 import { StateTracker } from "./state-tracker.js";
@@ -44,8 +45,8 @@ export interface SessionDeps {
   moves: MoveSlots;
   /** the sessions of Ferry's other processes (proxy.workers > 1), else undefined */
   remote?: RemoteSessions;
-  /** users.max_connections counts */
-  userSlots: UserSlots;
+  /** users.max_connections counts, shared by Ferry's processes */
+  slots: Slots;
 }
 
 export class Session {
@@ -132,14 +133,14 @@ export class Session {
     this.client.on("error", this.onSocketError);
     this.client.on("close", this.onClientClose);
     const user = this.auth.user;
-    if (!(await this.deps.userSlots.acquire(user.name, user.maxConnections))) {
+    if (!(await this.deps.slots.acquire(userSlot(user.name), user.maxConnections))) {
       this.log.info({ max: user.maxConnections }, "login refused: users.max_connections reached");
       const e = userLimitError(user.name, user.maxConnections);
       this.client.end(encodeErr(this.auth.nextSeq, e.errno, e.sqlState, e.message));
       this.close();
       return;
     }
-    this.userSlot = user.name;
+    this.userSlot = userSlot(user.name);
     if (this.closed) {
       // The client went while the count was asked for.
       this.releaseUserSlot();
@@ -303,12 +304,12 @@ export class Session {
     this.fatal(new FerryError(1927, "70100", "Connection was killed"), -1);
   }
 
-  /** The user whose users.max_connections this session counts toward, once counted. */
+  /** The slot of the user whose users.max_connections this session counts toward, once counted. */
   userSlot: string | null = null;
 
   releaseUserSlot(): void {
     if (this.userSlot === null) return;
-    this.deps.userSlots.release(this.userSlot);
+    this.deps.slots.release(this.userSlot);
     this.userSlot = null;
   }
 

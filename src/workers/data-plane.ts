@@ -10,6 +10,7 @@ import { ClientListener } from "../frontend/listener.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { stackOf } from "../lib/error-stack.js";
 import { LoopPriority } from "../lib/loop-priority.js";
+import { LocalSlots, type Slots } from "../lib/slots.js";
 import { Router } from "../router/router.js";
 import { killForRemote } from "../session/ferry-commands.js";
 import { applyServerChanges } from "../session/drain.js";
@@ -18,7 +19,6 @@ import { MoveSlots } from "../session/migrator.js";
 import { Rebalancer } from "../session/rebalancer.js";
 import { SessionRegistry, type KillOutcome, type KillRequest, type RemoteSessions } from "../session/registry.js";
 import { Session } from "../session/session.js";
-import { LocalUserSlots, type UserSlots } from "../session/user-slots.js";
 
 export interface DataPlaneOptions {
   /** this process's place among the `instances` processes that serve clients */
@@ -31,8 +31,8 @@ export interface DataPlaneOptions {
   backendMariadbCapabilities: number;
   sha2Cache: Set<string>;
   remote?: RemoteSessions;
-  /** users.max_connections counts; default: this process's own */
-  userSlots?: UserSlots;
+  /** the counts of users' and servers' max_connections, shared by every process; default: this process's own */
+  slots?: Slots;
   handOff?: (socket: net.Socket, local: boolean, release: () => void) => boolean;
 }
 
@@ -60,12 +60,13 @@ export class DataPlane {
     this.runtime = o.runtime;
     this.log = o.log;
     const config = (): RuntimeConfig => this.runtime;
-    this.router = new Router(config, o.instances);
+    // A server's connections are counted in this process alone unless others share the count.
+    this.router = new Router(config, o.slots ?? null);
     this.registry = new SessionRegistry<Session>(o.index, o.instances);
     // Each process moves at most its share at once.
     this.moves = new MoveSlots(Math.ceil(o.runtime.proxy.max_concurrent_moves / o.instances));
     const deps = { config, router: this.router, registry: this.registry, log: o.log, tls: o.tls, sha2Cache: o.sha2Cache, moves: this.moves, remote: o.remote,
-      userSlots: o.userSlots ?? new LocalUserSlots() };
+      slots: o.slots ?? new LocalSlots() };
     this.listener = new ClientListener({
       config, tls: o.tls, log: o.log, sha2Cache: o.sha2Cache,
       serverVersion: () => o.serverVersion,

@@ -28,7 +28,7 @@ export type ToWorker =
   | { t: "kill"; rid: number; req: KillRequest }
   | { t: "killed"; rid: number; outcome: KillOutcome }
   | { t: "sha2"; key: string }
-  | { t: "user-slot-answer"; rid: number; user: string; granted: boolean }
+  | { t: "slot-answer"; rid: number; key: string; granted: boolean }
   | { t: "shutdown"; waitMs: number };
 
 export type FromWorker =
@@ -40,9 +40,9 @@ export type FromWorker =
   | { t: "kill"; rid: number; req: KillRequest }
   | { t: "killed"; rid: number; outcome: KillOutcome }
   | { t: "sha2"; key: string }
-  /** users.max_connections: the primary keeps the one count */
-  | { t: "user-slot"; rid: number; user: string; max: number }
-  | { t: "user-release"; user: string }
+  /** users' and servers' max_connections: the primary keeps the one count (lib/slots.ts) */
+  | { t: "slot"; rid: number; key: string; max: number }
+  | { t: "slot-release"; key: string }
   | { t: "stats"; stats: PlaneStats };
 
 /** A Set that says when it gains an entry; entries learnt from another process are added quietly. */

@@ -1,9 +1,9 @@
 // The primary's side of proxy.workers > 1. The primary listens, admits each connection against
 // max_connections (one count for all processes), and gives it, still unread, to the process that
 // serves the fewest clients: itself (process 0) or a worker (1…n-1). It routes KILL between
-// processes, keeps the users.max_connections counts of all, passes on configurations, TLS material
-// and caching_sha2_password fast-path entries, sums the workers' figures, and replaces a worker
-// that dies.
+// processes, keeps the counts of users' and servers' max_connections for all, passes on
+// configurations, TLS material and caching_sha2_password fast-path entries, sums the workers'
+// figures, and replaces a worker that dies.
 
 import { fork, type ChildProcess } from "node:child_process";
 import type net from "node:net";
@@ -11,8 +11,8 @@ import type { Logger } from "pino";
 import type { TopologyOverlay } from "../config/runtime-config.js";
 import type { ConfigFile } from "../config/schema.js";
 import type { TlsPems } from "../frontend/tls-material.js";
+import { LocalSlots } from "../lib/slots.js";
 import type { KillOutcome, KillRequest } from "../session/registry.js";
-import { LocalUserSlots } from "../session/user-slots.js";
 import type { DataPlane, PlaneStats } from "./data-plane.js";
 import { PendingAnswers, type AnnouncingSet, type FromWorker, type StartState, type ToWorker } from "./messages.js";
 
@@ -35,8 +35,8 @@ interface Worker {
   open: Map<number, () => void>;
   /** connections sent to it that it has not confirmed yet: token → the primary's copy */
   passing: Map<number, net.Socket>;
-  /** users.max_connections places its sessions hold, per user */
-  users: Map<string, number>;
+  /** places its sessions hold in `slots`, per key */
+  slots: Map<string, number>;
   stats: PlaneStats | null;
   /** Date.now() of its last message */
   heardAt: number;
@@ -47,8 +47,8 @@ export class WorkerPool {
   private readonly answers = new PendingAnswers<KillOutcome>(KILL_TIMEOUT_MS, () => ({
     result: "error", errno: 1105, sqlState: "HY000", message: "ferry: KILL failed: the Ferry process of that session did not answer",
   }));
-  /** users.max_connections, counted for every process */
-  readonly userSlots = new LocalUserSlots();
+  /** users' and servers' max_connections, counted for every process */
+  readonly slots = new LocalSlots();
   private nextToken = 1;
   private selfOpen = 0;
   private stopping = false;
@@ -158,7 +158,7 @@ export class WorkerPool {
 
   private spawn(index: number): Promise<void> {
     const proc = fork(WORKER_ENTRY, [], { serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const w: Worker = { index, proc, ready: false, open: new Map(), passing: new Map(), users: new Map(), stats: null, heardAt: Date.now() };
+    const w: Worker = { index, proc, ready: false, open: new Map(), passing: new Map(), slots: new Map(), stats: null, heardAt: Date.now() };
     this.workers[index - 1] = w;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`ferry: worker ${index} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -205,18 +205,18 @@ export class WorkerPool {
         this.sha2.addQuietly(m.key);
         this.broadcast({ t: "sha2", key: m.key }, w);
         return;
-      case "user-slot": {
-        const granted = this.userSlots.tryAcquire(m.user, m.max);
-        if (granted) w.users.set(m.user, (w.users.get(m.user) ?? 0) + 1);
-        this.send(w, { t: "user-slot-answer", rid: m.rid, user: m.user, granted });
+      case "slot": {
+        const granted = this.slots.tryAcquire(m.key, m.max);
+        if (granted) w.slots.set(m.key, (w.slots.get(m.key) ?? 0) + 1);
+        this.send(w, { t: "slot-answer", rid: m.rid, key: m.key, granted });
         return;
       }
-      case "user-release": {
-        const n = w.users.get(m.user) ?? 0;
+      case "slot-release": {
+        const n = w.slots.get(m.key) ?? 0;
         if (n === 0) return;
-        if (n === 1) w.users.delete(m.user);
-        else w.users.set(m.user, n - 1);
-        this.userSlots.release(m.user);
+        if (n === 1) w.slots.delete(m.key);
+        else w.slots.set(m.key, n - 1);
+        this.slots.release(m.key);
         return;
       }
       case "stats":
@@ -231,8 +231,8 @@ export class WorkerPool {
     w.passing.clear();
     for (const release of w.open.values()) release();
     w.open.clear();
-    for (const [user, n] of w.users) for (let i = 0; i < n; i++) this.userSlots.release(user);
-    w.users.clear();
+    for (const [key, n] of w.slots) for (let i = 0; i < n; i++) this.slots.release(key);
+    w.slots.clear();
     w.ready = false;
     w.stats = null;
     this.answers.dropOwner(w.index, { result: "unknown" });

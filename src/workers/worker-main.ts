@@ -18,7 +18,7 @@ let tls: TlsMaterial | null = null;
 let log: Logger | null = null;
 const sha2 = new AnnouncingSet();
 const answers = new PendingAnswers<KillOutcome>(15_000, () => ({ result: "error", errno: 1105, sqlState: "HY000", message: "ferry: KILL failed: Ferry's primary process did not answer" }));
-// A login the primary does not count within this time is refused.
+// A login or backend connection the primary does not count within this time is refused.
 const slotAnswers = new PendingAnswers<boolean>(15_000, () => false);
 
 function send(m: FromWorker): void {
@@ -42,13 +42,13 @@ process.on("message", (m: ToWorker, handle: unknown) => {
             return answer;
           },
         },
-        userSlots: {
-          acquire(user, max) {
+        slots: {
+          acquire(key, max) {
             const [rid, answer] = slotAnswers.open(0);
-            send({ t: "user-slot", rid, user, max });
+            send({ t: "slot", rid, key, max });
             return answer;
           },
-          release: (user) => send({ t: "user-release", user }),
+          release: (key) => send({ t: "slot-release", key }),
         },
       });
       plane.start();
@@ -81,9 +81,9 @@ process.on("message", (m: ToWorker, handle: unknown) => {
     case "killed":
       answers.answer(m.rid, m.outcome);
       return;
-    case "user-slot-answer":
-      // A place granted after the login gave up waiting goes back.
-      if (!slotAnswers.answer(m.rid, m.granted) && m.granted) send({ t: "user-release", user: m.user });
+    case "slot-answer":
+      // A place granted after the asker gave up waiting goes back.
+      if (!slotAnswers.answer(m.rid, m.granted) && m.granted) send({ t: "slot-release", key: m.key });
       return;
     case "sha2":
       sha2.addQuietly(m.key);

@@ -1,5 +1,6 @@
 // proxy.workers = 2: the primary and a worker process both serve clients. Connections spread over
-// both; KILL, max_connections, drains and shutdown act across them; a worker that dies is replaced.
+// both; KILL, the max_connections limits, drains and shutdown act across them; a worker that dies
+// is replaced.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -207,5 +208,33 @@ describe("worker processes", () => {
       if (alive(pid)) process.kill(pid, "SIGCONT");
     }
     assert.ok(await waitFor(() => ferry.workerPids().length === 1 && ferry.workerPids()[0] !== pid, 5000), "another took its place");
+  });
+
+  it("a server's max_connections counts the backend connections of every process", async () => {
+    // the worker started in place of the last test's serves clients once one reaches it
+    assert.ok(await waitFor(async () => processOf(await open()) === 1, 10_000), "a worker serves clients");
+    for (const c of conns.splice(0)) c.destroy();
+    assert.ok(await waitFor(() => ferry.sessions() === 0, 5000));
+    // one place on each of the two servers: two sessions in all, whichever process serves them
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS, {}, "max_connections = 1"));
+    const held: mysql.Connection[] = [];
+    assert.ok(await waitFor(async () => {
+      const c = await connectVia(ferry.port).catch(() => null);
+      if (c) held.push(c);
+      return held.length === 2;
+    }, 10_000), "two sessions fit");
+    conns.push(...held);
+    assert.deepEqual(new Set(held.map(processOf)), new Set([0, 1]));
+    const full = (e: mysql.QueryError): boolean => e.errno === 9001 && /max_connections/.test(e.message);
+    await assert.rejects(connectVia(ferry.port), full);
+    // a place a worker's session held is free once its client leaves
+    const inWorker = held.find((c) => processOf(c) === 1)!;
+    inWorker.destroy();
+    conns.splice(conns.indexOf(inWorker), 1);
+    let next: mysql.Connection | null = null;
+    assert.ok(await waitFor(async () => (next = await connectVia(ferry.port).catch(() => null)) !== null, 3000));
+    conns.push(next!);
+    await assert.rejects(connectVia(ferry.port), full);
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS));
   });
 });
