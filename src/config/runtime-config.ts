@@ -3,10 +3,10 @@
 import { createHash } from "node:crypto";
 import { parseNativeHash } from "../protocol/auth/native-password.js";
 import { parseCidr, type Cidr } from "../lib/cidr.js";
-import type { ConfigFile, ServerConfigEntry, ServerStatus } from "./schema.js";
+import { serverAddress, type ConfigFile, type ServerConfigEntry, type ServerStatus } from "./schema.js";
 
 export interface ServerConfig {
-  /** "host:port", unique across hostgroups for connection counting */
+  /** "host:port" or a Unix socket's path (schema.ts serverAddress), unique across hostgroups for connection counting */
   readonly address: string;
   readonly host: string;
   readonly port: number;
@@ -107,7 +107,7 @@ export interface RuntimeConfig {
 let nextVersion = 1;
 
 function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay: TopologyOverlay): ServerConfig {
-  const address = `${s.host}:${s.port}`;
+  const address = serverAddress(s.host, s.port);
   const shun = overlay.shunned.get(address);
   const status = s.status === "ONLINE" && shun !== undefined ? "SHUNNED" : s.status;
   return Object.freeze({
@@ -127,14 +127,14 @@ function placeServers(file: ConfigFile, overlay: TopologyOverlay): ServerConfig[
   const out: ServerConfig[] = [];
   const seen = new Set<string>();
   const add = (e: ServerConfigEntry & { source: string }, hg: number): void => {
-    const key = `${hg}/${e.host}:${e.port}`;
+    const key = `${hg}/${serverAddress(e.host, e.port)}`;
     if (seen.has(key)) return;
     seen.add(key);
     out.push(server(e, e.source, hg, overlay));
   };
   for (const e of entries) {
     const pair = file.replication_hostgroups.find((r) => r.writer_hostgroup === e.hostgroup || r.reader_hostgroup === e.hostgroup);
-    const ro = overlay.readOnly.get(`${e.host}:${e.port}`);
+    const ro = overlay.readOnly.get(serverAddress(e.host, e.port));
     if (!pair || ro === undefined) add(e, e.hostgroup);
     else if (ro) add(e, pair.reader_hostgroup);
     else {

@@ -9,7 +9,16 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, "expe
 
 export const serverStatus = z.enum(["ONLINE", "SHUNNED", "OFFLINE_SOFT", "OFFLINE_HARD"]);
 
+/** A server's address: "host:port", or the path of its Unix socket. */
+export function serverAddress(host: string, port: number): string {
+  return isSocketPath(host) ? host : `${host}:${port}`;
+}
+
+/** A server `host` starting with "/" is the path of the server's Unix socket (port unused). */
+export const isSocketPath = (host: string): boolean => host.startsWith("/");
+
 export const serverSchema = z.object({
+  /** a name, an address, or the path of the server's Unix socket (starting with "/") */
   host: z.string().min(1),
   port: z.number().int().min(1).max(65535).default(3306),
   hostgroup: z.number().int().min(0).default(0),
@@ -25,7 +34,9 @@ export const serverSchema = z.object({
   /** start each connection to this server with a PROXY protocol v2 header naming the client (the server must trust Ferry's address) */
   send_proxy_protocol: z.boolean().default(false),
   comment: z.string().default(""),
-}).strict().refine((s) => s.ssl_ca === undefined || s.use_ssl, { message: "ssl_ca needs use_ssl = true", path: ["ssl_ca"] });
+}).strict()
+  .refine((s) => s.ssl_ca === undefined || s.use_ssl, { message: "ssl_ca needs use_ssl = true", path: ["ssl_ca"] })
+  .refine((s) => !s.use_ssl || !isSocketPath(s.host), { message: "a server reached over its Unix socket (host starting with \"/\") takes no use_ssl: the socket is local", path: ["use_ssl"] });
 
 export const userSchema = z.object({
   name: z.string().min(1).max(80),
@@ -206,8 +217,8 @@ export const configSchema = z.object({
 }).strict().superRefine((c, ctx) => {
   const seenServers = new Set<string>();
   c.servers.forEach((s, i) => {
-    const key = `${s.hostgroup}/${s.host}:${s.port}`;
-    if (seenServers.has(key)) ctx.addIssue({ code: "custom", path: ["servers", i], message: `duplicate server ${s.host}:${s.port} in hostgroup ${s.hostgroup}` });
+    const key = `${s.hostgroup}/${serverAddress(s.host, s.port)}`;
+    if (seenServers.has(key)) ctx.addIssue({ code: "custom", path: ["servers", i], message: `duplicate server ${serverAddress(s.host, s.port)} in hostgroup ${s.hostgroup}` });
     seenServers.add(key);
   });
   const seenUsers = new Set<string>();

@@ -30,6 +30,7 @@ default_hostgroup = 0
 
   it("names the key that is wrong", () => {
     assert.throws(() => parseConfig(`[[servers]]\nhost = "a"\nport = "x"\n`), /servers\[0\]\.port/);
+    assert.throws(() => parseConfig(`[[servers]]\nhost = "/run/mysqld/mysqld.sock"\nuse_ssl = true\n`), /servers\[0\]\.use_ssl: a server reached over its Unix socket/);
     assert.throws(() => parseConfig(`[proxy]\nlisten = "nope"\n`), /proxy\.listen/);
     assert.throws(() => parseConfig(`[proxy]\nmax_conections = 5\n`), /proxy.*max_conections|Unrecognized key/);
     assert.throws(() => parseConfig(`[[users]]\nname = "a"\n[[users]]\nname = "a"\n`), /users\[1\]\.name: duplicate user/);

@@ -1,5 +1,6 @@
-// proxy.socket: Ferry listens on a Unix socket as well as on TCP, for local clients (the way a
-// MariaDB server offers both). Real clients (mysql2, the mariadb CLI) against a real server.
+// Unix sockets on both sides. proxy.socket: Ferry listens on a Unix socket as well as on TCP, for
+// local clients (the way a MariaDB server offers both). A server whose host is a path: Ferry
+// reaches it over its socket. Real clients (mysql2, the mariadb CLI) against real servers.
 
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
@@ -9,8 +10,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import mysql from "mysql2/promise";
+import { parseConfig } from "../../src/config/load.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
-import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, one, proxyConfig, startProxy, waitFor } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, one, portOf, proxyConfig, startProxy, waitFor } from "./harness.js";
 
 const run = promisify(execFile);
 
@@ -113,5 +115,70 @@ describe("Unix socket listener", () => {
       await second.close();
     }
     assert.ok(await waitFor(() => ferry.sessions() === 0, 2000));
+  });
+});
+
+describe("servers reached over their Unix socket", () => {
+  let cluster: Cluster;
+  let ferry: FerryServer;
+  let logs: LogSink;
+  let viaSocket: number, viaTcp: number;
+
+  /** Server 0 by its socket's path (host starting with "/"), server 1 over TCP; `status` of server 0. */
+  const config = (status = "ONLINE") => parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nrebalance_ratio = 0\n[monitor]\nuser = "${APP_USER}"\npassword = "${APP_PASSWORD}"\ninterval_ms = 200\n
+[[servers]]\nhost = "${cluster.servers[0].socket}"\nstatus = "${status}"\nmax_connections = 2\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${cluster.servers[1].port}\nstatus = "OFFLINE_SOFT"\n
+[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`, "test config");
+
+  /** How the server sees the connection: 'localhost' over its socket, an address and port over TCP. */
+  const transportOf = async (c: mysql.Connection): Promise<string> =>
+    String((await one(c, "SELECT host FROM information_schema.processlist WHERE id = CONNECTION_ID()")).host);
+
+  before(async () => {
+    cluster = await Cluster.start(2);
+    [viaSocket, viaTcp] = cluster.servers.map((s) => s.port);
+    logs = new LogSink();
+    ferry = await startFerry(config(), { logLevel: "debug", logDestination: logs });
+  });
+
+  after(async () => {
+    await ferry?.close();
+    await cluster?.stop();
+  });
+
+  it("forwards sessions over the socket (a 6 MB row, prepared statements); the address is the path, the monitor checks it there", async () => {
+    const c = await connectVia(ferry.port);
+    assert.equal(await portOf(c), viaSocket);
+    assert.equal(await transportOf(c), "localhost");
+    const big = Buffer.alloc(6 << 20, 7);
+    await c.query("CREATE TABLE IF NOT EXISTS sock_blobs (id INT PRIMARY KEY, b LONGBLOB)");
+    await c.execute("REPLACE INTO sock_blobs VALUES (1, ?)", [big]);
+    const [rows] = (await c.execute("SELECT b FROM sock_blobs WHERE id = ?", [1])) as unknown as [{ b: Buffer }[]];
+    assert.ok(rows[0].b.equals(big));
+    assert.deepEqual([...ferry.sessionsByServer().keys()], [cluster.servers[0].socket]);
+    // the health monitor checks it over the socket too
+    assert.ok(await waitFor(() => ferry.health().some((h) => h.address === cluster.servers[0].socket && h.pingMs !== null && h.lastError === null), 5000),
+      JSON.stringify(ferry.health()));
+    await c.end();
+  });
+
+  it("counts max_connections by the path, and moves a session from the socket server to a TCP one", async () => {
+    assert.ok(await waitFor(() => ferry.sessions() === 0, 2000));
+    const a = await connectVia(ferry.port);
+    const b = await connectVia(ferry.port);
+    await assert.rejects(connectVia(ferry.port), (e: mysql.QueryError) => e.errno === 9001 && e.message.includes(`every ONLINE server of hostgroup 0 holds its max_connections`));
+    await a.query("SET @kept = 'over the socket'");
+    // drain the socket server toward the TCP one
+    ferry.reload(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nrebalance_ratio = 0\n
+[[servers]]\nhost = "${cluster.servers[0].socket}"\nstatus = "OFFLINE_SOFT"\nmax_connections = 2\n
+[[servers]]\nhost = "127.0.0.1"\nport = ${viaTcp}\n
+[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`, "test config"));
+    for (const c of [a, b]) assert.ok(await waitFor(async () => (await portOf(c)) === viaTcp, 5000), `session ${c.threadId} left the socket server`);
+    assert.equal((await one(a, "SELECT @kept AS k")).k, "over the socket");
+    assert.match(await transportOf(a), /^127\.0\.0\.1:\d+$/);
+    assert.ok(logs.lines.some((l) => l.includes('"msg":"session moved"') && l.includes(`"from":"${cluster.servers[0].socket}"`)), "the move names the socket's path");
+    await a.end();
+    await b.end();
+    ferry.reload(config());
   });
 });
