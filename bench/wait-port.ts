@@ -5,7 +5,7 @@ import { probeServer } from "../src/backend/backend-connection.js";
 export async function waitPort(port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {
     try {
-      await probeServer("127.0.0.1", port, 500);
+      await probeServer({ host: "127.0.0.1", port }, 500);
       return;
     } catch {
       await new Promise((r) => setTimeout(r, 100));

@@ -4,7 +4,7 @@
 import type net from "node:net";
 import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
-import { probeServer } from "./backend/backend-connection.js";
+import { endpointOf, probeServer } from "./backend/backend-connection.js";
 import { loadConfigFile } from "./config/load.js";
 import { buildRuntimeConfig, type RuntimeConfig, type TopologyOverlay } from "./config/runtime-config.js";
 import type { ConfigFile } from "./config/schema.js";
@@ -60,7 +60,7 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
     // Advertise the backends' own version, so clients enable the same features they would directly.
     for (const s of runtime.servers) {
       try {
-        ({ serverVersion, mariadbCapabilities: backendMariadbCaps } = await probeServer(s.host, s.port, 2000));
+        ({ serverVersion, mariadbCapabilities: backendMariadbCaps } = await probeServer(endpointOf(s), 2000));
         break;
       } catch (e) {
         log.warn({ server: s.address, err: (e as Error).message }, "could not read server version");

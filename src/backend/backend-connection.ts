@@ -7,7 +7,6 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import type { ServerConfig } from "../config/runtime-config.js";
-import { isSocketPath } from "../config/schema.js";
 import {
   CACHING_SHA2_PASSWORD, CLEAR_PASSWORD, CLIENT_CONNECT_ATTRS, CLIENT_CONNECT_WITH_DB, CLIENT_DEPRECATE_EOF,
   CLIENT_FOUND_ROWS, CLIENT_IGNORE_SPACE, CLIENT_INTERACTIVE, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_LONG_PASSWORD,
@@ -96,7 +95,7 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
   // TLS wraps the raw socket's handle, so only plain connections read through a SocketReader.
   let reader: SocketReader | null = o.server.useSsl ? null : new SocketReader();
   let socket: Duplex = net.connect({
-    ...endpointOf(o.server.host, o.server.port), noDelay: true, keepAlive: o.keepAliveMs > 0, keepAliveInitialDelay: o.keepAliveMs,
+    ...endpointOf(o.server), noDelay: true, keepAlive: o.keepAliveMs > 0, keepAliveInitialDelay: o.keepAliveMs,
     ...(reader ? { onread: reader.onread } : {}),
   });
   const raw = socket as net.Socket;
@@ -302,13 +301,16 @@ async function authenticate(stream: PacketStream, socket: Duplex, o: BackendConn
  * What a server's greeting announces: its version and its MariaDB extended capabilities (0 for
  * MySQL). Used to advertise the backends' version and capabilities, and as a readiness probe.
  */
-/** Where net.connect reaches a server: its Unix socket's path, or host and port (schema.ts isSocketPath). */
-function endpointOf(host: string, port: number): { path: string } | { host: string; port: number } {
-  return isSocketPath(host) ? { path: host } : { host, port };
+/** Where net.connect reaches a server: its Unix socket, or a host and port. */
+export type ServerEndpoint = { path: string } | { host: string; port: number };
+
+export function endpointOf(server: ServerConfig): ServerEndpoint {
+  return server.socketPath !== null ? { path: server.socketPath } : { host: server.host, port: server.port };
 }
 
-export async function probeServer(host: string, port: number, timeoutMs: number): Promise<{ serverVersion: string; mariadbCapabilities: number }> {
-  const socket = net.connect(endpointOf(host, port));
+/** Reads a server's greeting: its version and MariaDB capabilities. */
+export async function probeServer(to: ServerEndpoint, timeoutMs: number): Promise<{ serverVersion: string; mariadbCapabilities: number }> {
+  const socket = net.connect(to);
   const timer = setTimeout(() => socket.destroy(new Error("timeout")), timeoutMs);
   try {
     const stream = new PacketStream(socket);

@@ -140,7 +140,7 @@ export class LocalMariadb {
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`mariadbd exited with ${proc.exitCode}${this.logErrors()}`);
       try {
-        await probeServer("127.0.0.1", this.port, 1000);
+        await probeServer({ host: "127.0.0.1", port: this.port }, 1000);
         return;
       } catch {
         if (Date.now() > deadline) throw new Error(`mariadbd on port ${this.port} did not start in ${timeoutMs / 1000} s${this.logErrors()}`);

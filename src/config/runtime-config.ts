@@ -3,13 +3,15 @@
 import { createHash } from "node:crypto";
 import { parseNativeHash } from "../protocol/auth/native-password.js";
 import { parseCidr, type Cidr } from "../lib/cidr.js";
-import { serverAddress, type ConfigFile, type ServerConfigEntry, type ServerStatus } from "./schema.js";
+import { isSocketPath, serverAddress, type ConfigFile, type ServerConfigEntry, type ServerStatus } from "./schema.js";
 
 export interface ServerConfig {
   /** "host:port" or a Unix socket's path (schema.ts serverAddress), unique across hostgroups for connection counting */
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** the server's Unix socket, reached instead of host and port (a `host` starting with "/") */
+  readonly socketPath: string | null;
   readonly hostgroup: number;
   readonly weight: number;
   readonly status: ServerStatus;
@@ -111,7 +113,7 @@ function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay
   const shun = overlay.shunned.get(address);
   const status = s.status === "ONLINE" && shun !== undefined ? "SHUNNED" : s.status;
   return Object.freeze({
-    address, host: s.host, port: s.port, hostgroup, weight: s.weight, status, maxConnections: s.max_connections, useSsl: s.use_ssl, sslCa: s.ssl_ca ?? null,
+    address, host: s.host, port: s.port, socketPath: isSocketPath(s.host) ? s.host : null, hostgroup, weight: s.weight, status, maxConnections: s.max_connections, useSsl: s.use_ssl, sslCa: s.ssl_ca ?? null,
     maxReplicationLag: s.max_replication_lag, labels: Object.freeze({ ...s.labels }), source, statusReason: status === "SHUNNED" && shun !== undefined ? shun : null,
     sendProxyProtocol: s.send_proxy_protocol,
   });
