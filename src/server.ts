@@ -76,7 +76,8 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   const pool = instances > 1
     ? new WorkerPool(instances, () => plane, () => ({
       file, overlay: overlay(), serverVersion, backendMariadbCapabilities: backendMariadbCaps, tls: pemsOf(tls), sha2: [...sha2Cache], logLevel,
-    }), sha2Cache, log)
+      logToPrimary: opts.logDestination !== undefined,
+    }), sha2Cache, log, opts.logDestination ?? null)
     : null;
   const plane: DataPlane = new DataPlane({
     index: 0, instances, runtime, log, tls, sha2Cache, serverVersion, backendMariadbCapabilities: backendMariadbCaps,

@@ -17,6 +17,8 @@ export interface StartState {
   /** caching_sha2_password fast-path entries known so far */
   sha2: string[];
   logLevel: string;
+  /** log lines go to the primary, which writes them where it logs (a destination given to startFerry); else to the inherited standard output */
+  logToPrimary: boolean;
 }
 
 export type ToWorker =
@@ -43,7 +45,9 @@ export type FromWorker =
   /** users' and servers' max_connections: the primary keeps the one count (lib/slots.ts) */
   | { t: "slot"; rid: number; key: string; max: number }
   | { t: "slot-release"; key: string }
-  | { t: "stats"; stats: PlaneStats };
+  | { t: "stats"; stats: PlaneStats }
+  /** a log line, when StartState.logToPrimary */
+  | { t: "log"; line: string };
 
 /** A Set that says when it gains an entry; entries learnt from another process are added quietly. */
 export class AnnouncingSet extends Set<string> {

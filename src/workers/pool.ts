@@ -59,6 +59,8 @@ export class WorkerPool {
     private readonly state: () => StartState,
     private readonly sha2: AnnouncingSet,
     private readonly log: Logger,
+    /** where the workers' log lines go when they send them (StartState.logToPrimary) */
+    private readonly logSink: NodeJS.WritableStream | null = null,
   ) {
     sha2.onAdd = (key) => this.broadcast({ t: "sha2", key });
   }
@@ -221,6 +223,9 @@ export class WorkerPool {
       }
       case "stats":
         w.stats = m.stats;
+        return;
+      case "log":
+        this.logSink?.write(m.line);
         return;
     }
   }

@@ -3,6 +3,7 @@
 // primary goes away, so does it.
 
 import type net from "node:net";
+import { Writable } from "node:stream";
 import type { Logger } from "pino";
 import { buildRuntimeConfig } from "../config/runtime-config.js";
 import { tlsMaterialOf, type TlsMaterial } from "../frontend/tls-material.js";
@@ -25,10 +26,20 @@ function send(m: FromWorker): void {
   if (process.connected) process.send!(m);
 }
 
+/** A log destination that hands each line to the primary. */
+function toPrimary(): Writable {
+  return new Writable({
+    write(chunk: Buffer | string, _encoding, done) {
+      send({ t: "log", line: chunk.toString() });
+      done();
+    },
+  });
+}
+
 process.on("message", (m: ToWorker, handle: unknown) => {
   switch (m.t) {
     case "start": {
-      log = createLogger(m.logLevel).child({ worker: m.index });
+      log = createLogger(m.logLevel, m.logToPrimary ? toPrimary() : undefined).child({ worker: m.index });
       tls = tlsMaterialOf(m.tls);
       for (const k of m.sha2) sha2.addQuietly(k);
       sha2.onAdd = (key) => send({ t: "sha2", key });

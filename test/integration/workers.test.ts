@@ -9,7 +9,7 @@ import net from "node:net";
 import mysql from "mysql2/promise";
 import { parseConfig } from "../../src/config/load.js";
 import type { FerryServer } from "../../src/server.js";
-import { Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor } from "./harness.js";
+import { Cluster, connectVia, LogSink, one, portOf, proxyConfig, startProxy, waitFor } from "./harness.js";
 
 const EXTRA = "workers = 2\nrebalance_ratio = 0\ndrain_grace_ms = 60000";
 const USERS = `[[users]]\nname = "app"\npassword = "app-secret"\n[[users]]\nname = "other"\npassword = "other"\nmax_connections = 3\n`;
@@ -30,6 +30,7 @@ function alive(pid: number): boolean {
 describe("worker processes", () => {
   let cluster: Cluster;
   let ferry: FerryServer;
+  let logs: LogSink;
   const conns: mysql.Connection[] = [];
 
   before(async () => {
@@ -37,7 +38,7 @@ describe("worker processes", () => {
     // Ferry ids go first in KILL: move the servers' thread ids past the few Ferry ids this test
     // hands out, and apart from each other (a KILL by thread id prefers the killer's own server).
     for (const [n, s] of cluster.servers.entries()) for (let i = 0; i < 40 * (n + 1); i++) await (await connectVia(s.port)).end();
-    ({ ferry } = await startProxy(cluster, EXTRA, USERS));
+    ({ ferry, logs } = await startProxy(cluster, EXTRA, USERS));
   });
 
   after(async () => {
@@ -61,6 +62,10 @@ describe("worker processes", () => {
     assert.deepEqual(conns.map(processOf).sort(), [0, 0, 0, 1, 1, 1]);
     for (const c of conns) assert.equal((await one(c, "SELECT 6 * 7 AS x")).x, 42);
     assert.ok(await waitFor(() => ferry.sessions() === 6, 2000), `sessions() summed over both processes: ${ferry.sessions()}`);
+    // the worker's log lines reach the destination given to startFerry, through the primary
+    const started = (worker: boolean) => logs.lines.filter((l) => l.includes('"msg":"session started"') && l.includes('"worker":1') === worker).length;
+    assert.ok(await waitFor(() => started(true) === 3, 2000), "the worker's three sessions logged where the primary logs");
+    assert.equal(started(false), 3);
   });
 
   it("TLS: every process holds the primary's certificate and session ticket keys", async () => {
