@@ -36,6 +36,14 @@ export interface DataPlaneOptions {
   handOff?: (socket: net.Socket, local: boolean, release: () => void) => boolean;
 }
 
+/**
+ * Process `index`'s share of max_concurrent_moves: the shares of all processes add up to `total`,
+ * except that each gets at least one (a process that could not move would stall a drain).
+ */
+export function movesShare(total: number, index: number, instances: number): number {
+  return Math.max(1, Math.floor(total / instances) + (index < total % instances ? 1 : 0));
+}
+
 /** What the control plane reads of a data plane (summed over processes). */
 export interface PlaneStats {
   sessions: number;
@@ -63,8 +71,7 @@ export class DataPlane {
     // A server's connections are counted in this process alone unless others share the count.
     this.router = new Router(config, o.slots ?? null);
     this.registry = new SessionRegistry<Session>(o.index, o.instances);
-    // Each process moves at most its share at once.
-    this.moves = new MoveSlots(Math.ceil(o.runtime.proxy.max_concurrent_moves / o.instances));
+    this.moves = new MoveSlots(movesShare(o.runtime.proxy.max_concurrent_moves, o.index, o.instances));
     const deps = { config, router: this.router, registry: this.registry, log: o.log, tls: o.tls, sha2Cache: o.sha2Cache, moves: this.moves, remote: o.remote,
       slots: o.slots ?? new LocalSlots() };
     this.listener = new ClientListener({
