@@ -76,8 +76,7 @@ export class Router {
   /** Servers of a hostgroup that accept new sessions with these labels, best first. */
   candidates(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): ServerConfig[] {
     const cfg = this.config();
-    const list = cfg.servers.filter((s) =>
-      s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && this.connectionCount(s.address) < s.maxConnections && hasLabels(s, labels));
+    const list = cfg.servers.filter((s) => takesSessions(s, hostgroup, labels) && this.connectionCount(s.address) < s.maxConnections);
     if (list.length < 2) return list;
     const now = performance.now();
     const best = this.bestLatency(list, now);
@@ -116,7 +115,7 @@ export class Router {
 
   /** True when the hostgroup has ONLINE servers for these labels and each holds its max_connections. */
   full(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): boolean {
-    const online = this.config().servers.filter((s) => s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && hasLabels(s, labels));
+    const online = this.config().servers.filter((s) => takesSessions(s, hostgroup, labels));
     return online.length > 0 && online.every((s) => this.connectionCount(s.address) >= s.maxConnections);
   }
 
@@ -130,7 +129,7 @@ export class Router {
     // Counted here at once, so that candidates() sees it while the shared count is asked.
     s.connections++;
     if (this.shared === null || await this.shared.acquire(serverSlot(server.address), server.maxConnections)) return true;
-    if (s.connections > 0) s.connections--;
+    s.connections--;
     return false;
   }
 
@@ -149,6 +148,11 @@ export class Router {
   reportSuccess(address: string): void {
     this.statsOf(address).failedUntil = -Infinity;
   }
+}
+
+/** A server of `hostgroup`, ONLINE with a weight, carrying the labels: one that takes new sessions when it has room. */
+function takesSessions(s: ServerConfig, hostgroup: number, labels: Readonly<Record<string, string>> | null): boolean {
+  return s.hostgroup === hostgroup && s.status === "ONLINE" && s.weight > 0 && hasLabels(s, labels);
 }
 
 export function hasLabels(s: ServerConfig, labels: Readonly<Record<string, string>> | null): boolean {

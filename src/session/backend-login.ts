@@ -45,9 +45,10 @@ export async function openBackend(s: Session, hostgroup: number, database: strin
 export async function connectFirst(s: Session, candidates: ServerConfig[], database: string | null): Promise<BackendConnection> {
   const router = s.deps.router;
   let last: FerryError | null = null;
+  const attempts = s.deps.config().proxy.backend_connect_attempts;
   let tries = 0;
   for (const server of candidates) {
-    if (tries === s.deps.config().proxy.backend_connect_attempts) break;
+    if (tries === attempts) break;
     if (!(await router.acquire(server))) {
       last = new FerryError(FERRY_NO_BACKEND, "08S01", `backend ${server.address} holds its max_connections (${server.maxConnections})`, "backend");
       continue;
