@@ -71,8 +71,18 @@ export async function startFerry(initial: ConfigFile, opts: StartOptions = {}): 
   // The control plane's findings (discovered servers, monitor verdicts) overlay the file.
   let monitor: Monitor;
   const discovery = new Discovery(() => publish(), log);
-  const overlay = (): TopologyOverlay => ({ discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly() });
-  const build = (): RuntimeConfig => buildRuntimeConfig(file, overlay());
+  // Galera writers keep their role from one snapshot to the next (config/galera-hostgroups.ts).
+  let galeraWriters: ReadonlyMap<number, readonly string[]> = runtime.galeraWriters;
+  const overlay = (): TopologyOverlay => ({ discovered: discovery.servers(), shunned: monitor.shunned(), readOnly: monitor.readOnly(), galeraWriters });
+  const build = (): RuntimeConfig => {
+    const next = buildRuntimeConfig(file, overlay());
+    for (const [hostgroup, to] of next.galeraWriters) {
+      const from = galeraWriters.get(hostgroup) ?? [];
+      if (from.length !== to.length || from.some((a, i) => a !== to[i])) log.warn({ writer_hostgroup: hostgroup, from, to }, "galera: writers changed");
+    }
+    galeraWriters = next.galeraWriters;
+    return next;
+  };
   const pool = instances > 1
     ? new WorkerPool(instances, () => plane, () => ({
       file, overlay: overlay(), serverVersion, backendMariadbCapabilities: backendMariadbCaps, tls: pemsOf(tls), sha2: [...sha2Cache], logLevel,

@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import { parseNativeHash } from "../protocol/auth/native-password.js";
 import { parseCidr, type Cidr } from "../lib/cidr.js";
+import { galeraHostgroups, placeGaleraSet, type SourcedEntry } from "./galera-hostgroups.js";
 import { isSocketPath, serverAddress, type ConfigFile, type ServerConfigEntry, type ServerStatus } from "./schema.js";
 
 export interface ServerConfig {
@@ -62,11 +63,13 @@ export interface TopologyOverlay {
   discovered: readonly (ServerConfigEntry & { source: string })[];
   /** address → SHUNNED with a reason (the monitor never raises a server above its configured status) */
   shunned: ReadonlyMap<string, string>;
-  /** address → read_only as last seen, for replication hostgroups */
+  /** address → read_only as last seen, for replication and Galera hostgroups */
   readOnly: ReadonlyMap<string, boolean>;
+  /** writer hostgroup → the writers the last snapshot chose (RuntimeConfig.galeraWriters) */
+  galeraWriters: ReadonlyMap<number, readonly string[]>;
 }
 
-export const EMPTY_OVERLAY: TopologyOverlay = { discovered: [], shunned: new Map(), readOnly: new Map() };
+export const EMPTY_OVERLAY: TopologyOverlay = { discovered: [], shunned: new Map(), readOnly: new Map(), galeraWriters: new Map() };
 
 export interface UserConfig {
   readonly name: string;
@@ -103,6 +106,8 @@ export interface RuntimeConfig {
   readonly monitor: ConfigFile["monitor"];
   readonly balancer: ConfigFile["balancer"];
   readonly replicationHostgroups: ConfigFile["replication_hostgroups"];
+  /** Galera sets' writer hostgroup → addresses of the writers chosen (galera-hostgroups.ts) */
+  readonly galeraWriters: ReadonlyMap<number, readonly string[]>;
   readonly discovery: ConfigFile["discovery"];
 }
 
@@ -122,19 +127,30 @@ function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay
 /**
  * Configured and discovered servers, each placed in its hostgroup; for replication hostgroups the
  * monitor's read_only verdict decides: writable servers go to the writer hostgroup (and the
- * reader one too when writer_is_also_reader), read-only ones to the reader hostgroup.
+ * reader one too when writer_is_also_reader), read-only ones to the reader hostgroup. Galera
+ * sets choose their writers (galera-hostgroups.ts).
  */
-function placeServers(file: ConfigFile, overlay: TopologyOverlay): ServerConfig[] {
-  const entries = [...file.servers.map((s) => ({ ...s, source: "config" })), ...overlay.discovered];
+function placeServers(file: ConfigFile, overlay: TopologyOverlay): { servers: ServerConfig[]; galeraWriters: Map<number, string[]> } {
+  const entries: SourcedEntry[] = [...file.servers.map((s) => ({ ...s, source: "config" })), ...overlay.discovered];
   const out: ServerConfig[] = [];
   const seen = new Set<string>();
-  const add = (e: ServerConfigEntry & { source: string }, hg: number): void => {
+  const add = (e: SourcedEntry, hg: number): void => {
     const key = `${hg}/${serverAddress(e.host, e.port)}`;
     if (seen.has(key)) return;
     seen.add(key);
     out.push(server(e, e.source, hg, overlay));
   };
+  const galeraWriters = new Map<number, string[]>();
+  const inGalera = new Set<number>();
+  const findings = { shunned: (a: string) => overlay.shunned.get(a), readOnly: (a: string) => overlay.readOnly.get(a) };
+  for (const set of file.galera_hostgroups) {
+    for (const hg of galeraHostgroups(set)) inGalera.add(hg);
+    const { placements, writers } = placeGaleraSet(set, entries, findings, overlay.galeraWriters.get(set.writer_hostgroup) ?? []);
+    for (const p of placements) add(p.entry, p.hostgroup);
+    galeraWriters.set(set.writer_hostgroup, writers);
+  }
   for (const e of entries) {
+    if (inGalera.has(e.hostgroup)) continue;
     const pair = file.replication_hostgroups.find((r) => r.writer_hostgroup === e.hostgroup || r.reader_hostgroup === e.hostgroup);
     const ro = overlay.readOnly.get(serverAddress(e.host, e.port));
     if (!pair || ro === undefined) add(e, e.hostgroup);
@@ -144,7 +160,7 @@ function placeServers(file: ConfigFile, overlay: TopologyOverlay): ServerConfig[
       if (pair.writer_is_also_reader) add(e, pair.reader_hostgroup);
     }
   }
-  return out;
+  return { servers: out, galeraWriters };
 }
 
 function compileRules(file: ConfigFile): QueryRule[] {
@@ -162,7 +178,7 @@ function compileRules(file: ConfigFile): QueryRule[] {
 }
 
 export function buildRuntimeConfig(file: ConfigFile, overlay: TopologyOverlay = EMPTY_OVERLAY): RuntimeConfig {
-  const servers = placeServers(file, overlay);
+  const { servers, galeraWriters } = placeServers(file, overlay);
   const users = new Map<string, UserConfig>();
   for (const u of file.users) {
     const hashed = parseNativeHash(u.password);
@@ -189,6 +205,7 @@ export function buildRuntimeConfig(file: ConfigFile, overlay: TopologyOverlay = 
   return Object.freeze({
     version: nextVersion++, checksum, proxy: file.proxy, proxyProtocolNetworks: Object.freeze(file.proxy.proxy_protocol_networks.map(parseCidr)), tls: file.tls, logLevel: file.log.level, servers: Object.freeze(servers), users,
     queryRules: Object.freeze(queryRules), rulesNeedDigest: queryRules.some((r) => r.matchDigest !== null), routes: Object.freeze(routes),
-    monitor: file.monitor, balancer: file.balancer, replicationHostgroups: file.replication_hostgroups, discovery: file.discovery,
+    monitor: file.monitor, balancer: file.balancer, replicationHostgroups: file.replication_hostgroups,
+    galeraWriters, discovery: file.discovery,
   });
 }

@@ -107,6 +107,21 @@ export const replicationHostgroupSchema = z.object({
   comment: z.string().default(""),
 }).strict();
 
+/** Galera single-writer hostgroups (galera-hostgroups.ts): one set of nodes, placed by the monitor's findings. */
+export const galeraHostgroupSchema = z.object({
+  writer_hostgroup: z.number().int().min(0),
+  /** the nodes that are not writers serve here (read-only ones too) */
+  reader_hostgroup: z.number().int().min(0),
+  /** writable nodes beyond max_writers are listed here as well; unset: nowhere else */
+  backup_writer_hostgroup: z.number().int().min(0).optional(),
+  max_writers: z.number().int().min(1).default(1),
+  /** the writers serve the reader hostgroup too */
+  writer_is_also_reader: z.boolean().default(false),
+  /** the preferred node takes the writer role back once it can write; false: a writer keeps it while it can */
+  failback: z.boolean().default(false),
+  comment: z.string().default(""),
+}).strict();
+
 export const monitorSchema = z.object({
   /** the monitor runs when a user is set; it needs PROCESS and REPLICATION CLIENT (SLAVE MONITOR) */
   user: z.string().optional(),
@@ -208,6 +223,7 @@ export const configSchema = z.object({
   query_rules: z.array(queryRuleSchema).default([]),
   routes: z.array(routeSchema).default([]),
   replication_hostgroups: z.array(replicationHostgroupSchema).default([]),
+  galera_hostgroups: z.array(galeraHostgroupSchema).default([]),
   monitor: monitorSchema.prefault({}),
   discovery: z.object({
     dns: z.array(dnsSourceSchema).default([]),
@@ -237,11 +253,27 @@ export const configSchema = z.object({
   c.replication_hostgroups.forEach((r, i) => {
     if (r.writer_hostgroup === r.reader_hostgroup) ctx.addIssue({ code: "custom", path: ["replication_hostgroups", i, "reader_hostgroup"], message: "reader_hostgroup must differ from writer_hostgroup" });
   });
+  // A hostgroup belongs to one replication or Galera set at most: each set places its servers.
+  const setOf = new Map<number, string>();
+  const claim = (hg: number | undefined, path: (string | number)[]): void => {
+    if (hg === undefined) return;
+    const owner = setOf.get(hg);
+    if (owner !== undefined) ctx.addIssue({ code: "custom", path, message: `hostgroup ${hg} is already ${owner}: a hostgroup belongs to one replication or Galera set at most, in one role` });
+    else setOf.set(hg, `${path[0]}[${path[1]}].${path[2]}`);
+  };
+  c.replication_hostgroups.forEach((r, i) => {
+    claim(r.writer_hostgroup, ["replication_hostgroups", i, "writer_hostgroup"]);
+    if (r.reader_hostgroup !== r.writer_hostgroup) claim(r.reader_hostgroup, ["replication_hostgroups", i, "reader_hostgroup"]);
+  });
+  c.galera_hostgroups.forEach((g, i) => {
+    for (const key of ["writer_hostgroup", "reader_hostgroup", "backup_writer_hostgroup"] as const) claim(g[key], ["galera_hostgroups", i, key]);
+  });
   if ((c.tls.cert === undefined) !== (c.tls.key === undefined)) ctx.addIssue({ code: "custom", path: ["tls"], message: "cert and key go together" });
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;
 export type ServerConfigEntry = z.infer<typeof serverSchema>;
 export type UserConfigEntry = z.infer<typeof userSchema>;
+export type GaleraHostgroupEntry = z.infer<typeof galeraHostgroupSchema>;
 export type ServerStatus = z.infer<typeof serverStatus>;
 export type QueryRuleEntry = z.infer<typeof queryRuleSchema>;

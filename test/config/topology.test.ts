@@ -9,7 +9,7 @@ const file = configSchema.parse({
 });
 const place = (ro: Record<string, boolean>, shunned: Record<string, string> = {}, alsoReader = false) => {
   const f = alsoReader ? { ...file, replication_hostgroups: [{ ...file.replication_hostgroups[0], writer_is_also_reader: true }] } : file;
-  const rt = buildRuntimeConfig(f, { discovered: [], readOnly: new Map(Object.entries(ro)), shunned: new Map(Object.entries(shunned)) });
+  const rt = buildRuntimeConfig(f, { discovered: [], readOnly: new Map(Object.entries(ro)), shunned: new Map(Object.entries(shunned)), galeraWriters: new Map() });
   return rt.servers.map((s) => `${s.hostgroup}/${s.host}/${s.status}`).sort();
 };
 
@@ -25,7 +25,7 @@ it("the monitor shuns ONLINE servers only, never raising one above its configure
 
 it("discovered servers join, and the checksum follows the servers", () => {
   const base = buildRuntimeConfig(file);
-  const withD = buildRuntimeConfig(file, { discovered: [{ ...configSchema.parse({ servers: [{ host: "d" }] }).servers[0], source: "dns:x" }], readOnly: new Map(), shunned: new Map() });
+  const withD = buildRuntimeConfig(file, { discovered: [{ ...configSchema.parse({ servers: [{ host: "d" }] }).servers[0], source: "dns:x" }], readOnly: new Map(), shunned: new Map(), galeraWriters: new Map() });
   assert.equal(withD.servers.find((s) => s.host === "d")?.source, "dns:x");
   assert.notEqual(base.checksum, withD.checksum);
   assert.equal(buildRuntimeConfig(file).checksum, base.checksum);
