@@ -265,6 +265,9 @@ export const configSchema = z.object({
     claim(r.writer_hostgroup, ["replication_hostgroups", i, "writer_hostgroup"]);
     if (r.reader_hostgroup !== r.writer_hostgroup) claim(r.reader_hostgroup, ["replication_hostgroups", i, "reader_hostgroup"]);
   });
+  if (c.galera_hostgroups.length > 0 && c.monitor.user === undefined) {
+    ctx.addIssue({ code: "custom", path: ["galera_hostgroups"], message: "needs the monitor (monitor.user): without its checks a writer that fails is never replaced" });
+  }
   c.galera_hostgroups.forEach((g, i) => {
     for (const key of ["writer_hostgroup", "reader_hostgroup", "backup_writer_hostgroup"] as const) claim(g[key], ["galera_hostgroups", i, key]);
   });

@@ -9,6 +9,7 @@ function fileWith(set: Record<string, unknown> = {}, servers: Record<string, unk
   return configSchema.parse({
     servers: [...servers.map((s) => ({ port: 1, hostgroup: 0, ...s })), { host: "x", port: 1, hostgroup: 5 }],
     galera_hostgroups: [{ writer_hostgroup: 0, reader_hostgroup: 1, ...set }],
+    monitor: { user: "monitor" },
   });
 }
 
@@ -70,7 +71,7 @@ it("a node listed in several hostgroups of the set counts once", () => {
   assert.deepEqual(placed(rt), ["0/a/ONLINE", "1/b/ONLINE", "5/x/ONLINE"]);
 });
 
-it("a hostgroup belongs to one set at most", () => {
+it("a hostgroup belongs to one set at most, and a set needs the monitor", () => {
   const refused = (toml: string): string => {
     try {
       parseConfig(toml);
@@ -80,8 +81,10 @@ it("a hostgroup belongs to one set at most", () => {
     }
     assert.fail("accepted");
   };
-  assert.match(refused("[[galera_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 0\n"), /galera_hostgroups\[0\]\.reader_hostgroup: hostgroup 0 is already galera_hostgroups\[0\]\.writer_hostgroup/);
-  assert.match(refused("[[replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n[[galera_hostgroups]]\nwriter_hostgroup = 2\nreader_hostgroup = 1\n"),
+  assert.match(refused("[[galera_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n"), /galera_hostgroups: needs the monitor \(monitor\.user\)/);
+  const monitored = (toml: string): string => `[monitor]\nuser = "monitor"\n${toml}`;
+  assert.match(refused(monitored("[[galera_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 0\n")), /galera_hostgroups\[0\]\.reader_hostgroup: hostgroup 0 is already galera_hostgroups\[0\]\.writer_hostgroup/);
+  assert.match(refused(monitored("[[replication_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\n[[galera_hostgroups]]\nwriter_hostgroup = 2\nreader_hostgroup = 1\n")),
     /galera_hostgroups\[0\]\.reader_hostgroup: hostgroup 1 is already replication_hostgroups\[0\]\.reader_hostgroup/);
-  assert.match(refused("[[galera_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\nmax_writers = 0\n"), /galera_hostgroups\[0\]\.max_writers/);
+  assert.match(refused(monitored("[[galera_hostgroups]]\nwriter_hostgroup = 0\nreader_hostgroup = 1\nmax_writers = 0\n")), /galera_hostgroups\[0\]\.max_writers/);
 });
