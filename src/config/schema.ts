@@ -193,6 +193,8 @@ export const configSchema = z.object({
     max_allowed_packet: z.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024 * 1024),
     max_concurrent_moves: z.number().int().min(1).max(10_000).default(64),
     reconnect_timeout_ms: z.number().int().min(0).default(10_000),
+    /** times a read whose server was lost before answering runs again elsewhere (session/read-retry.ts; 0: never) */
+    read_retries: z.number().int().min(0).max(5).default(1),
     drain_grace_ms: z.number().int().min(0).default(30_000),
     shutdown_wait_ms: z.number().int().min(0).default(30_000),
     rebalance_ratio: z.number().min(0).default(1.25),

@@ -11,6 +11,7 @@ import { CR_SERVER_LOST } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { encodeErr } from "../protocol/packets.js";
 import { idleLimitMs, SWEEP_MS } from "./idle-sweep.js";
+import { retryRead } from "./read-retry.js";
 import type { Session } from "./session.js";
 
 /** Where the session's command stands, as far as losing its backend is concerned. */
@@ -26,6 +27,7 @@ export const enum InFlight {
 /** The backend connection closed under the session (already detached from it). */
 export function backendClosed(s: Session, where: string | null): void {
   const inFlight = s.loop.inFlight;
+  if (inFlight === InFlight.AtBoundary && retryRead(s, where)) return;
   if (inFlight === InFlight.AtBoundary) return failStatement(s, where, s.loop.nextResponseSeq, `lost connection to backend ${where} during the statement`);
   if (inFlight === InFlight.Midway) {
     return s.fatal(new FerryError(CR_SERVER_LOST, "HY000", `lost connection to backend ${where} during the statement`, "backend"), -1);

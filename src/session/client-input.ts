@@ -68,6 +68,12 @@ export class ClientInput {
     this.pause();
   }
 
+  /** Holds a command to run before anything held (a read run again: read-retry.ts). */
+  holdFirst(bytes: Buffer): void {
+    this.held.unshift(bytes);
+    this.pause();
+  }
+
   get holding(): boolean {
     return this.held.length > 0;
   }

@@ -35,6 +35,14 @@ export class CommandLoop implements CommandSink {
   readonly input: ClientInput;
   private cmdTimer: NodeJS.Timeout | null = null;
   private closeWhenIdleRequested = false;
+  /**
+   * Where the last command dispatched lies, when it was whole in one buffer: its bytes stay there
+   * until the client's next read (the reader reuses its buffer only for a read), so they can be
+   * sent again (read-retry.ts) without copying every command.
+   */
+  private cmdBuf: Buffer | null = null;
+  private cmdPos = 0;
+  private cmdEnd = 0;
 
   constructor(private readonly s: Session) {
     this.onClientData = this.onClientData.bind(this);
@@ -55,6 +63,7 @@ export class CommandLoop implements CommandSink {
   /** Client bytes, as read (also the login's leftover, and bytes an exchange read past its end). */
   onClientData(chunk: Buffer): void {
     const s = this.s;
+    this.cmdBuf = null;
     try {
       this.processClient(chunk, 0);
       this.input.afterChunk(s.backend !== null ? s.backend.out : null);
@@ -98,6 +107,9 @@ export class CommandLoop implements CommandSink {
   /** CommandSink: a command's first packet is in buf. */
   dispatch(buf: Buffer, pos: number, end: number, len: number, seq: number): number {
     this.s.activeSinceSweep = true;
+    this.cmdBuf = end - pos >= HEADER_SIZE + len ? buf : null;
+    this.cmdPos = pos;
+    this.cmdEnd = pos + HEADER_SIZE + len;
     return dispatchCommand(this.s, buf, pos, end, len, seq);
   }
 
@@ -169,9 +181,15 @@ export class CommandLoop implements CommandSink {
 
   // ---- backend → client ------------------------------------------------------------------
 
+  /** The bytes of the command in flight, when no client read came since it was dispatched. */
+  sentCommand(): Buffer | null {
+    return this.cmdBuf === null ? null : this.cmdBuf.subarray(this.cmdPos, this.cmdEnd);
+  }
+
   /** The statement in flight is given up (its backend is gone): the session is between commands. */
   abandonStatement(): void {
     this.s.tracker.inCommand = false;
+    this.s.readRetries = 0;
     this.clearCommandTimer();
     this.s.scanner.begin(Shape.None, this.deprecateEof);
     this.cstate = C.Idle;
@@ -201,6 +219,7 @@ export class CommandLoop implements CommandSink {
       s.serverStats.observe(now - s.command.startedAt, now);
     }
     this.clearCommandTimer();
+    s.readRetries = 0;
     const ok = s.effects.finish();
     this.cstate = C.Idle;
     this.atBoundary(ok ? s.command.effects : null);
