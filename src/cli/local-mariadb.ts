@@ -122,7 +122,9 @@ export class LocalMariadb {
     return join(this.dir, "tmp");
   }
 
+  /** Starts the server; one still running (unresponsive, say) is killed first, so none is left behind. */
   async start(timeoutMs = 30_000): Promise<void> {
+    await this.crash();
     mkdirSync(this.tmpdir, { recursive: true });
     const args = [
       "--no-defaults", `--datadir=${join(this.dir, "data")}`, `--port=${this.port}`, `--socket=${this.socket}`,
@@ -141,11 +143,25 @@ export class LocalMariadb {
       if (proc.exitCode !== null) throw new Error(`mariadbd exited with ${proc.exitCode}${this.logErrors()}`);
       try {
         await probeServer({ host: "127.0.0.1", port: this.port }, 1000);
-        return;
+        // The server answering must be this one, not an earlier one still holding the port (this
+        // process then exits, unable to bind, and is reported above).
+        if (this.pidInFile() === proc.pid) return;
+        throw new Error("another process answers on the port");
       } catch {
-        if (Date.now() > deadline) throw new Error(`mariadbd on port ${this.port} did not start in ${timeoutMs / 1000} s${this.logErrors()}`);
+        if (Date.now() > deadline) {
+          await this.crash();
+          throw new Error(`mariadbd on port ${this.port} did not start in ${timeoutMs / 1000} s${this.logErrors()}`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
+    }
+  }
+
+  private pidInFile(): number {
+    try {
+      return Number(readFileSync(join(this.dir, "mariadbd.pid"), "utf8").trim());
+    } catch {
+      return -1;
     }
   }
 

@@ -114,7 +114,7 @@ export function retryRead(s: Session, where: string | null): boolean {
   s.readRetries = retries + 1;
   s.loop.input.holdFirst(copy);
   s.lostFrom = where;
-  s.log.warn({ server: where, retry: s.readRetries }, "backend lost before answering a read; running it again on another server");
+  s.log.warn({ server: where, retry: s.readRetries }, "backend lost before answering a read; running it again where the session reconnects");
   s.requestMove("backend-lost");
   return true;
 }
