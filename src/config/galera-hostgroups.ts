@@ -19,13 +19,11 @@
 // what the last snapshot chose; a placement is a pure function of file and overlay, so every
 // worker process builds the same one.
 
-import { serverAddress, type GaleraHostgroupEntry, type ServerConfigEntry } from "./schema.js";
-
-export type SourcedEntry = ServerConfigEntry & { source: string };
+import { serverAddress, type GaleraHostgroupEntry, type SourcedServerEntry } from "./schema.js";
 
 export interface GaleraPlacement {
   /** each node with a hostgroup it serves in */
-  placements: { entry: SourcedEntry; hostgroup: number }[];
+  placements: { entry: SourcedServerEntry; hostgroup: number }[];
   /** addresses of the writers, in the order they took the role */
   writers: string[];
 }
@@ -42,15 +40,15 @@ export function galeraHostgroups(set: GaleraHostgroupEntry): number[] {
   return [set.writer_hostgroup, set.reader_hostgroup, ...(set.backup_writer_hostgroup === undefined ? [] : [set.backup_writer_hostgroup])];
 }
 
-export function placeGaleraSet(set: GaleraHostgroupEntry, entries: readonly SourcedEntry[], findings: NodeFindings, previousWriters: readonly string[]): GaleraPlacement {
+export function placeGaleraSet(set: GaleraHostgroupEntry, entries: readonly SourcedServerEntry[], findings: NodeFindings, previousWriters: readonly string[]): GaleraPlacement {
   const inSet = new Set(galeraHostgroups(set));
-  const nodes = new Map<string, SourcedEntry>();
+  const nodes = new Map<string, SourcedServerEntry>();
   for (const e of entries) {
     const address = serverAddress(e.host, e.port);
     if (inSet.has(e.hostgroup) && !nodes.has(address)) nodes.set(address, e);
   }
-  const online = (a: string, e: SourcedEntry): boolean => e.status === "ONLINE" && findings.shunned(a) === undefined;
-  const canWrite = (a: string, e: SourcedEntry): boolean => online(a, e) && e.weight > 0 && findings.readOnly(a) !== true;
+  const online = (a: string, e: SourcedServerEntry): boolean => e.status === "ONLINE" && findings.shunned(a) === undefined;
+  const canWrite = (a: string, e: SourcedServerEntry): boolean => online(a, e) && e.weight > 0 && findings.readOnly(a) !== true;
 
   const order = [...nodes.keys()];
   const preferred = order.filter((a) => canWrite(a, nodes.get(a)!))

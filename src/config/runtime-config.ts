@@ -3,8 +3,8 @@
 import { createHash } from "node:crypto";
 import { parseNativeHash } from "../protocol/auth/native-password.js";
 import { parseCidr, type Cidr } from "../lib/cidr.js";
-import { galeraHostgroups, placeGaleraSet, type SourcedEntry } from "./galera-hostgroups.js";
-import { isSocketPath, serverAddress, type ConfigFile, type ServerConfigEntry, type ServerStatus } from "./schema.js";
+import { galeraHostgroups, placeGaleraSet } from "./galera-hostgroups.js";
+import { isSocketPath, serverAddress, type ConfigFile, type ServerConfigEntry, type ServerStatus, type SourcedServerEntry } from "./schema.js";
 
 export interface ServerConfig {
   /** "host:port" or a Unix socket's path (schema.ts serverAddress), unique across hostgroups for connection counting */
@@ -60,7 +60,7 @@ export interface Route {
  * discovery sources, and the monitor's verdicts (health, read_only).
  */
 export interface TopologyOverlay {
-  discovered: readonly (ServerConfigEntry & { source: string })[];
+  discovered: readonly SourcedServerEntry[];
   /** address → SHUNNED with a reason (the monitor never raises a server above its configured status) */
   shunned: ReadonlyMap<string, string>;
   /** address → read_only as last seen, for replication and Galera hostgroups */
@@ -131,10 +131,10 @@ function server(s: ServerConfigEntry, source: string, hostgroup: number, overlay
  * sets choose their writers (galera-hostgroups.ts).
  */
 function placeServers(file: ConfigFile, overlay: TopologyOverlay): { servers: ServerConfig[]; galeraWriters: Map<number, string[]> } {
-  const entries: SourcedEntry[] = [...file.servers.map((s) => ({ ...s, source: "config" })), ...overlay.discovered];
+  const entries: SourcedServerEntry[] = [...file.servers.map((s) => ({ ...s, source: "config" })), ...overlay.discovered];
   const out: ServerConfig[] = [];
   const seen = new Set<string>();
-  const add = (e: SourcedEntry, hg: number): void => {
+  const add = (e: SourcedServerEntry, hg: number): void => {
     const key = `${hg}/${serverAddress(e.host, e.port)}`;
     if (seen.has(key)) return;
     seen.add(key);

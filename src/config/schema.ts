@@ -278,6 +278,8 @@ export const configSchema = z.object({
 
 export type ConfigFile = z.infer<typeof configSchema>;
 export type ServerConfigEntry = z.infer<typeof serverSchema>;
+/** A server entry with where it came from: "config", "dns:<name>", "etcd" */
+export type SourcedServerEntry = ServerConfigEntry & { source: string };
 export type UserConfigEntry = z.infer<typeof userSchema>;
 export type GaleraHostgroupEntry = z.infer<typeof galeraHostgroupSchema>;
 export type ServerStatus = z.infer<typeof serverStatus>;

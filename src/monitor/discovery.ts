@@ -7,10 +7,10 @@
 import { promises as dns } from "node:dns";
 import type { Logger } from "pino";
 import type { Etcd3, Watcher } from "etcd3";
-import { serverSchema, type ConfigFile, type ServerConfigEntry } from "../config/schema.js";
+import { serverSchema, type ConfigFile, type SourcedServerEntry } from "../config/schema.js";
 import { stackOf } from "../lib/error-stack.js";
 
-export type DiscoveredServer = ServerConfigEntry & { source: string };
+export type DiscoveredServer = SourcedServerEntry;
 
 interface Source {
   readonly name: string;
