@@ -55,6 +55,7 @@ export function backendClosed(s: Session, where: string | null): void {
  */
 export function failStatement(s: Session, where: string | null, seq: number, what: string): void {
   s.loop.abandonStatement();
+  s.readRetries = 0;
   const canContinue = s.tracker.movable;
   const msg = `${what}${canContinue ? "; the session continues on another server" : ""}`;
   if (!canContinue) return s.fatal(new FerryError(CR_SERVER_LOST, "HY000", msg, "backend"), seq);

@@ -189,7 +189,6 @@ export class CommandLoop implements CommandSink {
   /** The statement in flight is given up (its backend is gone): the session is between commands. */
   abandonStatement(): void {
     this.s.tracker.inCommand = false;
-    this.s.readRetries = 0;
     this.clearCommandTimer();
     this.s.scanner.begin(Shape.None, this.deprecateEof);
     this.cstate = C.Idle;

@@ -105,13 +105,12 @@ export function retryRead(s: Session, where: string | null): boolean {
   const text = code === COM_QUERY ? command.toString("utf8", HEADER_SIZE + 1)
     : code === COM_STMT_EXECUTE ? s.tracker.prepared.get(s.command.stmtId)?.sql ?? null : null;
   if (text === null || !isRepeatableRead(text)) return false;
-  const retries = s.readRetries;
   s.loop.abandonStatement();
   if (!s.tracker.movable) return false;
   const copy = Buffer.from(command);
   // dispatch wrote the statement's id on the lost connection over the client's
   if (code === COM_STMT_EXECUTE) copy.writeUInt32LE(s.command.stmtId, HEADER_SIZE + 1);
-  s.readRetries = retries + 1;
+  s.readRetries++;
   s.loop.input.holdFirst(copy);
   s.lostFrom = where;
   s.log.warn({ server: where, retry: s.readRetries }, "backend lost before answering a read; running it again where the session reconnects");

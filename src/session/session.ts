@@ -86,7 +86,7 @@ export class Session {
   serverStats: ServerStats | null = null;
   /** address of a backend lost while the session was idle (it reconnects elsewhere) */
   lostFrom: string | null = null;
-  /** times the statement in flight ran again after losing its server (read-retry.ts) */
+  /** times the statement in flight ran again after losing its server (read-retry.ts); 0 again once it is answered or fails */
   readRetries = 0;
   readonly mover: MoveControl;
   /** a command was dispatched since the idle sweep last looked (idle-sweep.ts) */
