@@ -83,6 +83,8 @@ export interface BackendConnection {
   leftover: Buffer;
   /** the session's wait_timeout in seconds right after login (null: the server did not say) */
   waitTimeout: number | null;
+  /** performance.now() when the login completed (proxy.backend_max_age_ms counts from here) */
+  openedAt: number;
 }
 
 // wait_timeout set to itself: the OK then reports the session's value (the server gives an
@@ -159,7 +161,7 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       reader.sink = null;
       reader.attach(socket);
     }
-    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover, waitTimeout };
+    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover, waitTimeout, openedAt: performance.now() };
   } catch (e) {
     socket.destroy();
     reader = null;

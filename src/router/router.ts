@@ -27,6 +27,8 @@ const LATENCY_STALE_MS = 10_000;
 /** Per-server numbers the data plane updates in place (no lookup per command). */
 export class ServerStats {
   connections = 0;
+  /** of those, connections being replaced by a fresh one (Router.beginLeaving) */
+  leaving = 0;
   /** EWMA of command round trips, ms; 0 until the first sample */
   latencyMs = 0;
   samples = 0;
@@ -73,14 +75,19 @@ export class Router {
     return this.stats.get(address)?.connections ?? 0;
   }
 
-  /** Servers of a hostgroup that accept new sessions with these labels, best first. */
+  /**
+   * Servers of a hostgroup that accept new sessions with these labels, best first. Connections
+   * being replaced (beginLeaving) do not count in the scores: they close once their replacement
+   * is up.
+   */
   candidates(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): ServerConfig[] {
     const cfg = this.config();
+    const count = (s: ServerConfig): number => this.connectionCount(s.address) - this.statsOf(s.address).leaving;
     const list = cfg.servers.filter((s) => takesSessions(s, hostgroup, labels) && this.connectionCount(s.address) < s.maxConnections);
     if (list.length < 2) return list;
     const now = performance.now();
     const best = this.bestLatency(list, now);
-    const scores = new Map(list.map((s) => [s, ((this.connectionCount(s.address) + 1) / s.weight) * this.penalty(s, best, cfg, now)]));
+    const scores = new Map(list.map((s) => [s, ((count(s) + 1) / s.weight) * this.penalty(s, best, cfg, now)]));
     const failed = (s: ServerConfig): number => (this.statsOf(s.address).failedUntil > now ? 1 : 0);
     return list.sort((a, b) => failed(a) - failed(b) || scores.get(a)! - scores.get(b)!);
   }
@@ -131,6 +138,20 @@ export class Router {
     if (this.shared === null || await this.shared.acquire(serverSlot(server.address), server.maxConnections)) return true;
     s.connections--;
     return false;
+  }
+
+  /**
+   * A connection to `address` is being replaced by a fresh one (a renewal): the servers are scored
+   * as if it were gone, so renewals running together spread as new sessions would. endLeaving()
+   * once the replacement is made or has failed.
+   */
+  beginLeaving(address: string): void {
+    this.statsOf(address).leaving++;
+  }
+
+  endLeaving(address: string): void {
+    const s = this.statsOf(address);
+    if (s.leaving > 0) s.leaving--;
   }
 
   release(address: string): void {

@@ -10,7 +10,8 @@ import { performance } from "node:perf_hooks";
 import { CR_SERVER_LOST } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { encodeErr } from "../protocol/packets.js";
-import { idleLimitMs, SWEEP_MS } from "./idle-sweep.js";
+import { idleLimitMs } from "./idle-sweep.js";
+import { SWEEP_MS } from "./session-sweep.js";
 import { retryRead } from "./read-retry.js";
 import type { Session } from "./session.js";
 

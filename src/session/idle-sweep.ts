@@ -9,13 +9,9 @@
 // closed between limit and limit + 1 s after their last command, without an error packet, as
 // MariaDB closes them.
 
-import { performance } from "node:perf_hooks";
-import type { Logger } from "pino";
 import type { RuntimeConfig } from "../config/runtime-config.js";
-import type { SessionRegistry } from "./registry.js";
+import { SessionSweep } from "./session-sweep.js";
 import type { Session } from "./session.js";
-
-export const SWEEP_MS = 1000;
 
 /** The session's idle limit in ms (0: none): its wait_timeout, capped by client_idle_timeout_ms. */
 export function idleLimitMs(s: Session, cfg: RuntimeConfig): number {
@@ -26,24 +22,7 @@ export function idleLimitMs(s: Session, cfg: RuntimeConfig): number {
   return cap === 0 ? own : Math.min(own, cap);
 }
 
-export class IdleSweep {
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(
-    private readonly registry: SessionRegistry<Session>,
-    private readonly config: () => RuntimeConfig,
-    private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.timer = setInterval(() => this.tick(performance.now()), SWEEP_MS);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-  }
-
+export class IdleSweep extends SessionSweep {
   /** One sweep; returns how many sessions it closed. */
   tick(now: number): number {
     const cfg = this.config();

@@ -45,9 +45,11 @@ export class MoveSlots {
 /**
  * Picks a target: the best ONLINE server of the session's hostgroup other than the current one. A
  * session whose backend was lost tries the server it lost last rather than never: a restarted
- * server takes its sessions back when no other can.
+ * server takes its sessions back when no other can. A renewal (`renew`) takes the best server,
+ * the current one included, scored as if the connection it replaces were gone (Router.beginLeaving).
  */
-async function openTarget(s: Session, from: string | null, target: ServerConfig | null): Promise<BackendConnection> {
+async function openTarget(s: Session, from: string | null, target: ServerConfig | null, renew: boolean): Promise<BackendConnection> {
+  if (renew && !target) return connectFirst(s, s.deps.router.candidates(s.hostgroup, s.labels), s.tracker.schema);
   let candidates = target ? [target] : s.deps.router.candidates(s.hostgroup, s.labels);
   if (!target && from !== null) {
     const others = candidates.filter((c) => c.address !== from);
@@ -92,15 +94,22 @@ export function abandonBackend(s: Session, conn: BackendConnection): void {
   conn.socket.destroy();
 }
 
-export async function moveSession(s: Session, target: ServerConfig | null = null): Promise<MoveOutcome> {
+export async function moveSession(s: Session, target: ServerConfig | null = null, renew = false): Promise<MoveOutcome> {
   const t0 = performance.now();
   const from = s.backend ? s.backend.server.address : s.lostFrom;
-  const conn = await openTarget(s, from, target);
+  const leaving = renew && s.backend ? from : null;
+  if (leaving !== null) s.deps.router.beginLeaving(leaving);
+  let conn: BackendConnection;
   try {
-    await restoreOn(s, conn);
-  } catch (e) {
-    abandonBackend(s, conn);
-    throw e;
+    conn = await openTarget(s, from, target, renew);
+    try {
+      await restoreOn(s, conn);
+    } catch (e) {
+      abandonBackend(s, conn);
+      throw e;
+    }
+  } finally {
+    if (leaving !== null) s.deps.router.endLeaving(leaving);
   }
   // The client may have gone, or its reconnect deadline passed, while the move was under way.
   if (s.isClosed) {

@@ -1,7 +1,8 @@
-// When a session moves (DESIGN §5): a move is requested (drain, rebalance, backend lost) and runs
-// at the session's first command boundary where it is movable, within the shared MoveSlots. A
-// failed move leaves the session where it was and is retried with backoff. A session whose
-// backend is gone gives a waiting command reconnect_timeout_ms to find a new one.
+// When a session moves (DESIGN §5): a move is requested (drain, rebalance, backend lost, a
+// connection past backend_max_age_ms) and runs at the session's first command boundary where it
+// is movable, within the shared MoveSlots. A failed move leaves the session where it was and is
+// retried with backoff. A session whose backend is gone gives a waiting command
+// reconnect_timeout_ms to find a new one.
 
 import type { ServerConfig } from "../config/runtime-config.js";
 import { CR_SERVER_LOST } from "../protocol/constants.js";
@@ -15,6 +16,8 @@ export class MoveControl {
   /** why the session should move, while a move is wanted */
   reason: string | null = null;
   private target: ServerConfig | null = null;
+  /** the wanted move renews the connection: to the best server, the current one included */
+  private renewing = false;
   moving = false;
   private attempts = 0;
   private notBefore = 0;
@@ -24,10 +27,11 @@ export class MoveControl {
   constructor(private readonly s: Session) {}
 
   /** Asks for a move; it happens at the first command boundary where the session is movable. */
-  request(reason: string, target: ServerConfig | null = null): void {
+  request(reason: string, target: ServerConfig | null = null, renew = false): void {
     if (this.s.isClosed) return;
     this.reason = reason;
     this.target = target;
+    this.renewing = renew;
     this.notBefore = 0;
     this.maybeContained();
   }
@@ -42,6 +46,7 @@ export class MoveControl {
     if (this.moving) return;
     this.reason = null;
     this.target = null;
+    this.renewing = false;
     this.attempts = 0;
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
@@ -76,11 +81,12 @@ export class MoveControl {
     await slots.acquire();
     try {
       if (s.isClosed) return;
-      const m = await moveSession(s, this.target).catch((e: unknown) => this.goHome(e));
+      const m = await moveSession(s, this.target, this.renewing).catch((e: unknown) => this.goHome(e));
       slots.moved++;
       s.log.info({ reason, from: m.from, to: m.to, ms: Math.round(m.ms * 10) / 10, result: "moved" }, "session moved");
       this.reason = null;
       this.target = null;
+      this.renewing = false;
       this.attempts = 0;
       s.lostFrom = null;
       if (this.lostDeadline) {

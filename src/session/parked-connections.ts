@@ -68,10 +68,10 @@ export class ParkedConnections {
     setTimeout(() => entry.conn.socket.destroy(), 1000).unref();
   }
 
-  /** Closes those on servers that leave; one holding a transaction only when forced. */
-  drop(leaving: (server: ServerConfig) => boolean, force = false): void {
+  /** Closes those on servers that leave (or otherwise unwanted); one holding a transaction only when forced. */
+  drop(leaving: (server: ServerConfig, conn: BackendConnection) => boolean, force = false): void {
     for (const p of [...this.list]) {
-      if (leaving(p.conn.server) && (force || (p.snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0)) this.discard(p);
+      if (leaving(p.conn.server, p.conn) && (force || (p.snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0)) this.discard(p);
     }
   }
 

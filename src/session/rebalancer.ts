@@ -10,29 +10,16 @@ import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
 import type { Router } from "../router/router.js";
 import type { SessionRegistry } from "./registry.js";
+import { SessionSweep } from "./session-sweep.js";
 import type { Session } from "./session.js";
 
-export class Rebalancer {
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(
-    private readonly registry: SessionRegistry<Session>,
-    private readonly config: () => RuntimeConfig,
-    private readonly log: Logger,
-    private readonly router: Router | null = null,
-  ) {}
-
-  start(): void {
-    this.timer = setInterval(() => this.tick(), 1000);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
+export class Rebalancer extends SessionSweep {
+  constructor(registry: SessionRegistry<Session>, config: () => RuntimeConfig, log: Logger, private readonly router: Router | null = null) {
+    super(registry, config, log);
   }
 
   /** One round: at most moves_per_second requests across all hostgroups. */
-  tick(): number {
+  tick(_now?: number): number {
     const cfg = this.config();
     const ratio = cfg.proxy.rebalance_ratio;
     if (ratio <= 0) return 0;

@@ -246,6 +246,11 @@ export class Session {
     this.mover.request(reason, target);
   }
 
+  /** Asks the session to replace its backend connection with a fresh one, where the router would put it now. */
+  requestRenewal(reason: string): void {
+    this.mover.request(reason, null, true);
+  }
+
   /** Withdraws a move request that has not started. */
   cancelMove(): void {
     this.mover.cancel();

@@ -14,6 +14,7 @@ import { LocalSlots, type Slots } from "../lib/slots.js";
 import { Router } from "../router/router.js";
 import { killForRemote } from "../session/ferry-commands.js";
 import { applyServerChanges } from "../session/drain.js";
+import { BackendAgeSweep } from "../session/backend-age.js";
 import { IdleSweep } from "../session/idle-sweep.js";
 import { MoveSlots } from "../session/migrator.js";
 import { Rebalancer } from "../session/rebalancer.js";
@@ -61,6 +62,7 @@ export class DataPlane {
   readonly listener: ClientListener;
   private readonly rebalancer: Rebalancer;
   private readonly idleSweep: IdleSweep;
+  private readonly ageSweep: BackendAgeSweep;
   private readonly priority = new LoopPriority();
   private readonly log: Logger;
 
@@ -92,12 +94,14 @@ export class DataPlane {
     });
     this.rebalancer = new Rebalancer(this.registry, config, o.log, this.router);
     this.idleSweep = new IdleSweep(this.registry, config, o.log);
+    this.ageSweep = new BackendAgeSweep(this.registry, config, o.log);
     this.priority.apply(o.runtime.proxy.nice, o.log);
   }
 
   start(): void {
     this.rebalancer.start();
     this.idleSweep.start();
+    this.ageSweep.start();
   }
 
   /** A new configuration: sessions on servers that left ONLINE start moving. */
@@ -143,5 +147,6 @@ export class DataPlane {
   private stopBackground(): void {
     this.rebalancer.stop();
     this.idleSweep.stop();
+    this.ageSweep.stop();
   }
 }

@@ -114,3 +114,21 @@ it("routes: first match by user, client address and labels, else the user's defa
   assert.equal(homeHostgroup(rt, app, "::ffff:192.168.1.1", {}), 4);
   assert.equal(homeHostgroup(rt, app, "10.1.1.1", { tier: "batch" }), 3);
 });
+
+it("scores connections being replaced (renewals) as gone until endLeaving", async () => {
+  const { rt, router: r } = router({ servers: servers().slice(0, 2) });
+  for (let i = 0; i < 3; i++) await take(r, rt, "10.0.0.1:3306");
+  await take(r, rt, "10.0.0.2:3306");
+  assert.deepEqual(order(r), ["10.0.0.2", "10.0.0.1"]); // 3 against 1
+  r.beginLeaving("10.0.0.1:3306");
+  r.beginLeaving("10.0.0.1:3306");
+  assert.deepEqual(order(r), ["10.0.0.1", "10.0.0.2"]); // 1 against 1: config order
+  r.beginLeaving("10.0.0.2:3306");
+  assert.deepEqual(order(r), ["10.0.0.2", "10.0.0.1"]); // 1 against 0
+  r.endLeaving("10.0.0.2:3306");
+  r.endLeaving("10.0.0.1:3306");
+  r.endLeaving("10.0.0.1:3306");
+  r.endLeaving("10.0.0.1:3306"); // one more than begun: no effect
+  assert.deepEqual(order(r), ["10.0.0.2", "10.0.0.1"]);
+  assert.equal(r.connectionCount("10.0.0.1:3306"), 3); // the connections themselves still count for max_connections
+});
