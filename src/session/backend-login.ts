@@ -31,7 +31,41 @@ export async function openBackend(s: Session, hostgroup: number, database: strin
   } catch (e) {
     const err = e as FerryError;
     if (LOGIN_ERRORS.has(err.errno)) throw err;
-    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available in hostgroup ${hostgroup}: ${err.message}`);
+    throw new FerryError(FERRY_NO_BACKEND, "08S01", `no backend available in hostgroup ${hostgroup}: ${err.message.replace(/^ferry: /, "")}`);
+  }
+}
+
+/**
+ * openBackend for a new session: while no server takes it (none ONLINE, each at its
+ * max_connections, or each failing to log in), it tries again with backoff for up to
+ * proxy.backend_wait_ms, so that a login during a failover, a restart or Ferry's own start waits
+ * for the server that takes over rather than failing. A login refused for the client's own
+ * reasons fails at once, and so does one whose client has gone.
+ */
+export async function openBackendWaiting(s: Session, hostgroup: number, database: string | null): Promise<BackendConnection> {
+  const waitMs = s.deps.config().proxy.backend_wait_ms;
+  const t0 = performance.now();
+  let delay = 50;
+  try {
+    for (;;) {
+      try {
+        return await openBackend(s, hostgroup, database);
+      } catch (e) {
+        const err = e as FerryError;
+        const waited = performance.now() - t0;
+        if (err.errno !== FERRY_NO_BACKEND || s.isClosed) throw err;
+        if (waited >= waitMs) {
+          if (s.loginRetries === 0) throw err;
+          throw new FerryError(err.errno, err.sqlState, `${err.message} (waited ${Math.round(waited)} ms for a server: proxy.backend_wait_ms)`, err.origin);
+        }
+        if (s.loginRetries === 0) s.log.info({ err: err.message, waitMs }, "no server takes the session yet; waiting for one");
+        s.loginRetries++;
+        await new Promise((r) => setTimeout(r, Math.min(delay, waitMs - waited)));
+        delay = Math.min(delay * 2, 500);
+      }
+    }
+  } finally {
+    s.loginRetries = 0;
   }
 }
 

@@ -40,6 +40,8 @@ const MAX_ID = 0xfffffffe;
 export class SessionRegistry<T extends Killable = Killable> {
   private nextId: number;
   private readonly sessions = new Map<number, T>();
+  /** sessions still looking for their first server (not in the map yet): closed with the rest */
+  readonly starting = new Set<T>();
 
   /** `index` of `instances`: this process's place among Ferry's processes */
   constructor(readonly index = 0, readonly instances = 1) {

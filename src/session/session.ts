@@ -19,7 +19,7 @@ import { homeHostgroup, type Router, type ServerStats } from "../router/router.j
 import type { AuthenticatedClient } from "../frontend/client-handshake.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import type { Slots } from "../lib/slots.js";
-import { openBackend } from "./backend-login.js";
+import { openBackendWaiting } from "./backend-login.js";
 import { backendClosed, InFlight } from "./backend-loss.js";
 import { CommandInFlight } from "./command-in-flight.js";
 import { CommandLoop } from "./command-loop.js";
@@ -95,6 +95,8 @@ export class Session {
   idleSince = 0;
   /** wait_timeout (s) the server gave the session at login; a SET the tracker saw overrides it */
   loginWaitTimeout: number | null = null;
+  /** failed tries to find this session's first server so far (backend-login.ts openBackendWaiting) */
+  loginRetries = 0;
 
   constructor(id: number, auth: AuthenticatedClient, deps: SessionDeps, release: () => void = () => undefined) {
     this.id = id;
@@ -148,8 +150,10 @@ export class Session {
       this.releaseUserSlot();
       return;
     }
+    const starting = this.deps.registry.starting;
+    starting.add(this);
     try {
-      const b = await openBackend(this, this.homeHostgroup, this.auth.database);
+      const b = await openBackendWaiting(this, this.homeHostgroup, this.auth.database);
       if (this.closed) {
         // The client went (or Ferry closed it) while the backend login ran.
         return abandonBackend(this, b);
@@ -162,6 +166,8 @@ export class Session {
       this.client.end(encodeErr(this.auth.nextSeq, err.errno, err.sqlState, err.message));
       this.close();
       return;
+    } finally {
+      starting.delete(this);
     }
     this.deps.registry.add(this);
     this.log.debug({ server: this.backendAddress, compress }, "session started");
@@ -183,7 +189,7 @@ export class Session {
 
   /** how loud a failed backend login is: a long outage's repeated retries log quietly */
   get connectFailureLevel(): "warn" | "debug" {
-    return this.mover.failureLevel;
+    return this.loginRetries > 0 ? "debug" : this.mover.failureLevel;
   }
 
   attachBackend(b: BackendConnection): void {

@@ -132,6 +132,7 @@ export class DataPlane {
   /** Lets sessions finish their transactions for up to `waitMs`, then closes the rest. */
   async shutdown(waitMs: number): Promise<void> {
     this.stopBackground();
+    for (const s of [...this.registry.starting]) s.close();
     for (const s of [...this.registry.all()]) s.closeWhenIdle();
     const deadline = Date.now() + waitMs;
     while (this.registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -141,7 +142,7 @@ export class DataPlane {
 
   close(): void {
     this.stopBackground();
-    for (const s of [...this.registry.all()]) s.close();
+    for (const s of [...this.registry.all(), ...this.registry.starting]) s.close();
   }
 
   private stopBackground(): void {

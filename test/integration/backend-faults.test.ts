@@ -22,7 +22,7 @@ describe("backend faults", () => {
     cluster = await Cluster.start(1);
     await cluster.servers[0].sql("CREATE USER 'mixed'@'%' IDENTIFIED BY 'mixed'; GRANT ALL ON *.* TO 'mixed'@'%';");
     fault = await FaultServer.start();
-    ferry = await startFerry(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nreconnect_timeout_ms = 3000\n
+    ferry = await startFerry(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nreconnect_timeout_ms = 3000\nbackend_wait_ms = 0\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${cluster.servers[0].port}\nhostgroup = 0\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${fault.port}\nhostgroup = 1\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${fault.port}\nhostgroup = 2\nweight = 10\n

@@ -166,7 +166,12 @@ describe("Galera single-writer hostgroups", () => {
 
       // The writer fails: the monitor shuns it, node0 (first in the config) takes over.
       await galera.nodes[1].crash();
+      // A login before the monitor has shunned the writer waits for its successor (backend_wait_ms).
+      const early = connect();
       assert.ok(await waitFor(() => writers()[0] === address(0), 15_000), `node0 writes now (writers: ${writers()})`);
+      const late = await withTimeout(early, 15_000, "a login during the failover");
+      assert.equal(await portOf(late), galera.nodes[0].port, "the login during the failover reached the new writer");
+      await late.end();
       for (const [i, c] of clients.entries()) {
         const row = await withTimeout(one(c, "SELECT @who AS who, @@port AS port"), 30_000, `client ${i} after the failover`);
         assert.deepEqual([Number(row.who), Number(row.port)], [i, galera.nodes[0].port], `client ${i} kept its session on the new writer`);

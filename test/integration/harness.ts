@@ -47,10 +47,14 @@ export class LogSink extends Writable {
   }
 }
 
-/** Ferry's configuration for a cluster; `status` gives a server (by port) a status other than ONLINE. */
+/**
+ * Ferry's configuration for a cluster; `status` gives a server (by port) a status other than ONLINE.
+ * A login no server takes is refused at once (backend_wait_ms = 0) unless `extra` says otherwise.
+ */
 export function proxyConfig(cluster: Cluster, extra = "", users?: string, status: Record<number, string> = {}, serverExtra = ""): ConfigFile {
   const servers = cluster.servers.map((s) => `[[servers]]\nhost = "127.0.0.1"\nport = ${s.port}\nhostgroup = 0\nstatus = "${status[s.port] ?? "ONLINE"}"\n${serverExtra}\n`).join("\n");
-  const text = `[proxy]\nlisten = "127.0.0.1:0"\n${extra}\n${servers}\n${users ?? `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`}`;
+  const wait = extra.includes("backend_wait_ms") ? "" : "backend_wait_ms = 0\n";
+  const text = `[proxy]\nlisten = "127.0.0.1:0"\n${wait}${extra}\n${servers}\n${users ?? `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`}`;
   return parseConfig(text, "test config");
 }
 

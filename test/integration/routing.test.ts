@@ -19,7 +19,7 @@ describe("routing new sessions", () => {
     const [s0, s1, s2, s3] = cluster.servers.map((s) => s.port);
     // latency_weight = 0: under this test's load the servers' round trips differ by chance; the
     // latency factor is unit-tested (test/router, test/session/rebalancer.test.ts)
-    return parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nrebalance_ratio = 1.1\nrebalance_moves_per_second = 100\n[balancer]\nlatency_weight = 0\n
+    return parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nbackend_wait_ms = 0\nrebalance_ratio = 1.1\nrebalance_moves_per_second = 100\n[balancer]\nlatency_weight = 0\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${s0}\nlabels = { tenant = "a" }\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${s1}\nlabels = { tenant = "b" }\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${s2}\n

@@ -125,7 +125,7 @@ describe("servers reached over their Unix socket", () => {
   let viaSocket: number, viaTcp: number;
 
   /** Server 0 by its socket's path (host starting with "/"), server 1 over TCP; `status` of server 0. */
-  const config = (status = "ONLINE") => parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nrebalance_ratio = 0\n[monitor]\nuser = "${APP_USER}"\npassword = "${APP_PASSWORD}"\ninterval_ms = 200\n
+  const config = (status = "ONLINE") => parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nbackend_wait_ms = 0\nrebalance_ratio = 0\n[monitor]\nuser = "${APP_USER}"\npassword = "${APP_PASSWORD}"\ninterval_ms = 200\n
 [[servers]]\nhost = "${cluster.servers[0].socket}"\nstatus = "${status}"\nmax_connections = 2\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${cluster.servers[1].port}\nstatus = "OFFLINE_SOFT"\n
 [[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`, "test config");
@@ -169,7 +169,7 @@ describe("servers reached over their Unix socket", () => {
     await assert.rejects(connectVia(ferry.port), (e: mysql.QueryError) => e.errno === 9001 && e.message.includes(`every ONLINE server of hostgroup 0 holds its max_connections`));
     await a.query("SET @kept = 'over the socket'");
     // drain the socket server toward the TCP one
-    ferry.reload(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nrebalance_ratio = 0\n
+    ferry.reload(parseConfig(`[proxy]\nlisten = "127.0.0.1:0"\nbackend_wait_ms = 0\nrebalance_ratio = 0\n
 [[servers]]\nhost = "${cluster.servers[0].socket}"\nstatus = "OFFLINE_SOFT"\nmax_connections = 2\n
 [[servers]]\nhost = "127.0.0.1"\nport = ${viaTcp}\n
 [[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n`, "test config"));
