@@ -68,10 +68,10 @@ function peakRssMb(pid: number): number {
   return kb / 1024;
 }
 
-/** The machine's CPU time so far, in ticks: [all, of which stolen by the host] (the "cpu" line of /proc/stat). */
-function machineTicks(): [number, number] {
+/** The machine's CPU time so far, in ticks: [all, of which stolen by the host, of which idle or waiting for I/O] (the "cpu" line of /proc/stat). */
+function machineTicks(): [number, number, number] {
   const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
-  return [f.reduce((a, b) => a + b, 0), f[7]];
+  return [f.reduce((a, b) => a + b, 0), f[7], f[3] + f[4]];
 }
 
 /**
@@ -110,9 +110,9 @@ async function interleavedRounds(targets: Target[], bench: (t: Target) => Promis
   for (let r = 0; r < RUNS; r++) {
     for (const t of roundOrder(targets, r)) {
       const before = t.pid ? cpuTicks(t.pid) : 0;
-      const [all0, stolen0] = machineTicks();
+      const [all0, stolen0, idle0] = machineTicks();
       const s = await bench(t);
-      const [all1, stolen1] = machineTicks();
+      const [all1, stolen1, idle1] = machineTicks();
       const cpu = t.pid ? ((cpuTicks(t.pid) - before) / HZ) * 1e6 / s.queries : NaN;
       const steal = all1 > all0 ? (stolen1 - stolen0) / (all1 - all0) : 0;
       const x = samples.get(t.name)!;
@@ -120,7 +120,10 @@ async function interleavedRounds(targets: Target[], bench: (t: Target) => Promis
       x.p95.push(s.p95);
       x.cpu.push(cpu);
       x.steal.push(steal);
-      if (verbose) console.log(`round ${r + 1} ${t.name}: ${s.qps.toFixed(0)} QPS, ${t.pid ? cpu.toFixed(1) : "-"} µs/query, steal ${(steal * 100).toFixed(1)}%`);
+      // Idle: no thread runnable on a vCPU. A one-thread proxy leaves the other vCPU idle whenever
+      // every session waits on its thread (preempted, or its vCPU stolen).
+      const idle = all1 > all0 ? (idle1 - idle0) / (all1 - all0) : 0;
+      if (verbose) console.log(`round ${r + 1} ${t.name}: ${s.qps.toFixed(0)} QPS, ${t.pid ? cpu.toFixed(1) : "-"} µs/query, steal ${(steal * 100).toFixed(1)}%, idle ${(idle * 100).toFixed(1)}%`);
     }
   }
   const cleanAt = [...Array(RUNS).keys()].filter((r) => [...samples.values()].every((x) => x.steal[r] < STEAL_LIMIT));
