@@ -187,6 +187,8 @@ export const configSchema = z.object({
     handshake_timeout_ms: z.number().int().min(100).default(10_000),
     backend_connect_timeout_ms: z.number().int().min(100).default(5_000),
     backend_connect_attempts: z.number().int().min(1).max(20).default(3),
+    /** prepared statements one backend connection holds; past it the least recently used is closed there (session/statement-cap.ts; 0: no cap) */
+    max_prepared_statements: z.number().int().min(0).default(256),
     /** a new session that no server takes retries this long before 9001 (session/backend-login.ts; 0: at once) */
     backend_wait_ms: z.number().int().min(0).default(10_000),
     server_version: z.string().optional(),

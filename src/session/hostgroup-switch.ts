@@ -14,6 +14,7 @@ import { encodeStmtClose } from "../protocol/packets.js";
 import { openBackend } from "./backend-login.js";
 import { abandonBackend, lastStatus, noBackslashEscapes, restoreOn, runChecked } from "./migrator.js";
 import type { Session } from "./session.js";
+import { capStatementsOn } from "./statement-cap.js";
 import { snapshotState, syncStatements } from "./state-sync.js";
 import type { PreparedStatement } from "./state-tracker.js";
 
@@ -33,6 +34,8 @@ export async function prepareOnActive(s: Session, stmt: PreparedStatement): Prom
       throw new FerryError(ER_NEED_REPREPARE, "HY000", `statement ${stmt.clientId} ${drift.here} on ${b.server.address}, where it runs now, not ${drift.there} as where the client prepared it: the servers' schemas differ; prepare it again`, "backend");
     }
     stmt.on.set(b, { id: r.stmtId, typesBound: false });
+    s.tracker.touch(stmt);
+    capStatementsOn(s, b);
   } finally {
     s.resumeBackendReads(b);
   }

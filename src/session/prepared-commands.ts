@@ -38,6 +38,7 @@ export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, p
   let here: StatementOnConnection | null = null;
   // 0xFFFFFFFF is MariaDB's "the statement prepared last": the server resolves it.
   if (stmt) {
+    t.touch(stmt);
     if (cmd === COM_STMT_CLOSE) s.parked.closeStatement(stmt);
     here = statementOn(stmt, s.backend);
     if (here === null) {

@@ -11,6 +11,7 @@ import { columnShape } from "../protocol/column-definition.js";
 import { decodeOk } from "../protocol/packets.js";
 import type { ScanListener } from "../protocol/response-scanner.js";
 import type { Session } from "./session.js";
+import { capStatementsOn } from "./statement-cap.js";
 import { PreparedStatement } from "./state-tracker.js";
 
 export class ResponseEffects implements ScanListener {
@@ -75,8 +76,10 @@ export class ResponseEffects implements ScanListener {
 
   /** The response is over: applies what the command changed when it succeeded. Returns whether it did. */
   finish(): boolean {
+    const prepared = this.preparing;
     this.preparing = null; // its column definitions are all in
     const s = this.s;
+    if (prepared !== null && s.backend) capStatementsOn(s, s.backend);
     const t = s.tracker;
     const c = s.command;
     t.inCommand = false;

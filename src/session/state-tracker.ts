@@ -34,6 +34,8 @@ export class PreparedStatement {
   /** the last lookup in `on` (executes repeat on one connection) */
   lastConn: object | null = null;
   lastOn: StatementOnConnection | null = null;
+  /** the session's use clock when the statement was last prepared or run (statement-cap.ts) */
+  lastUsed = 0;
 
   constructor(
     readonly clientId: number,
@@ -87,6 +89,8 @@ export class StateTracker {
   /** a statement assigned user variables and their values have not been read back yet */
   userVariablesStale = false;
   readonly prepared = new Map<number, PreparedStatement>();
+  /** counts uses of prepared statements, for least-recently-used order (statement-cap.ts) */
+  private useClock = 0;
   /** SQL-level prepared statements: name → the PREPARE statement that made it */
   readonly sqlPrepared = new Map<string, string>();
   readonly tempTables = new Set<string>();
@@ -202,6 +206,12 @@ export class StateTracker {
 
   onPrepared(stmt: PreparedStatement): void {
     this.prepared.set(stmt.clientId, stmt);
+    this.touch(stmt);
+  }
+
+  /** The statement is being used (prepared, run, fetched from …): the most recently used now. */
+  touch(stmt: PreparedStatement): void {
+    stmt.lastUsed = ++this.useClock;
   }
 
   /** Remembers parameter types when an execute binds them (new_params_bound_flag = 1), for re-sending after a move. */

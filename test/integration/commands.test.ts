@@ -12,7 +12,7 @@ import {
 } from "../../src/protocol/constants.js";
 import { decodeErr, decodeOk } from "../../src/protocol/packets.js";
 import { PacketWriter } from "../../src/protocol/writer.js";
-import { APP_PASSWORD, APP_USER, Cluster, startProxy, withTimeout } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, proxyConfig, startProxy, withTimeout } from "./harness.js";
 import { RawClient } from "./raw-client.js";
 
 const EXTRA = CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS;
@@ -169,6 +169,34 @@ describe("less common commands, through Ferry and directly", () => {
     assert.deepEqual(fetched[0], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     assert.deepEqual(fetched[0], fetched[1]);
   });
+  it("a statement whose cursor is open is not closed to keep under max_prepared_statements", async () => {
+    ferry.reload(proxyConfig(cluster, "max_prepared_statements = 2"));
+    try {
+      const c = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD, EXTRA);
+      clients.push(c);
+      const id = await prepare(c, "SELECT seq FROM app.seq_1_to_10");
+      c.send(COM_STMT_EXECUTE, payload(new PacketWriter().u32(id).u8(1 /* CURSOR_TYPE_READ_ONLY */).u32(1)));
+      assert.equal((await untilEnd(c)).length, 3);
+      const fetch = async (): Promise<{ rows: number[]; last: boolean }> => {
+        c.send(COM_STMT_FETCH, payload(new PacketWriter().u32(id).u32(4)));
+        const part = await untilTerminator(c);
+        assert.notEqual(part[part.length - 1][0], ERR_HEADER, "the fetch failed: the cursor's statement was closed");
+        return { rows: part.slice(0, -1).map((row) => Number(row.readBigUInt64LE(2))), last: (statusOf(part[part.length - 1]) & SERVER_STATUS_LAST_ROW_SENT) !== 0 };
+      };
+      const seen = (await fetch()).rows;
+      // Three more statements: the cap closes the least recently used of the others, not the cursor's.
+      for (const sql of ["SELECT 1", "SELECT 2", "SELECT 3"]) await prepare(c, sql);
+      for (let round = 0; round < 5; round++) {
+        const part = await fetch();
+        seen.push(...part.rows);
+        if (part.last) break;
+      }
+      assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    } finally {
+      ferry.reload(proxyConfig(cluster));
+    }
+  });
+
   it("a statement of exactly 0xFFFFFF bytes (ended by an empty packet) and one sent right behind it both get their answers", async () => {
     // COM_QUERY byte + statement = 16,777,215 bytes: one full packet, then an empty one ends the
     // payload. The client sends its next statement without waiting: Ferry must see where the first
