@@ -13,6 +13,7 @@
 // connections (read/write split) past the limit are closed; one is opened again when needed.
 
 import { SessionSweep } from "./session-sweep.js";
+
 /** the golden ratio's fraction: ids 1, 2, 3 … spread evenly over [0, 1) */
 const PHI = 0.6180339887498949;
 
