@@ -4,9 +4,9 @@
 // other's priority, and a relay of Ferry's socket I/O alone (node-pipe.ts), in the same rounds.
 // Prints a table of medians with ratios against direct and HAProxy, CPU µs per query of each proxy
 // process (from /proc/PID/stat), the other-priority pair, the Node pipe, point_select over TLS, a
-// bulk-transfer test (MB/s) and Ferry's peak RSS. Each sysbench run also records the share of the
-// guest's CPU time the host took meanwhile (steal, /proc/stat); the 16-thread tests are also
-// summed up over the rounds without steal.
+// bulk-transfer test (MB/s), connection churn (connects/s, CPU per connect) and Ferry's peak RSS.
+// Each sysbench run also records the share of the guest's CPU time the host took meanwhile
+// (steal, /proc/stat); the 16-thread tests are also summed up over the rounds without steal.
 //   node dist/bench/run.js [--time 5] [--runs 3] [--focus]
 
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -16,6 +16,7 @@ import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { ensureMariadb, findBinary, freePort, LocalMariadb } from "../src/cli/local-mariadb.js";
+import { connectChurn } from "./connect-churn.js";
 import { roundOrder } from "./round-order.js";
 import { waitPort } from "./wait-port.js";
 
@@ -301,6 +302,24 @@ async function main(): Promise<void> {
     for (const t of targets) {
       const m = bulk.get(t.name)!, h = bulk.get("haproxy");
       rows.push(`| ${BULK_ROWS} x 1 KB | ${t.name} | ${m.toFixed(1)} | ${(m / bulk.get("direct")!).toFixed(2)} | ${h ? (m / h).toFixed(2) : "-"} |`);
+    }
+    // Connection churn (connect-churn.ts): 8 clients connecting, querying once and leaving, back to back.
+    rows.push("", "| connection churn, 8 clients | target | connects/s (median) | vs direct | vs HAProxy | CPU µs per connect (proxy) |", "|---|---|---|---|---|---|");
+    const churn = new Map<string, { rate: number[]; cpu: number[] }>(targets.map((t) => [t.name, { rate: [], cpu: [] }]));
+    for (let r = 0; r < RUNS; r++) {
+      for (const t of roundOrder(targets, r)) {
+        const before = t.pid ? cpuTicks(t.pid) : 0;
+        const t0 = performance.now();
+        const n = await connectChurn(t.port, 8, TIME);
+        const x = churn.get(t.name)!;
+        x.rate.push(n / ((performance.now() - t0) / 1000));
+        x.cpu.push(t.pid ? ((cpuTicks(t.pid) - before) / HZ) * 1e6 / n : NaN);
+      }
+    }
+    const churnRate = (name: string): number => median(churn.get(name)!.rate);
+    for (const t of targets) {
+      const m = churnRate(t.name), h = churn.has("haproxy") ? churnRate("haproxy") : null;
+      rows.push(`| | ${t.name} | ${m.toFixed(0)} | ${(m / churnRate("direct")).toFixed(2)} | ${h ? (m / h).toFixed(2) : "-"} | ${t.pid ? median(churn.get(t.name)!.cpu).toFixed(0) : "-"} |`);
     }
     rows.push("", `Ferry peak RSS over the whole run: ${peakRssMb(ferry.pid!).toFixed(1)} MB; with proxy.workers = 2 (16-thread tests only), both processes together: ${peakRssMb(ferry2.pid!).toFixed(1)} MB`);
     const version = (await run(process.execPath, ["--version"])).stdout.trim();
