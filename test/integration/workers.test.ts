@@ -1,6 +1,6 @@
 // proxy.workers = 2: the primary and a worker process both serve clients. Connections spread over
 // both; KILL, the max_connections limits, drains and shutdown act across them; a worker that dies
-// is replaced.
+// is replaced; connection renewal by age and logins waiting for a server work in each.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -240,6 +240,39 @@ describe("worker processes", () => {
     assert.ok(await waitFor(async () => (next = await connectVia(ferry.port).catch(() => null)) !== null, 3000));
     conns.push(next!);
     await assert.rejects(connectVia(ferry.port), full);
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS));
+  });
+  it("sessions in either process renew their connections by age, and logins in either wait for a server", async () => {
+    for (const c of conns.splice(0)) c.destroy();
+    assert.ok(await waitFor(() => ferry.sessions() === 0, 5000));
+    ferry.reload(proxyConfig(cluster, `${EXTRA}\nbackend_max_age_ms = 1500`, USERS));
+    const both: mysql.Connection[] = [];
+    assert.ok(await waitFor(async () => {
+      const c = await open();
+      if (!both.some((x) => processOf(x) === processOf(c))) both.push(c);
+      return both.length === 2;
+    }, 10_000), "a session in each process");
+    const backendId = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT CONNECTION_ID() AS id")).id);
+    for (const [i, c] of both.entries()) await c.query("SET @i = ?", [i]);
+    const first = await Promise.all(both.map(backendId));
+    for (const [i, c] of both.entries()) {
+      assert.ok(await waitFor(async () => (await backendId(c)) !== first[i], 5000), `process ${processOf(c)} renewed its session's connection`);
+      assert.equal(Number((await one(c, "SELECT @i AS i")).i), i);
+    }
+
+    const WAIT = `${EXTRA}\nbackend_wait_ms = 8000`;
+    ferry.reload(proxyConfig(cluster, WAIT, USERS, Object.fromEntries(cluster.servers.map((s) => [s.port, "OFFLINE_HARD"]))));
+    await new Promise((r) => setTimeout(r, 300)); // the worker learns of it over IPC
+    const t0 = performance.now();
+    const logins = Array.from({ length: 4 }, () => connectVia(ferry.port).then((c) => ({ c, ms: performance.now() - t0 })));
+    await new Promise((r) => setTimeout(r, 700));
+    ferry.reload(proxyConfig(cluster, WAIT, USERS));
+    const waited = await Promise.all(logins);
+    conns.push(...waited.map((w) => w.c));
+    for (const w of waited) assert.ok(w.ms >= 650, `a login done after ${w.ms.toFixed(0)} ms, before any server was ONLINE`);
+    assert.deepEqual(new Set(waited.map((w) => processOf(w.c))), new Set([0, 1]), "logins waited in both processes");
+    const ports = new Set(cluster.servers.map((s) => s.port));
+    for (const w of waited) assert.ok(ports.has(await portOf(w.c)));
     ferry.reload(proxyConfig(cluster, EXTRA, USERS));
   });
 });
