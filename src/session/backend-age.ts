@@ -30,7 +30,7 @@ export class BackendAgeSweep extends SessionSweep {
     let asked = 0;
     for (const s of this.registry.all()) {
       const limit = renewalAgeMs(s.id, maxAge);
-      if (s.parked.size) s.parked.drop((_server, conn) => now - conn.openedAt >= limit);
+      if (s.parked.size) s.parked.drop((conn) => now - conn.openedAt >= limit);
       const b = s.backend;
       // A session already asked to move (drain, rebalance, renewal) gets a fresh connection by that move.
       if (b === null || s.pendingMove !== null || now - b.openedAt < limit) continue;

@@ -17,7 +17,7 @@ export function applyServerChanges(registry: SessionRegistry<Session>, runtime: 
   const online = (x: { hostgroup: number; address: string }): boolean => servers.get(`${x.hostgroup}/${x.address}`)?.status === "ONLINE";
   for (const s of registry.all()) {
     // Parked connections (other hostgroups) on servers that leave are simply closed.
-    if (s.parked.size) s.parked.drop((server) => !online(server));
+    if (s.parked.size) s.parked.drop((conn) => !online(conn.server));
     const address = s.backendAddress;
     if (!address) continue;
     const server = servers.get(`${s.hostgroup}/${address}`);
@@ -38,7 +38,7 @@ export function applyServerChanges(registry: SessionRegistry<Session>, runtime: 
     // A later configuration may have brought the server back: only what is still out counts.
     const now = new Map(current().servers.map((x) => [`${x.hostgroup}/${x.address}`, x]));
     for (const s of [...registry.all()]) {
-      s.parked.drop((x) => hard.includes(x.address) && now.get(`${x.hostgroup}/${x.address}`)?.status !== "ONLINE", true);
+      s.parked.drop(({ server: x }) => hard.includes(x.address) && now.get(`${x.hostgroup}/${x.address}`)?.status !== "ONLINE", true);
       const a = s.backendAddress;
       const server = a ? now.get(`${s.hostgroup}/${a}`) : undefined;
       if (server && server.status !== "OFFLINE_HARD") continue;

@@ -3,7 +3,6 @@
 // router; one that dies, whose server leaves, or that stays unused for parked_idle_ms is closed.
 
 import { quitBackend, type BackendConnection } from "../backend/backend-connection.js";
-import type { ServerConfig } from "../config/runtime-config.js";
 import { SERVER_STATUS_IN_TRANS } from "../protocol/constants.js";
 import { encodeStmtClose } from "../protocol/packets.js";
 import type { Router } from "../router/router.js";
@@ -68,10 +67,10 @@ export class ParkedConnections {
     setTimeout(() => entry.conn.socket.destroy(), 1000).unref();
   }
 
-  /** Closes those on servers that leave (or otherwise unwanted); one holding a transaction only when forced. */
-  drop(leaving: (server: ServerConfig, conn: BackendConnection) => boolean, force = false): void {
+  /** Closes the unwanted ones (on servers that leave, too old); one holding a transaction only when forced. */
+  drop(unwanted: (conn: BackendConnection) => boolean, force = false): void {
     for (const p of [...this.list]) {
-      if (leaving(p.conn.server, p.conn) && (force || (p.snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0)) this.discard(p);
+      if (unwanted(p.conn) && (force || (p.snapshot.statusFlags & SERVER_STATUS_IN_TRANS) === 0)) this.discard(p);
     }
   }
 
