@@ -82,7 +82,10 @@ export class Router {
    */
   candidates(hostgroup: number, labels: Readonly<Record<string, string>> | null = null): ServerConfig[] {
     const cfg = this.config();
-    const count = (s: ServerConfig): number => this.connectionCount(s.address) - this.statsOf(s.address).leaving;
+    const count = (s: ServerConfig): number => {
+      const st = this.statsOf(s.address);
+      return st.connections - st.leaving;
+    };
     const list = cfg.servers.filter((s) => takesSessions(s, hostgroup, labels) && this.connectionCount(s.address) < s.maxConnections);
     if (list.length < 2) return list;
     const now = performance.now();
