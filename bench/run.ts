@@ -305,21 +305,15 @@ async function main(): Promise<void> {
     }
     // Connection churn (connect-churn.ts): 8 clients connecting, querying once and leaving, back to back.
     rows.push("", "| connection churn, 8 clients | target | connects/s (median) | vs direct | vs HAProxy | CPU µs per connect (proxy) |", "|---|---|---|---|---|---|");
-    const churn = new Map<string, { rate: number[]; cpu: number[] }>(targets.map((t) => [t.name, { rate: [], cpu: [] }]));
-    for (let r = 0; r < RUNS; r++) {
-      for (const t of roundOrder(targets, r)) {
-        const before = t.pid ? cpuTicks(t.pid) : 0;
-        const t0 = performance.now();
-        const n = await connectChurn(t.port, 8, TIME);
-        const x = churn.get(t.name)!;
-        x.rate.push(n / ((performance.now() - t0) / 1000));
-        x.cpu.push(t.pid ? ((cpuTicks(t.pid) - before) / HZ) * 1e6 / n : NaN);
-      }
-    }
-    const churnRate = (name: string): number => median(churn.get(name)!.rate);
+    // The same rounds as the sysbench tests, a connection counting as a query: "qps" is connects/s, "cpu" µs per connect.
+    const { all: churn } = await interleavedRounds(targets, async (t) => {
+      const t0 = performance.now();
+      const connects = await connectChurn(t.port, 8, TIME);
+      return { qps: connects / ((performance.now() - t0) / 1000), p95: NaN, queries: connects };
+    });
     for (const t of targets) {
-      const m = churnRate(t.name), h = churn.has("haproxy") ? churnRate("haproxy") : null;
-      rows.push(`| | ${t.name} | ${m.toFixed(0)} | ${(m / churnRate("direct")).toFixed(2)} | ${h ? (m / h).toFixed(2) : "-"} | ${t.pid ? median(churn.get(t.name)!.cpu).toFixed(0) : "-"} |`);
+      const m = churn.get(t.name)!, h = churn.get("haproxy");
+      rows.push(`| | ${t.name} | ${m.qps.toFixed(0)} | ${(m.qps / churn.get("direct")!.qps).toFixed(2)} | ${h ? (m.qps / h.qps).toFixed(2) : "-"} | ${t.pid ? m.cpu.toFixed(0) : "-"} |`);
     }
     rows.push("", `Ferry peak RSS over the whole run: ${peakRssMb(ferry.pid!).toFixed(1)} MB; with proxy.workers = 2 (16-thread tests only), both processes together: ${peakRssMb(ferry2.pid!).toFixed(1)} MB`);
     const version = (await run(process.execPath, ["--version"])).stdout.trim();
