@@ -26,6 +26,9 @@ const RESTART_DELAY_MS = 1_000;
  * clients get nothing either), and is killed, so that another takes its place.
  */
 const WATCHDOG_MS = 10_000;
+/** how often the watchdog looks; a look this much later than due means the primary itself was not running */
+const WATCHDOG_CHECK_MS = 1_000;
+const WATCHDOG_LATE_MS = 3 * WATCHDOG_CHECK_MS;
 
 interface Worker {
   index: number;
@@ -66,16 +69,26 @@ export class WorkerPool {
   }
 
   private watchdog: NodeJS.Timeout | null = null;
+  private lastCheck = 0;
 
   /** Starts the workers; resolves when all are ready. */
   async start(): Promise<void> {
     await Promise.all(Array.from({ length: this.instances - 1 }, (_, i) => this.spawn(i + 1)));
-    this.watchdog = setInterval(() => this.checkAlive(), 1_000);
+    this.lastCheck = Date.now();
+    this.watchdog = setInterval(() => this.checkAlive(), WATCHDOG_CHECK_MS);
     this.watchdog.unref();
   }
 
   private checkAlive(): void {
     const now = Date.now();
+    const late = now - this.lastCheck > WATCHDOG_LATE_MS;
+    this.lastCheck = now;
+    if (late) {
+      // The primary was stopped or starved (SIGSTOP, a paused VM): timers run before the workers'
+      // queued reports are read, and their silence may be its own. Count again from now.
+      for (const w of this.workers) if (w) w.heardAt = now;
+      return;
+    }
     for (const w of this.workers) {
       if (!w?.ready || now - w.heardAt < WATCHDOG_MS) continue;
       this.log.error({ worker: w.index, pid: w.proc.pid, silentMs: now - w.heardAt }, "worker process stopped answering; killing it");

@@ -202,6 +202,19 @@ describe("worker processes", () => {
     }, 5000), "the dead worker's places are free again");
   });
 
+  it("a primary that did not run for longer than the watchdog's limit keeps its workers", async () => {
+    assert.ok(await waitFor(async () => processOf(await open()) === 1, 10_000), "a worker serves clients");
+    const [pid] = ferry.workerPids();
+    // The primary (this process) stopped for 11 s: the worker's reports wait in the pipe, and the
+    // watchdog's timer runs before they are read.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 11_000);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.deepEqual(ferry.workerPids(), [pid], "the worker was not replaced");
+    assert.ok(alive(pid));
+    const c = await open();
+    assert.equal((await one(c, "SELECT 1 AS x")).x, 1);
+  });
+
   it("a worker whose event loop stops answering is killed and replaced", async () => {
     // the worker started in place of the last test's is serving once a new client reaches it
     assert.ok(await waitFor(async () => processOf(await open()) === 1, 10_000), "a worker serves clients");
