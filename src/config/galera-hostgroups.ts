@@ -19,7 +19,8 @@
 // what the last snapshot chose; a placement is a pure function of file and overlay, so every
 // worker process builds the same one.
 
-import { serverAddress, type GaleraHostgroupEntry, type SourcedServerEntry } from "./schema.js";
+import { serverAddress } from "./address.js";
+import type { GaleraHostgroupEntry, SourcedServerEntry } from "./schema.js";
 
 export interface GaleraPlacement {
   /** each node with a hostgroup it serves in */

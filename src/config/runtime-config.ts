@@ -4,7 +4,8 @@ import { createHash } from "node:crypto";
 import { parseNativeHash } from "../protocol/auth/native-password.js";
 import { parseCidr, type Cidr } from "../lib/cidr.js";
 import { galeraHostgroups, placeGaleraSet } from "./galera-hostgroups.js";
-import { isSocketPath, serverAddress, type ConfigFile, type ServerConfigEntry, type ServerStatus, type SourcedServerEntry } from "./schema.js";
+import { isSocketPath, serverAddress } from "./address.js";
+import type { ConfigFile, ServerConfigEntry, ServerStatus, SourcedServerEntry } from "./schema.js";
 
 export interface ServerConfig {
   /** "host:port" or a Unix socket's path (schema.ts serverAddress), unique across hostgroups for connection counting */

@@ -4,18 +4,11 @@
 import { existsSync } from "node:fs";
 import { z } from "zod";
 import { parseCidr } from "../lib/cidr.js";
+import { isSocketPath, serverAddress } from "./address.js";
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, "expected \"host:port\"");
 
 export const serverStatus = z.enum(["ONLINE", "SHUNNED", "OFFLINE_SOFT", "OFFLINE_HARD"]);
-
-/** A server's address: "host:port", or the path of its Unix socket. */
-export function serverAddress(host: string, port: number): string {
-  return isSocketPath(host) ? host : `${host}:${port}`;
-}
-
-/** A server `host` starting with "/" is the path of the server's Unix socket (port unused). */
-export const isSocketPath = (host: string): boolean => host.startsWith("/");
 
 export const serverSchema = z.object({
   /** a name, an address, or the path of the server's Unix socket (starting with "/") */

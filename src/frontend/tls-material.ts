@@ -6,7 +6,6 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
-import { generate } from "selfsigned";
 
 export interface TlsMaterial extends TlsPems {
   context: tls.SecureContext | null;
@@ -51,6 +50,8 @@ export async function loadTlsMaterial(s: TlsSettings, previous: TlsMaterial | nu
       cert = readFileSync(s.cert, "utf8");
       key = readFileSync(s.key, "utf8");
     } else {
+      // Loaded here: only a process that generates a certificate needs it (workers receive PEMs).
+      const { generate } = await import("selfsigned");
       const pems = await generate([{ name: "commonName", value: "ferry" }], { keySize: 2048, algorithm: "sha256", notAfterDate: new Date(Date.now() + 3650 * 86_400_000) });
       cert = pems.cert;
       key = pems.private;
