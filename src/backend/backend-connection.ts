@@ -2,6 +2,7 @@
 // session tracking switched on. After connectBackend() resolves, the socket belongs to a session,
 // which reads it in forwarding mode.
 
+import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
@@ -85,11 +86,24 @@ export interface BackendConnection {
   waitTimeout: number | null;
   /** performance.now() when the login completed (proxy.backend_max_age_ms counts from here) */
   openedAt: number;
+  /** what its login was: server, user, credentials, collation, capabilities (the pool's key, pool.ts) */
+  identity: string;
+}
+
+/**
+ * What makes two logins to a server interchangeable: the same hostgroup and server, backend user
+ * and credentials, collation, capabilities and session tracking. The database is apart: a
+ * connection's changes with USE.
+ */
+export function loginIdentity(o: BackendConnectOptions): string {
+  const c = o.credentials;
+  const secret = createHash("sha1").update(c.password !== null ? `p${c.password}` : `s${c.stage1?.toString("hex") ?? ""}`).digest("hex");
+  return `${o.server.hostgroup}/${o.server.address}|${c.user}|${secret}|${o.collation}|${o.clientCapabilities & PASS_THROUGH}|${o.mariadbCapabilities}|${o.trackSession ? 1 : 0}`;
 }
 
 // wait_timeout set to itself: the OK then reports the session's value (the server gives an
 // interactive client interactive_timeout), without a round trip of its own.
-const SESSION_TRACKING_SQL =
+export const SESSION_TRACKING_SQL =
   "SET session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON, wait_timeout=@@wait_timeout";
 const WAIT_TIMEOUT_SQL = "SELECT @@wait_timeout";
 
@@ -139,29 +153,15 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
       attributes: o.attributes, mariadbCapabilities: mariadbCaps, sslRequest: false,
     }, seq));
     const statusFlags = await authenticate(stream, socket, o, hs, plugin, secure);
-    let initialTrack: SessionTrackInfo | null = null;
-    if (o.trackSession && hs.capabilities & CLIENT_SESSION_TRACK) {
-      socket.write(encodeCommand(COM_QUERY, SESSION_TRACKING_SQL));
-      const p = await stream.next();
-      if (p.payload[0] === OK_HEADER) initialTrack = decodeOk(p.payload, caps).track;
-      else throw new FerryError(1105, "HY000", `backend ${o.server.address} refused session tracking: ${decodeErr(p.payload).message}`, "backend");
-    }
-    let waitTimeout: number | null = null;
-    const vars = initialTrack ? initialTrack.systemVariables : [];
-    const at = vars.findIndex(([k]) => k.toLowerCase() === "wait_timeout");
-    if (at >= 0) {
-      // Ferry's own reading, not a change the client made: it stays out of the session's state.
-      waitTimeout = Number(vars[at][1]);
-      vars.splice(at, 1);
-    } else {
-      waitTimeout = await readWaitTimeout(stream, socket, caps);
-    }
+    const track = o.trackSession && hs.capabilities & CLIENT_SESSION_TRACK;
+    if (track) socket.write(encodeCommand(COM_QUERY, SESSION_TRACKING_SQL));
+    const { initialTrack, waitTimeout } = await readSetup(stream, socket, o.server.address, caps, !!track);
     const leftover = stream.detach();
     if (reader) {
       reader.sink = null;
       reader.attach(socket);
     }
-    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover, waitTimeout, openedAt: performance.now() };
+    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover, waitTimeout, openedAt: performance.now(), identity: loginIdentity(o) };
   } catch (e) {
     socket.destroy();
     reader = null;
@@ -183,6 +183,26 @@ export function packetStream(socket: Duplex, reader: SocketReader | null): Packe
   const stream = new PacketStream(socket, 16 * 1024 * 1024, reader !== null);
   if (reader) reader.sink = copyingSink((c) => stream.push(c));
   return stream;
+}
+
+/**
+ * Reads the answer to SESSION_TRACKING_SQL (sent when `tracked`): the session's initial state as
+ * the server reports it, and its wait_timeout (asked separately without tracking).
+ */
+export async function readSetup(stream: PacketStream, socket: Duplex, address: string, caps: number, tracked: boolean): Promise<{ initialTrack: SessionTrackInfo | null; waitTimeout: number | null }> {
+  let initialTrack: SessionTrackInfo | null = null;
+  if (tracked) {
+    const p = await stream.next();
+    if (p.payload[0] === OK_HEADER) initialTrack = decodeOk(p.payload, caps).track;
+    else throw new FerryError(1105, "HY000", `backend ${address} refused session tracking: ${decodeErr(p.payload).message}`, "backend");
+  }
+  const vars = initialTrack ? initialTrack.systemVariables : [];
+  const at = vars.findIndex(([k]) => k.toLowerCase() === "wait_timeout");
+  if (at < 0) return { initialTrack, waitTimeout: await readWaitTimeout(stream, socket, caps) };
+  // Ferry's own reading, not a change the client made: it stays out of the session's state.
+  const waitTimeout = Number(vars[at][1]);
+  vars.splice(at, 1);
+  return { initialTrack, waitTimeout };
 }
 
 /** SELECT @@wait_timeout, for sessions without tracking; null when the server refuses or answers oddly. */

@@ -198,6 +198,10 @@ export const configSchema = z.object({
     rebalance_moves_per_second: z.number().int().min(1).default(50),
     /** a backend connection this old is replaced: its session moves to a fresh one at a movable boundary (session/backend-age.ts; 0: never) */
     backend_max_age_ms: z.number().int().min(0).refine((v) => v === 0 || v >= 1000, "must be 0 (never) or at least 1000").default(0),
+    /** idle backend connections kept per server for new sessions whose login would be the same (backend/pool.ts; 0: none) */
+    pool_size: z.number().int().min(0).max(10_000).default(8),
+    /** a pooled connection unused this long is closed */
+    pool_idle_ms: z.number().int().min(1000).default(60_000),
     /** a session's connection to another hostgroup (read/write split) unused this long is closed (0: never) */
     parked_idle_ms: z.number().int().min(0).default(60_000),
     /** TCP keepalive on client and backend connections: probes start after this much silence (0: off) */

@@ -3,7 +3,7 @@
 // hostgroup and COM_CHANGE_USER.
 
 import type { ServerConfig } from "../config/runtime-config.js";
-import { connectBackend, quitBackend, type BackendConnection } from "../backend/backend-connection.js";
+import { connectBackend, loginIdentity, quitBackend, type BackendConnectOptions, type BackendConnection } from "../backend/backend-connection.js";
 import { CLIENT_SESSION_TRACK, FERRY_NO_BACKEND, MARIADB_CLIENT_CACHE_METADATA } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";
@@ -81,11 +81,17 @@ export async function connectFirst(s: Session, candidates: ServerConfig[], datab
   let last: FerryError | null = null;
   const attempts = s.deps.config().proxy.backend_connect_attempts;
   let tries = 0;
+  const pool = s.deps.pool;
   for (const server of candidates) {
     if (tries === attempts) break;
     if (!(await router.acquire(server))) {
       last = new FerryError(FERRY_NO_BACKEND, "08S01", `backend ${server.address} holds its max_connections (${server.maxConnections})`, "backend");
       continue;
+    }
+    const reused = pool.accepts(server) ? pool.take(loginIdentity(loginOptions(s, server, database)), database) : null;
+    if (reused) {
+      reused.server = server; // the configuration's current entry for it
+      return reused;
     }
     tries++;
     try {
@@ -121,9 +127,13 @@ export async function connectTo(s: Session, server: ServerConfig, database: stri
 }
 
 function login(s: Session, server: ServerConfig, database: string | null): Promise<BackendConnection> {
+  return connectBackend(loginOptions(s, server, database));
+}
+
+function loginOptions(s: Session, server: ServerConfig, database: string | null): BackendConnectOptions {
   const a = s.auth;
   const u = a.user;
-  return connectBackend({
+  return {
     server,
     credentials: { user: u.backendUser, password: u.backendPassword, stage1: u.backendPassword === null ? a.stage1 : null },
     database,
@@ -135,5 +145,5 @@ function login(s: Session, server: ServerConfig, database: string | null): Promi
     trackSession: (a.capabilities & CLIENT_SESSION_TRACK) !== 0,
     keepAliveMs: s.deps.config().proxy.tcp_keepalive_ms,
     relay: { source: a.client, destination: a.destination },
-  });
+  };
 }

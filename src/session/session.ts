@@ -11,6 +11,7 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
 import type { BackendConnection } from "../backend/backend-connection.js";
+import type { BackendPool } from "../backend/pool.js";
 import { CLIENT_COMPRESS, FERRY_NO_BACKEND, SERVER_STATUS_AUTOCOMMIT } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { encodeErr, encodeOk } from "../protocol/packets.js";
@@ -47,6 +48,8 @@ export interface SessionDeps {
   remote?: RemoteSessions;
   /** users.max_connections counts, shared by Ferry's processes */
   slots: Slots;
+  /** idle backend connections for reuse */
+  pool: BackendPool;
 }
 
 export class Session {
@@ -330,12 +333,16 @@ export class Session {
     this.releaseUserSlot();
     if (this.closed) return;
     this.closed = true;
+    // Ended between commands, the connection can serve another session once reset (pool.ts).
+    const reusable = this.loop.atCommandBoundary && !this.scanner.active && !this.mover.moving;
     this.mover.clear();
     this.deps.registry.remove(this);
     this.loop.stop();
     this.parked.dropAll();
     const b = this.detachBackend();
-    if (b) {
+    if (b && reusable) {
+      this.deps.pool.give(b);
+    } else if (b) {
       b.socket.on("error", () => undefined);
       b.socket.end();
       b.socket.destroy();

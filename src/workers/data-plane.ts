@@ -6,6 +6,7 @@
 import type net from "node:net";
 import type { Logger } from "pino";
 import type { RuntimeConfig } from "../config/runtime-config.js";
+import { BackendPool } from "../backend/pool.js";
 import { ClientListener } from "../frontend/listener.js";
 import type { TlsMaterial } from "../frontend/tls-material.js";
 import { stackOf } from "../lib/error-stack.js";
@@ -57,6 +58,7 @@ export interface PlaneStats {
 export class DataPlane {
   private runtime: RuntimeConfig;
   private readonly router: Router;
+  private readonly pool: BackendPool;
   private readonly registry: SessionRegistry<Session>;
   private readonly moves: MoveSlots;
   readonly listener: ClientListener;
@@ -74,8 +76,9 @@ export class DataPlane {
     this.router = new Router(config, o.slots ?? null);
     this.registry = new SessionRegistry<Session>(o.index, o.instances);
     this.moves = new MoveSlots(movesShare(o.runtime.proxy.max_concurrent_moves, o.index, o.instances));
+    this.pool = new BackendPool(config, o.log);
     const deps = { config, router: this.router, registry: this.registry, log: o.log, tls: o.tls, sha2Cache: o.sha2Cache, moves: this.moves, remote: o.remote,
-      slots: o.slots ?? new LocalSlots() };
+      slots: o.slots ?? new LocalSlots(), pool: this.pool };
     this.listener = new ClientListener({
       config, tls: o.tls, log: o.log, sha2Cache: o.sha2Cache,
       serverVersion: () => o.serverVersion,
@@ -99,6 +102,7 @@ export class DataPlane {
   }
 
   start(): void {
+    this.pool.start();
     this.rebalancer.start();
     this.idleSweep.start();
     this.ageSweep.start();
@@ -109,6 +113,7 @@ export class DataPlane {
     this.runtime = runtime;
     this.priority.apply(runtime.proxy.nice, this.log);
     applyServerChanges(this.registry, runtime, this.log, () => this.runtime);
+    this.pool.prune();
   }
 
   /** A connection another process admitted (the primary's listener). */
@@ -146,6 +151,7 @@ export class DataPlane {
   }
 
   private stopBackground(): void {
+    this.pool.stop();
     this.rebalancer.stop();
     this.idleSweep.stop();
     this.ageSweep.stop();

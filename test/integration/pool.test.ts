@@ -1,0 +1,159 @@
+// proxy.pool_size: a session that ends between commands leaves its backend connection, reset, to
+// the next session whose login would be the same. Checked against the server itself: which
+// connection a session gets (CONNECTION_ID()), what the server still holds for it, and which
+// connections Ferry keeps open (the server's process list).
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import mysql from "mysql2/promise";
+import type { FerryServer } from "../../src/server.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, proxyConfig, startProxy, waitFor } from "./harness.js";
+
+const EXTRA = "pool_size = 2\npool_idle_ms = 1500";
+const USERS = `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n[[users]]\nname = "other"\npassword = "other"\n`;
+
+describe("backend connection pool (proxy.pool_size)", () => {
+  let cluster: Cluster;
+  let ferry: FerryServer;
+  let direct: mysql.Connection;
+
+  before(async () => {
+    cluster = await Cluster.start(1);
+    await cluster.servers[0].sql("CREATE USER IF NOT EXISTS 'other'@'%' IDENTIFIED BY 'other'; GRANT ALL ON *.* TO 'other'@'%'; CREATE USER 'watcher'@'%' IDENTIFIED BY 'watcher'; GRANT ALL ON *.* TO 'watcher'@'%'; CREATE DATABASE IF NOT EXISTS pool_a; CREATE DATABASE IF NOT EXISTS pool_b; CREATE TABLE pool_a.t (id INT PRIMARY KEY);");
+    ({ ferry } = await startProxy(cluster, EXTRA, USERS));
+    direct = await mysql.createConnection({ host: "127.0.0.1", port: cluster.servers[0].port, user: "watcher", password: "watcher" });
+  });
+
+  after(async () => {
+    await direct?.end();
+    await ferry?.close();
+    await cluster?.stop();
+  });
+
+  const backendId = async (c: mysql.Connection): Promise<number> => Number((await one(c, "SELECT CONNECTION_ID() AS id")).id);
+  /** The server's connections of `user`, as its process list has them. */
+  const serverConnections = async (user: string): Promise<number[]> => {
+    const [rows] = await direct.query("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? ORDER BY ID", [user]);
+    return (rows as { ID: number }[]).map((r) => Number(r.ID));
+  };
+  const session = (database = "pool_a", user = APP_USER, password = APP_PASSWORD) => connectVia(ferry.port, { database, user, password });
+  /** Ends a session as a client does (COM_QUIT); its connection is back in the pool after the reset's round trip. */
+  const quit = async (c: mysql.Connection): Promise<void> => {
+    await c.end();
+    await new Promise((r) => setTimeout(r, 150));
+  };
+
+  it("gives the next identical login the connection of a session that ended, with nothing of that session left on it", async () => {
+    const a = await session();
+    const id = await backendId(a);
+    await a.query("SET @v = 'left', SESSION sql_mode = 'ANSI_QUOTES', SESSION time_zone = '+05:00'");
+    await a.query("CREATE TEMPORARY TABLE tmp (x INT)");
+    assert.equal(Number((await one(a, "SELECT GET_LOCK('pool_lock', 0) AS l")).l), 1);
+    await a.execute("SELECT ? AS p", [1]); // a prepared statement on the server
+    await a.query("BEGIN");
+    await a.query("INSERT INTO t VALUES (1)"); // never committed
+    await a.query("USE pool_a");
+    await quit(a);
+
+    const b = await session();
+    assert.equal(await backendId(b), id, "the same server connection");
+    const r = await one(b, "SELECT @v AS v, @@sql_mode AS m, @@time_zone AS tz, IS_USED_LOCK('pool_lock') AS l, @@in_transaction AS tx, DATABASE() AS d");
+    assert.equal(r.v, null);
+    assert.doesNotMatch(String(r.m), /ANSI_QUOTES/);
+    assert.equal(r.tz, "SYSTEM");
+    assert.equal(r.l, null, "the named lock was released");
+    assert.equal(Number(r.tx), 0);
+    assert.equal(r.d, "pool_a");
+    await b.query("CREATE TEMPORARY TABLE tmp (x INT)"); // the old one is gone
+    assert.equal(Number((await one(b, "SELECT COUNT(*) AS n FROM t")).n), 0, "the uncommitted row was rolled back");
+    // Ferry still tracks the new session's own state on it
+    await b.query("SET @w = 7");
+    assert.equal(Number((await one(b, "SELECT @w AS w")).w), 7);
+    await b.end();
+  });
+
+  it("hands a connection only to a login with the same user and database", async () => {
+    // whatever the last test left in the pool is reused below or not at all
+    const a = await session("pool_a");
+    const b = await session("pool_b");
+    const ids = new Map([["pool_a", await backendId(a)], ["pool_b", await backendId(b)]]);
+    await quit(a);
+    await quit(b);
+    const other = await session("pool_a", "other", "other");
+    assert.ok(![...ids.values()].includes(await backendId(other)), "another user logs in afresh");
+    // pool_b's came back last: a login to pool_a must still get pool_a's
+    const na = await session("pool_a");
+    assert.equal(await backendId(na), ids.get("pool_a"));
+    assert.equal((await one(na, "SELECT DATABASE() AS d")).d, "pool_a");
+    const nb = await session("pool_b");
+    assert.equal(await backendId(nb), ids.get("pool_b"));
+    for (const c of [other, nb, na]) await c.end();
+  });
+
+  it("keeps at most pool_size connections per server, and closes them when idle past pool_idle_ms", async () => {
+    const cs = await Promise.all([0, 1, 2, 3].map(() => session()));
+    const ids = await Promise.all(cs.map(backendId));
+    for (const c of cs) await c.end();
+    assert.ok(await waitFor(async () => (await serverConnections(APP_USER)).length === 2, 3000), "two kept, the others closed");
+    const kept = await serverConnections(APP_USER);
+    assert.ok(kept.every((id) => ids.includes(id)));
+    // unused for pool_idle_ms (1.5 s) plus a sweep: closed
+    assert.ok(await waitFor(async () => (await serverConnections(APP_USER)).length === 0, 4000), "idle connections closed");
+    const fresh = await session();
+    assert.ok(!ids.includes(await backendId(fresh)));
+    await fresh.end();
+  });
+
+  it("does not keep a connection whose session ended in the middle of a statement", async () => {
+    const a = await session();
+    const id = await backendId(a);
+    a.query("SELECT SLEEP(0.5)").catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    a.destroy();
+    assert.ok(await waitFor(async () => !(await serverConnections(APP_USER)).includes(id), 3000), "its connection was closed");
+    const b = await session();
+    assert.notEqual(await backendId(b), id);
+    await b.end();
+  });
+
+  it("drops a pooled connection the server closes, and one whose server leaves ONLINE", async () => {
+    const a = await session();
+    const id = await backendId(a);
+    await quit(a);
+    await direct.query(`KILL ${id}`);
+    const b = await session();
+    const idB = await backendId(b);
+    assert.notEqual(idB, id);
+    assert.equal(Number((await one(b, "SELECT 1 + 1 AS n")).n), 2);
+    await quit(b);
+    // a drain (OFFLINE_SOFT) closes the idle connections at once
+    ferry.reload((proxyConfig(cluster, EXTRA, USERS, { [cluster.servers[0].port]: "OFFLINE_SOFT" })));
+    assert.ok(await waitFor(async () => (await serverConnections(APP_USER)).length === 0, 2000), "closed on the drain");
+    ferry.reload((proxyConfig(cluster, EXTRA, USERS)));
+  });
+
+  it("counts sessions, not idle connections, toward a server's max_connections", async () => {
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS, {}, "max_connections = 2"));
+    const a = await session("pool_a");
+    const b = await session("pool_b");
+    const ib = await backendId(b);
+    await quit(a);
+    await quit(b);
+    // two idle connections, of other logins: both places are free for sessions
+    const c = await session("pool_a", "other", "other");
+    const d = await session("pool_b");
+    assert.equal(await backendId(d), ib, "a pooled connection takes a place when a session takes it");
+    await assert.rejects(session("pool_a", "other", "other"), (e: mysql.QueryError) => e.errno === 9001 && /max_connections/.test(e.message));
+    for (const x of [c, d]) await x.end();
+    ferry.reload(proxyConfig(cluster, EXTRA, USERS));
+  });
+
+  it("pool_size = 0 keeps nothing", async () => {
+    ferry.reload((proxyConfig(cluster, "pool_size = 0", USERS)));
+    const a = await session();
+    const id = await backendId(a);
+    await a.end();
+    assert.ok(await waitFor(async () => !(await serverConnections(APP_USER)).includes(id), 3000));
+    ferry.reload((proxyConfig(cluster, EXTRA, USERS)));
+  });
+});
