@@ -172,6 +172,7 @@ export async function changeUser(s: Session, payload: Buffer): Promise<Buffer> {
     previous?.socket.destroy();
     s.parked.dropAll();
     s.tracker.reset();
+    s.tracker.role = null; // the new login's own
     s.homeHostgroup = home;
     s.tracker.schema = newAuth.database;
     s.tracker.collation = collation;

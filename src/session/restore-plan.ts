@@ -1,6 +1,6 @@
 // The statements that recreate a session's state on a fresh backend connection (DESIGN §5). The
 // schema and character set travel in the handshake; the rest is sent pipelined, in this order:
-// system variables, user variables, SQL prepared statements, LAST_INSERT_ID. Binary prepared
+// the role (SET ROLE), system variables, user variables, SQL prepared statements, LAST_INSERT_ID. Binary prepared
 // statements are prepared on a connection when they first run there (the session does that).
 
 import type { OwnStatement } from "../backend/own-statements.js";
@@ -68,6 +68,8 @@ export function setUserVariables(vars: [string, UserVariable | null][]): OwnStat
 /** Everything to replay on a fresh connection. */
 export function restorePlan(t: StateTracker, noBackslashEscapes: boolean): OwnStatement[] {
   const statements: OwnStatement[] = [];
+  // The role first: what follows may need its privileges.
+  if (t.role !== null) statements.push({ kind: "query", sql: `SET ROLE ${t.role}` });
   const sys = setSystemVariables([...t.systemVariables].filter(([k]) => isRestorable(k)), noBackslashEscapes);
   if (sys) statements.push(sys);
   const user = setUserVariables([...t.userVariableValues]);

@@ -333,8 +333,9 @@ export class Session {
     this.releaseUserSlot();
     if (this.closed) return;
     this.closed = true;
-    // Ended between commands, the connection can serve another session once reset (pool.ts).
-    const reusable = this.loop.atCommandBoundary && !this.scanner.active && !this.mover.moving;
+    // Ended between commands, the connection can serve another session once reset (pool.ts),
+    // unless SET ROLE changed its role: the reset keeps that, and the login's role is not known.
+    const reusable = this.loop.atCommandBoundary && !this.scanner.active && !this.mover.moving && this.tracker.role === null;
     this.mover.clear();
     this.deps.registry.remove(this);
     this.loop.stop();

@@ -1,8 +1,8 @@
 // Bringing a parked backend connection up to date. A session routed across hostgroups keeps one
 // connection per hostgroup; only the active one sees the client's statements, so a parked one
 // falls behind. Parking takes a snapshot of the tracked state; taking the connection back replays
-// only what changed since (schema, system and user variables, SQL prepared statements, last
-// insert id) — usually nothing at all.
+// only what changed since (role, schema, system and user variables, SQL prepared statements,
+// last insert id) — usually nothing at all.
 
 import type { OwnStatement } from "../backend/own-statements.js";
 import { ident, isRestorable, setSystemVariables, setUserVariables } from "./restore-plan.js";
@@ -15,12 +15,13 @@ export interface StateSnapshot {
   sqlPrepared: Map<string, string>;
   lastInsertId: bigint;
   statusFlags: number;
+  role: string | null;
 }
 
 export function snapshotState(t: StateTracker): StateSnapshot {
   return {
     schema: t.schema, systemVariables: new Map(t.systemVariables), userVariables: new Map(t.userVariableValues),
-    sqlPrepared: new Map(t.sqlPrepared), lastInsertId: t.lastInsertId, statusFlags: t.statusFlags,
+    sqlPrepared: new Map(t.sqlPrepared), lastInsertId: t.lastInsertId, statusFlags: t.statusFlags, role: t.role,
   };
 }
 
@@ -30,6 +31,7 @@ const sameUserVariable = (a: UserVariable, b: UserVariable): boolean =>
 /** The statements that take a connection from `snap` to the tracker's current state. */
 export function syncStatements(snap: StateSnapshot, t: StateTracker, noBackslashEscapes: boolean): OwnStatement[] {
   const out: OwnStatement[] = [];
+  if (t.role !== null && t.role !== snap.role) out.push({ kind: "query", sql: `SET ROLE ${t.role}` });
   if (t.schema !== null && t.schema !== snap.schema) out.push({ kind: "query", sql: `USE ${ident(t.schema)}` });
   const sys = setSystemVariables([...t.systemVariables].filter(([k, v]) => isRestorable(k) && snap.systemVariables.get(k) !== v), noBackslashEscapes);
   if (sys) out.push(sys);

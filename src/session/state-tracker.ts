@@ -96,6 +96,8 @@ export class StateTracker {
   readonly tempTables = new Set<string>();
   readonly namedLocks = new Set<string>();
   lastInsertId = 0n;
+  /** the role SET ROLE made current (`NONE` or a quoted name); null: the login's (COM_RESET_CONNECTION keeps it) */
+  role: string | null = null;
   statusFlags = SERVER_STATUS_AUTOCOMMIT;
   transactionState: string | null = null; // SESSION_TRACK_TRANSACTION_STATE, when the server sends it
   lockTables = false;
@@ -175,6 +177,7 @@ export class StateTracker {
     if (fx.xa === "end") this.xaActive = false;
     for (const n of fx.sqlDeallocated) this.sqlPrepared.delete(n);
     if (fx.useSchema !== null) this.schema = fx.useSchema;
+    if (fx.role !== null) this.role = fx.role;
   }
 
   setUserVariables(values: Map<string, UserVariable>): void {

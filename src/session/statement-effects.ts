@@ -23,6 +23,8 @@ export interface StatementEffects {
   readsLocks: boolean;
   /** set only when the whole text is one KILL statement */
   kill: { query: boolean; id: number } | null;
+  /** SET ROLE: what to replay, `NONE` or the quoted role name */
+  role: string | null;
 }
 
 /**
@@ -41,7 +43,7 @@ function empty(): StatementEffects {
   return {
     userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],
     releaseAllLocks: false, lockTables: null, xa: null, sqlPrepared: [], sqlDeallocated: [], useSchema: null,
-    calcFoundRows: false, readsLocks: false, kill: null,
+    calcFoundRows: false, readsLocks: false, kill: null, role: null,
   };
 }
 
@@ -103,7 +105,7 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
     if (word(tok, "sql_calc_found_rows")) fx.calcFoundRows = true;
   }
   switch (first) {
-    case "set": return analyzeSet(t, fx);
+    case "set": return analyzeSet(t, fx, sql);
     case "create": {
       let i = 1;
       if (word(t[i], "or") && word(t[i + 1], "replace")) i += 2;
@@ -175,9 +177,20 @@ function qualifiedName(t: Token[], i: number): string | null {
   return a.toLowerCase();
 }
 
-function analyzeSet(t: Token[], fx: StatementEffects): void {
+function analyzeSet(t: Token[], fx: StatementEffects, sql: string): void {
   // SET STATEMENT ... FOR <stmt> (MariaDB) changes nothing for the session itself.
   if (word(t[1], "statement")) return;
+  // SET DEFAULT ROLE and SET PASSWORD change accounts, not the session
+  if (word(t[1], "default", "password")) return;
+  // SET ROLE r | NONE: the session's current role (role names keep their case)
+  if (word(t[1], "role")) {
+    const r = t[2];
+    if (t.length !== 3 || !r) return;
+    if (word(r, "none")) fx.role = "NONE";
+    else if (r.type === Tok.Word) fx.role = "`" + sql.slice(r.start, r.end).replace(/`/g, "``") + "`";
+    else if (r.type === Tok.Ident || r.type === Tok.String) fx.role = "`" + r.text.replace(/`/g, "``") + "`";
+    return;
+  }
   let i = 1;
   let scope: "session" | "global" = "session";
   while (i < t.length) {

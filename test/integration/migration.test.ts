@@ -63,6 +63,27 @@ describe("session migration", () => {
     await c.end();
   });
 
+  it("the role SET ROLE made current survives a move, its privileges with it", async () => {
+    for (const s of cluster.servers) {
+      await s.sql("CREATE USER 'roleuser'@'%' IDENTIFIED BY 'roleuser'; CREATE ROLE `Reader`; GRANT SELECT ON app.* TO `Reader`; GRANT `Reader` TO 'roleuser'@'%';");
+    }
+    const users = `[[users]]\nname = "roleuser"\npassword = "roleuser"\n`;
+    const extra = "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0";
+    ferry.reload(proxyConfig(cluster, extra, users));
+    const c = await connectVia(ferry.port, { user: "roleuser", password: "roleuser", database: undefined });
+    await assert.rejects(c.query("SELECT COUNT(*) FROM app.t"), (e: mysql.QueryError) => e.errno === 1142, "no privilege without the role");
+    await c.query("SET ROLE Reader");
+    const port = await portOf(c);
+    const moved = ferry.moveCounts().moved;
+    ferry.reload(proxyConfig(cluster, extra, users, { [port]: "OFFLINE_SOFT" }));
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "the session moved");
+    const r = await one(c, "SELECT CURRENT_ROLE() AS r, @@port AS p");
+    assert.equal(r.r, "Reader");
+    assert.notEqual(Number(r.p), port);
+    assert.ok(Number((await one(c, "SELECT COUNT(*) AS n FROM app.t")).n) >= 3);
+    await c.end();
+  });
+
   it("autocommit=0 and a read-only transaction mode survive a move", async () => {
     const c = await connectVia(ferry.port);
     await c.query("SET autocommit = 0");

@@ -19,7 +19,7 @@ describe("backend connection pool (proxy.pool_size)", () => {
 
   before(async () => {
     cluster = await Cluster.start(1);
-    await cluster.servers[0].sql("CREATE USER IF NOT EXISTS 'other'@'%' IDENTIFIED BY 'other'; GRANT ALL ON *.* TO 'other'@'%'; CREATE USER 'watcher'@'%' IDENTIFIED BY 'watcher'; GRANT ALL ON *.* TO 'watcher'@'%'; CREATE DATABASE IF NOT EXISTS pool_a; CREATE DATABASE IF NOT EXISTS pool_b; CREATE TABLE pool_a.t (id INT PRIMARY KEY);");
+    await cluster.servers[0].sql(`CREATE USER IF NOT EXISTS 'other'@'%' IDENTIFIED BY 'other'; GRANT ALL ON *.* TO 'other'@'%'; CREATE USER 'watcher'@'%' IDENTIFIED BY 'watcher'; GRANT ALL ON *.* TO 'watcher'@'%'; CREATE DATABASE IF NOT EXISTS pool_a; CREATE DATABASE IF NOT EXISTS pool_b; CREATE TABLE pool_a.t (id INT PRIMARY KEY); CREATE ROLE pool_role; GRANT pool_role TO '${APP_USER}'@'%';`);
     ({ ferry } = await startProxy(cluster, EXTRA, USERS));
     direct = await mysql.createConnection({ host: "127.0.0.1", port: cluster.servers[0].port, user: "watcher", password: "watcher" });
   });
@@ -146,6 +146,21 @@ describe("backend connection pool (proxy.pool_size)", () => {
     await assert.rejects(session("pool_a", "other", "other"), (e: mysql.QueryError) => e.errno === 9001 && /max_connections/.test(e.message));
     for (const x of [c, d]) await x.end();
     ferry.reload(proxyConfig(cluster, EXTRA, USERS));
+  });
+
+  it("does not keep a connection whose session changed its role (the reset keeps the role)", async () => {
+    const a = await session();
+    const id = await backendId(a);
+    await a.query("SET ROLE pool_role");
+    assert.equal((await one(a, "SELECT CURRENT_ROLE() AS r")).r, "pool_role");
+    await quit(a);
+    // at once, well within pool_idle_ms
+    const b = await session();
+    assert.equal((await one(b, "SELECT CURRENT_ROLE() AS r")).r, null);
+    assert.notEqual(await backendId(b), id);
+    // closed on its return, not by the idle sweep (pool_idle_ms is 1.5 s)
+    assert.ok(await waitFor(async () => !(await serverConnections(APP_USER)).includes(id), 1000), "its connection was closed");
+    await b.end();
   });
 
   it("pool_size = 0 keeps nothing", async () => {

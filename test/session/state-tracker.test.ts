@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { analyzeStatements, mayHaveEffects, pinsToServer } from "../../src/session/statement-effects.js";
 import { PreparedStatement, StateTracker } from "../../src/session/state-tracker.js";
+import { restorePlan } from "../../src/session/restore-plan.js";
 
 const fx = (sql: string) => analyzeStatements(sql);
 
@@ -23,6 +24,24 @@ describe("statement effects and state tracker", () => {
     assert.deepEqual(fx("SELECT 1 INTO @x, @y").userVars, ["x", "y"]);
     assert.deepEqual(fx("SELECT @z := 5").userVars, ["z"]);
     assert.deepEqual(fx("SET STATEMENT max_statement_time=1 FOR SELECT 1").sysVars, []);
+  });
+
+  it("reads SET ROLE as the session's role (its case kept), not as a variable", () => {
+    assert.equal(fx("SET ROLE Reader").role, "`Reader`");
+    assert.equal(fx("set role `we``ird`").role, "`we``ird`");
+    assert.equal(fx("SET ROLE 'r1'").role, "`r1`");
+    assert.equal(fx("SET ROLE NONE").role, "NONE");
+    assert.deepEqual(fx("SET ROLE Reader").sysVars, []);
+    assert.deepEqual(fx("SET DEFAULT ROLE Reader FOR u").sysVars, []);
+    assert.equal(fx("SET DEFAULT ROLE Reader FOR u").role, null);
+    const t = new StateTracker();
+    t.applyEffects(fx("SET ROLE Reader"), false);
+    assert.equal(t.role, null, "a refused SET ROLE changes nothing");
+    t.applyEffects(fx("SET ROLE Reader"), true);
+    assert.equal(t.role, "`Reader`");
+    t.reset(); // COM_RESET_CONNECTION keeps the role on the server
+    assert.equal(t.role, "`Reader`");
+    assert.deepEqual(restorePlan(t, false)[0], { kind: "query", sql: "SET ROLE `Reader`" });
   });
 
   it("pins on temporary tables until they are dropped", () => {
