@@ -333,9 +333,11 @@ export class Session {
     this.releaseUserSlot();
     if (this.closed) return;
     this.closed = true;
-    // Ended between commands, the connection can serve another session once reset (pool.ts),
-    // unless SET ROLE changed its role: the reset keeps that, and the login's role is not known.
-    const reusable = this.loop.atCommandBoundary && !this.scanner.active && !this.mover.moving && this.tracker.role === null;
+    // Ended between commands, the connection can serve another session once reset (pool.ts).
+    // Not when SET ROLE changed its role (the reset keeps that, and the login's role is not
+    // known), nor inside an XA transaction (one prepared stays with the connection after the reset).
+    const t = this.tracker;
+    const reusable = this.loop.atCommandBoundary && !this.scanner.active && !this.mover.moving && t.role === null && !t.xaActive;
     this.mover.clear();
     this.deps.registry.remove(this);
     this.loop.stop();

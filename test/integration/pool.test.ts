@@ -163,6 +163,22 @@ describe("backend connection pool (proxy.pool_size)", () => {
     await b.end();
   });
 
+  it("does not keep a connection with a prepared XA transaction (the reset leaves it there)", async () => {
+    const a = await session();
+    const id = await backendId(a);
+    await a.query("XA START 'pool_xa'");
+    await a.query("INSERT INTO t VALUES (7)");
+    await a.query("XA END 'pool_xa'");
+    await a.query("XA PREPARE 'pool_xa'");
+    await quit(a);
+    const b = await session();
+    assert.notEqual(await backendId(b), id);
+    await b.query("INSERT INTO t VALUES (8)"); // on a connection in that state this fails with 1031
+    await b.query("DELETE FROM t WHERE id = 8");
+    await b.end();
+    await direct.query("XA ROLLBACK 'pool_xa'");
+  });
+
   it("pool_size = 0 keeps nothing", async () => {
     ferry.reload((proxyConfig(cluster, "pool_size = 0", USERS)));
     const a = await session();
