@@ -186,23 +186,26 @@ export function packetStream(socket: Duplex, reader: SocketReader | null): Packe
 }
 
 /**
- * Reads the answer to SESSION_TRACKING_SQL (sent when `tracked`): the session's initial state as
- * the server reports it, and its wait_timeout (asked separately without tracking).
+ * The answer to SESSION_TRACKING_SQL: the session's initial state as the server reports it, and
+ * its wait_timeout, taken out of that state (Ferry's own reading, not a change the client made);
+ * null when the server did not report it.
  */
-export async function readSetup(stream: PacketStream, socket: Duplex, address: string, caps: number, tracked: boolean): Promise<{ initialTrack: SessionTrackInfo | null; waitTimeout: number | null }> {
-  let initialTrack: SessionTrackInfo | null = null;
-  if (tracked) {
-    const p = await stream.next();
-    if (p.payload[0] === OK_HEADER) initialTrack = decodeOk(p.payload, caps).track;
-    else throw new FerryError(1105, "HY000", `backend ${address} refused session tracking: ${decodeErr(p.payload).message}`, "backend");
-  }
+export function trackingAnswer(payload: Buffer, address: string, caps: number): { initialTrack: SessionTrackInfo | null; waitTimeout: number | null } {
+  if (payload[0] !== OK_HEADER) throw new FerryError(1105, "HY000", `backend ${address} refused session tracking: ${decodeErr(payload).message}`, "backend");
+  const initialTrack = decodeOk(payload, caps).track;
   const vars = initialTrack ? initialTrack.systemVariables : [];
   const at = vars.findIndex(([k]) => k.toLowerCase() === "wait_timeout");
-  if (at < 0) return { initialTrack, waitTimeout: await readWaitTimeout(stream, socket, caps) };
-  // Ferry's own reading, not a change the client made: it stays out of the session's state.
+  if (at < 0) return { initialTrack, waitTimeout: null };
   const waitTimeout = Number(vars[at][1]);
   vars.splice(at, 1);
   return { initialTrack, waitTimeout };
+}
+
+/** After login: the answer to SESSION_TRACKING_SQL when it was sent (`tracked`), and the session's wait_timeout. */
+async function readSetup(stream: PacketStream, socket: Duplex, address: string, caps: number, tracked: boolean): Promise<{ initialTrack: SessionTrackInfo | null; waitTimeout: number | null }> {
+  const r: { initialTrack: SessionTrackInfo | null; waitTimeout: number | null } = tracked ? trackingAnswer((await stream.next()).payload, address, caps) : { initialTrack: null, waitTimeout: null };
+  if (r.waitTimeout === null) r.waitTimeout = await readWaitTimeout(stream, socket, caps);
+  return r;
 }
 
 /** SELECT @@wait_timeout, for sessions without tracking; null when the server refuses or answers oddly. */

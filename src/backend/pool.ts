@@ -2,7 +2,7 @@
 // between commands gives its connection back instead of closing it. Ferry resets it
 // (COM_RESET_CONNECTION: the transaction rolled back, temporary tables dropped, locks released,
 // user variables, prepared statements and session variables back to their defaults), switches
-// session tracking on again, and keeps it. A later login that would be identical (same server,
+// session tracking on again, and keeps it: one round trip. A later login that would be identical (same server,
 // backend user and credentials, collation, capabilities and database: BackendConnection.identity)
 // takes it instead: no TCP handshake, no authentication, no setup round trip.
 //
@@ -15,10 +15,10 @@
 
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
-import { COM_RESET_CONNECTION, COM_QUERY, OK_HEADER } from "../protocol/constants.js";
+import { CLIENT_INTERACTIVE, COM_RESET_CONNECTION, COM_QUERY, OK_HEADER } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { decodeErr, encodeCommand } from "../protocol/packets.js";
-import { packetStream, quitBackend, readSetup, SESSION_TRACKING_SQL, type BackendConnection } from "./backend-connection.js";
+import { packetStream, quitBackend, SESSION_TRACKING_SQL, trackingAnswer, type BackendConnection } from "./backend-connection.js";
 import { readQueryResult } from "./statement-results.js";
 
 const SWEEP_MS = 1_000;
@@ -38,9 +38,6 @@ export class BackendPool {
   private resetting = new Set<BackendConnection>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  /** connections handed out again, and connections given back (figures for tests and metrics) */
-  reused = 0;
-  returned = 0;
 
   constructor(private readonly config: () => RuntimeConfig, private readonly log: Logger) {}
 
@@ -56,10 +53,6 @@ export class BackendPool {
     this.timer = null;
     for (const e of [...this.idle]) this.close(e);
     for (const c of this.resetting) c.socket.destroy();
-  }
-
-  get size(): number {
-    return this.idle.length;
   }
 
   static keyOf(identity: string, database: string | null): string {
@@ -82,7 +75,6 @@ export class BackendPool {
       const e = this.idle[i];
       if (e.key !== key) continue;
       this.unlink(e, i);
-      this.reused++;
       return e.conn;
     }
     return null;
@@ -102,7 +94,6 @@ export class BackendPool {
     this.reset(conn).then((database) => {
       this.resetting.delete(conn);
       if (!this.accepts(conn.server) || !this.online(conn.server)) return this.discard(conn);
-      this.returned++;
       this.keep(conn, BackendPool.keyOf(conn.identity, database));
     }, (e: Error) => {
       this.resetting.delete(conn);
@@ -125,19 +116,30 @@ export class BackendPool {
     const timeoutMs = this.config().proxy.backend_connect_timeout_ms;
     const timer = setTimeout(() => conn.socket.destroy(new FerryError(2013, "HY000", `no answer to COM_RESET_CONNECTION within ${timeoutMs} ms`, "backend")), timeoutMs);
     try {
+      // One round trip: the reset, tracking on again (the reset turns it off), and what the reset
+      // kept or set: the database the session last chose (the key does not rest on Ferry's
+      // tracking of it) and the session's wait_timeout.
+      // An interactive client's login gets interactive_timeout as its wait_timeout; the reset
+      // sets the global wait_timeout instead.
       const tracked = conn.initialTrack !== null;
-      conn.socket.write(tracked ? Buffer.concat([encodeCommand(COM_RESET_CONNECTION), encodeCommand(COM_QUERY, SESSION_TRACKING_SQL)]) : encodeCommand(COM_RESET_CONNECTION));
-      const p = await stream.next();
-      if (p.payload[0] !== OK_HEADER) throw new FerryError(1105, "HY000", `COM_RESET_CONNECTION refused: ${decodeErr(p.payload).message}`, "backend");
-      const setup = await readSetup(stream, conn.socket, conn.server.address, conn.capabilities, tracked);
-      conn.initialTrack = setup.initialTrack;
-      conn.waitTimeout = setup.waitTimeout;
-      // The reset keeps the database the session last chose; the server says which, so the key
-      // does not rest on Ferry's tracking of it.
-      conn.socket.write(encodeCommand(COM_QUERY, "SELECT DATABASE()"));
+      const interactive = (conn.capabilities & CLIENT_INTERACTIVE) !== 0;
+      conn.socket.write(Buffer.concat([
+        encodeCommand(COM_RESET_CONNECTION),
+        ...(interactive ? [encodeCommand(COM_QUERY, "SET SESSION wait_timeout = @@interactive_timeout")] : []),
+        ...(tracked ? [encodeCommand(COM_QUERY, SESSION_TRACKING_SQL)] : []),
+        encodeCommand(COM_QUERY, "SELECT DATABASE(), @@wait_timeout"),
+      ]));
+      for (let i = interactive ? 2 : 1; i > 0; i--) {
+        const p = await stream.next();
+        if (p.payload[0] !== OK_HEADER) throw new FerryError(1105, "HY000", `resetting the connection failed: ${decodeErr(p.payload).message}`, "backend");
+      }
+      if (tracked) conn.initialTrack = trackingAnswer((await stream.next()).payload, conn.server.address, conn.capabilities).initialTrack;
       const { rows, error } = await readQueryResult(stream, conn.capabilities);
       if (error || rows.length !== 1) throw new FerryError(1105, "HY000", "SELECT DATABASE() failed after COM_RESET_CONNECTION", "backend");
-      return rows[0][0] === null ? null : rows[0][0].toString("utf8");
+      const [db, wait] = rows[0];
+      const waitTimeout = wait === null ? NaN : Number(wait.toString("latin1"));
+      conn.waitTimeout = Number.isFinite(waitTimeout) ? waitTimeout : null;
+      return db === null ? null : db.toString("utf8");
     } finally {
       clearTimeout(timer);
       const rest = stream.detach();

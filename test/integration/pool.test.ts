@@ -179,6 +179,28 @@ describe("backend connection pool (proxy.pool_size)", () => {
     await direct.query("XA ROLLBACK 'pool_xa'");
   });
 
+  it("gives an interactive client's connection back its interactive_timeout after the reset", async () => {
+    await direct.query("SET GLOBAL interactive_timeout = 1111, GLOBAL wait_timeout = 2222");
+    try {
+      const interactive = () => connectVia(ferry.port, { database: "pool_a", flags: ["INTERACTIVE"] });
+      const a = await interactive();
+      const id = await backendId(a);
+      assert.equal(Number((await one(a, "SELECT @@wait_timeout AS w")).w), 1111);
+      await quit(a);
+      const b = await interactive();
+      assert.equal(await backendId(b), id);
+      assert.equal(Number((await one(b, "SELECT @@wait_timeout AS w")).w), 1111, "as after an interactive login");
+      await b.end();
+      // a non-interactive login does not get it (a connection reset before the SET GLOBAL has 28800)
+      const c = await session();
+      assert.notEqual(await backendId(c), id);
+      assert.notEqual(Number((await one(c, "SELECT @@wait_timeout AS w")).w), 1111);
+      await c.end();
+    } finally {
+      await direct.query("SET GLOBAL interactive_timeout = 28800, GLOBAL wait_timeout = 28800");
+    }
+  });
+
   it("pool_size = 0 keeps nothing", async () => {
     ferry.reload((proxyConfig(cluster, "pool_size = 0", USERS)));
     const a = await session();
