@@ -74,8 +74,17 @@ export class ParkedConnections {
     }
   }
 
-  dropAll(): void {
-    for (const p of [...this.list]) this.discard(p);
+  /** Ends them all; with `reuse` (the session ended between commands) each goes there instead, its place given back. */
+  dropAll(reuse: ((conn: BackendConnection) => void) | null = null): void {
+    for (const p of [...this.list]) {
+      if (reuse === null) {
+        this.discard(p);
+        continue;
+      }
+      const { conn } = this.take(p.hostgroup)!;
+      this.router.release(conn.server.address);
+      reuse(conn);
+    }
   }
 
   /** COM_STMT_CLOSE for a statement on every parked connection that has it (it has no response). */

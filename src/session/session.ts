@@ -341,7 +341,7 @@ export class Session {
     this.mover.clear();
     this.deps.registry.remove(this);
     this.loop.stop();
-    this.parked.dropAll();
+    this.parked.dropAll(reusable ? (c) => this.deps.pool.give(c) : null);
     const b = this.detachBackend();
     if (b && reusable) {
       this.deps.pool.give(b);

@@ -216,6 +216,19 @@ describe("read/write split with a primary and a replica", () => {
     assert.equal(Number((await one(c, "SELECT @idle AS v")).v), 1);
   });
 
+  it("a session's parked replica connection serves the next session once it ends (connection pool)", async () => {
+    const c1 = await client();
+    const r1 = await one(c1, "SELECT @@server_id AS id, CONNECTION_ID() AS thread");
+    assert.equal(Number(r1.id), 2);
+    await c1.query("SET @mine = 1");
+    await c1.query("DO 1"); // home: the replica connection is parked
+    await c1.end();
+    await new Promise((res) => setTimeout(res, 150)); // the reset's round trip
+    const c2 = await client();
+    const r2 = await one(c2, "SELECT @@server_id AS id, CONNECTION_ID() AS thread, @mine AS v");
+    assert.deepEqual([Number(r2.id), Number(r2.thread), r2.v], [2, Number(r1.thread), null]);
+  });
+
   it("refuses a statement by rule with 1148, and kills one over the rule's timeout; the session goes on", async () => {
     const c = await client();
     await assert.rejects(c.query("DROP DATABASE app"), (e: { errno: number; sqlState: string; message: string }) => {
