@@ -185,12 +185,18 @@ export function packetStream(socket: Duplex, reader: SocketReader | null): Packe
   return stream;
 }
 
+/** What a connection's setup tells: its initial session state (with tracking) and its wait_timeout (s). */
+export interface SetupAnswer {
+  initialTrack: SessionTrackInfo | null;
+  waitTimeout: number | null;
+}
+
 /**
  * The answer to SESSION_TRACKING_SQL: the session's initial state as the server reports it, and
  * its wait_timeout, taken out of that state (Ferry's own reading, not a change the client made);
  * null when the server did not report it.
  */
-export function trackingAnswer(payload: Buffer, address: string, caps: number): { initialTrack: SessionTrackInfo | null; waitTimeout: number | null } {
+export function trackingAnswer(payload: Buffer, address: string, caps: number): SetupAnswer {
   if (payload[0] !== OK_HEADER) throw new FerryError(1105, "HY000", `backend ${address} refused session tracking: ${decodeErr(payload).message}`, "backend");
   const initialTrack = decodeOk(payload, caps).track;
   const vars = initialTrack ? initialTrack.systemVariables : [];
@@ -202,8 +208,8 @@ export function trackingAnswer(payload: Buffer, address: string, caps: number): 
 }
 
 /** After login: the answer to SESSION_TRACKING_SQL when it was sent (`tracked`), and the session's wait_timeout. */
-async function readSetup(stream: PacketStream, socket: Duplex, address: string, caps: number, tracked: boolean): Promise<{ initialTrack: SessionTrackInfo | null; waitTimeout: number | null }> {
-  const r: { initialTrack: SessionTrackInfo | null; waitTimeout: number | null } = tracked ? trackingAnswer((await stream.next()).payload, address, caps) : { initialTrack: null, waitTimeout: null };
+async function readSetup(stream: PacketStream, socket: Duplex, address: string, caps: number, tracked: boolean): Promise<SetupAnswer> {
+  const r: SetupAnswer = tracked ? trackingAnswer((await stream.next()).payload, address, caps) : { initialTrack: null, waitTimeout: null };
   if (r.waitTimeout === null) r.waitTimeout = await readWaitTimeout(stream, socket, caps);
   return r;
 }
@@ -212,7 +218,11 @@ async function readSetup(stream: PacketStream, socket: Duplex, address: string, 
 async function readWaitTimeout(stream: PacketStream, socket: Duplex, caps: number): Promise<number | null> {
   socket.write(encodeCommand(COM_QUERY, WAIT_TIMEOUT_SQL));
   const { rows } = await readQueryResult(stream, caps);
-  const value = rows.length ? rows[rows.length - 1][0] : null;
+  return waitTimeoutOf(rows.length ? rows[rows.length - 1][0] : null);
+}
+
+/** A wait_timeout value as a result row holds it; null when missing or not a number. */
+export function waitTimeoutOf(value: Buffer | null): number | null {
   const n = value ? Number(value.toString("latin1")) : NaN;
   return Number.isFinite(n) ? n : null;
 }

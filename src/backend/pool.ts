@@ -1,27 +1,33 @@
 // Idle backend connections kept for reuse (proxy.pool_size per server). A session that ends
-// between commands gives its connection back instead of closing it. Ferry resets it
+// between commands gives its connections back instead of closing them. Ferry resets each
 // (COM_RESET_CONNECTION: the transaction rolled back, temporary tables dropped, locks released,
 // user variables, prepared statements and session variables back to their defaults), switches
-// session tracking on again, and keeps it: one round trip. A later login that would be identical (same server,
-// backend user and credentials, collation, capabilities and database: BackendConnection.identity)
-// takes it instead: no TCP handshake, no authentication, no setup round trip.
+// session tracking on again, all in one round trip, and keeps it. A later login that would be
+// identical (same server, backend user and credentials, collation, capabilities and database:
+// BackendConnection.identity) takes it instead: no TCP handshake, no authentication, no setup
+// round trip.
 //
 // Places in a server's max_connections belong to sessions: a connection leaves its place when it
 // joins the pool, and the session that takes it takes a place first. So the pool holds at most
 // pool_size connections per server beyond max_connections (per process with proxy.workers > 1).
-// An idle connection is closed when unused for proxy.pool_idle_ms, older than
-// proxy.backend_max_age_ms, when its server leaves ONLINE or the configuration, when the server
-// closes it, and past pool_size (the one that came back first).
+// An idle connection is closed when unused for proxy.pool_idle_ms, once renewal by
+// proxy.backend_max_age_ms could reach it, when its server leaves ONLINE or the configuration,
+// when the server closes it, and past pool_size (the one that came back first).
 
 import type { Logger } from "pino";
 import type { RuntimeConfig, ServerConfig } from "../config/runtime-config.js";
 import { CLIENT_INTERACTIVE, COM_RESET_CONNECTION, COM_QUERY, OK_HEADER } from "../protocol/constants.js";
 import { FerryError } from "../protocol/errors.js";
 import { decodeErr, encodeCommand } from "../protocol/packets.js";
-import { packetStream, quitBackend, SESSION_TRACKING_SQL, trackingAnswer, type BackendConnection } from "./backend-connection.js";
+import { packetStream, quitBackend, SESSION_TRACKING_SQL, trackingAnswer, waitTimeoutOf, type BackendConnection } from "./backend-connection.js";
 import { readQueryResult } from "./statement-results.js";
 
 const SWEEP_MS = 1_000;
+/**
+ * A connection this far into proxy.backend_max_age_ms is not kept: renewals start in the last
+ * tenth of the age (session/backend-age.ts), and a session given it would move again at once.
+ */
+const AGE_SHARE_KEPT = 0.9;
 
 interface Idle {
   conn: BackendConnection;
@@ -85,8 +91,7 @@ export class BackendPool {
    * place it gave back): reset it and keep it, or close it.
    */
   give(conn: BackendConnection): void {
-    const maxAge = this.config().proxy.backend_max_age_ms;
-    if (!this.accepts(conn.server) || (maxAge > 0 && performance.now() - conn.openedAt >= maxAge * 0.9) || conn.leftover.length > 0 || conn.socket.destroyed) {
+    if (!this.accepts(conn.server) || this.tooOld(conn, performance.now()) || conn.leftover.length > 0 || conn.socket.destroyed) {
       this.discard(conn);
       return;
     }
@@ -107,6 +112,11 @@ export class BackendPool {
     for (const e of [...this.idle]) if (!this.online(e.conn.server)) this.close(e);
   }
 
+  private tooOld(conn: BackendConnection, now: number): boolean {
+    const maxAge = this.config().proxy.backend_max_age_ms;
+    return maxAge > 0 && now - conn.openedAt >= maxAge * AGE_SHARE_KEPT;
+  }
+
   private online(server: ServerConfig): boolean {
     return this.config().servers.some((s) => s.address === server.address && s.hostgroup === server.hostgroup && s.status === "ONLINE");
   }
@@ -116,11 +126,10 @@ export class BackendPool {
     const timeoutMs = this.config().proxy.backend_connect_timeout_ms;
     const timer = setTimeout(() => conn.socket.destroy(new FerryError(2013, "HY000", `no answer to COM_RESET_CONNECTION within ${timeoutMs} ms`, "backend")), timeoutMs);
     try {
-      // One round trip: the reset, tracking on again (the reset turns it off), and what the reset
-      // kept or set: the database the session last chose (the key does not rest on Ferry's
-      // tracking of it) and the session's wait_timeout.
-      // An interactive client's login gets interactive_timeout as its wait_timeout; the reset
-      // sets the global wait_timeout instead.
+      // One round trip: the reset; for an interactive client's connection its wait_timeout (a
+      // login gives it interactive_timeout, the reset the global wait_timeout); tracking on again
+      // (the reset turns it off); and what the connection holds now: the database the session
+      // last chose (the key does not rest on Ferry's tracking of it) and its wait_timeout.
       const tracked = conn.initialTrack !== null;
       const interactive = (conn.capabilities & CLIENT_INTERACTIVE) !== 0;
       conn.socket.write(Buffer.concat([
@@ -137,8 +146,7 @@ export class BackendPool {
       const { rows, error } = await readQueryResult(stream, conn.capabilities);
       if (error || rows.length !== 1) throw new FerryError(1105, "HY000", "SELECT DATABASE() failed after COM_RESET_CONNECTION", "backend");
       const [db, wait] = rows[0];
-      const waitTimeout = wait === null ? NaN : Number(wait.toString("latin1"));
-      conn.waitTimeout = Number.isFinite(waitTimeout) ? waitTimeout : null;
+      conn.waitTimeout = waitTimeoutOf(wait);
       return db === null ? null : db.toString("utf8");
     } finally {
       clearTimeout(timer);
@@ -157,10 +165,8 @@ export class BackendPool {
     conn.socket.on("error", e.onGone);
     this.idle.push(e);
     // Past pool_size on this server, the connection that came back first goes.
-    const max = this.config().proxy.pool_size;
-    let n = 0;
-    for (const x of this.idle) if (x.conn.server.address === conn.server.address) n++;
-    if (n > max) this.close(this.idle.find((x) => x.conn.server.address === conn.server.address)!);
+    const onServer = this.idle.filter((x) => x.conn.server.address === conn.server.address);
+    if (onServer.length > this.config().proxy.pool_size) this.close(onServer[0]);
   }
 
   /** Takes `e` out of the pool, its place now the holder's. */
@@ -194,10 +200,9 @@ export class BackendPool {
     const p = this.config().proxy;
     const now = performance.now();
     for (const e of [...this.idle]) {
-      const aged = p.backend_max_age_ms > 0 && now - e.conn.openedAt >= p.backend_max_age_ms * 0.9;
       // Never kept until the server's own wait_timeout would end it.
       const waitMs = e.conn.waitTimeout !== null ? e.conn.waitTimeout * 1000 * 0.9 : Infinity;
-      if (aged || now - e.since >= Math.min(p.pool_idle_ms, waitMs) || !this.online(e.conn.server) || p.pool_size === 0) this.close(e);
+      if (this.tooOld(e.conn, now) || now - e.since >= Math.min(p.pool_idle_ms, waitMs) || !this.online(e.conn.server) || p.pool_size === 0) this.close(e);
     }
   }
 }
