@@ -28,6 +28,7 @@ import { encodeProxyV2, type Endpoint } from "../protocol/proxy-header.js";
 import { PacketReader } from "../protocol/reader.js";
 import { okStatus } from "../protocol/response-scanner.js";
 import { readQueryResult } from "./statement-results.js";
+import { loginVariables, restoreStatement, selfAssignments } from "./login-state.js";
 import { copyingSink, SocketReader } from "../lib/socket-reader.js";
 import { SocketWriter } from "../lib/socket-writer.js";
 
@@ -84,6 +85,11 @@ export interface BackendConnection {
   leftover: Buffer;
   /** the session's wait_timeout in seconds right after login (null: the server did not say) */
   waitTimeout: number | null;
+  /**
+   * The SET statement giving a reset session what its login set (login-state.ts); null when the
+   * server did not say, and then the connection is not pooled.
+   */
+  loginRestore: string | null;
   /** performance.now() when the login completed (proxy.backend_max_age_ms counts from here) */
   openedAt: number;
   /** what its login was: server, user, credentials, collation, capabilities (the pool's key, pool.ts) */
@@ -105,7 +111,6 @@ export function loginIdentity(o: BackendConnectOptions): string {
 // interactive client interactive_timeout), without a round trip of its own.
 export const SESSION_TRACKING_SQL =
   "SET session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON, wait_timeout=@@wait_timeout";
-const WAIT_TIMEOUT_SQL = "SELECT @@wait_timeout";
 
 export async function connectBackend(o: BackendConnectOptions): Promise<BackendConnection> {
   // TLS wraps the raw socket's handle, so only plain connections read through a SocketReader.
@@ -154,14 +159,15 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
     }, seq));
     const statusFlags = await authenticate(stream, socket, o, hs, plugin, secure);
     const track = o.trackSession && hs.capabilities & CLIENT_SESSION_TRACK;
-    if (track) socket.write(encodeCommand(COM_QUERY, SESSION_TRACKING_SQL));
-    const { initialTrack, waitTimeout } = await readSetup(stream, socket, o.server.address, caps, !!track);
+    const loginVars = loginVariables(hs.serverVersion);
+    if (track) socket.write(encodeCommand(COM_QUERY, SESSION_TRACKING_SQL + selfAssignments(loginVars)));
+    const { initialTrack, waitTimeout, loginRestore } = await readSetup(stream, socket, o.server.address, caps, !!track, loginVars);
     const leftover = stream.detach();
     if (reader) {
       reader.sink = null;
       reader.attach(socket);
     }
-    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover, waitTimeout, openedAt: performance.now(), identity: loginIdentity(o) };
+    return { socket, reader, out: new SocketWriter(socket), statusFlags, server: o.server, threadId: hs.connectionId, serverVersion: hs.serverVersion, capabilities: caps, mariadbCapabilities: mariadbCaps, initialTrack, leftover, waitTimeout, loginRestore, openedAt: performance.now(), identity: loginIdentity(o) };
   } catch (e) {
     socket.destroy();
     reader = null;
@@ -185,40 +191,61 @@ export function packetStream(socket: Duplex, reader: SocketReader | null): Packe
   return stream;
 }
 
-/** What a connection's setup tells: its initial session state (with tracking) and its wait_timeout (s). */
+/**
+ * What a connection's setup tells: its initial session state (with tracking), its wait_timeout
+ * (s), and what its login set that a reset does not give back (login-state.ts).
+ */
 export interface SetupAnswer {
   initialTrack: SessionTrackInfo | null;
   waitTimeout: number | null;
+  loginRestore: string | null;
 }
 
 /**
- * The answer to SESSION_TRACKING_SQL: the session's initial state as the server reports it, and
- * its wait_timeout, taken out of that state (Ferry's own reading, not a change the client made);
- * null when the server did not report it.
+ * The answer to SESSION_TRACKING_SQL (followed by `loginVars` assigned to themselves): the
+ * session's initial state as the server reports it, and its wait_timeout and login variables,
+ * taken out of that state (Ferry's own reading, not a change the client made); null when the
+ * server did not report them all.
  */
-export function trackingAnswer(payload: Buffer, address: string, caps: number): SetupAnswer {
+export function trackingAnswer(payload: Buffer, address: string, caps: number, loginVars: string[] = []): SetupAnswer {
   if (payload[0] !== OK_HEADER) throw new FerryError(1105, "HY000", `backend ${address} refused session tracking: ${decodeErr(payload).message}`, "backend");
   const initialTrack = decodeOk(payload, caps).track;
   const vars = initialTrack ? initialTrack.systemVariables : [];
-  const at = vars.findIndex(([k]) => k.toLowerCase() === "wait_timeout");
-  if (at < 0) return { initialTrack, waitTimeout: null };
-  const waitTimeout = Number(vars[at][1]);
-  vars.splice(at, 1);
-  return { initialTrack, waitTimeout };
+  const take = (name: string): string | undefined => {
+    const at = vars.findIndex(([k]) => k.toLowerCase() === name);
+    return at < 0 ? undefined : vars.splice(at, 1)[0][1];
+  };
+  const wait = take("wait_timeout");
+  const login = loginVars.map((v): [string, string | undefined] => [v, take(v)]);
+  const known = login.every(([, value]) => value !== undefined);
+  return {
+    initialTrack,
+    waitTimeout: wait === undefined ? null : Number(wait),
+    loginRestore: known ? restoreStatement(login as [string, string][]) : null,
+  };
 }
 
-/** After login: the answer to SESSION_TRACKING_SQL when it was sent (`tracked`), and the session's wait_timeout. */
-async function readSetup(stream: PacketStream, socket: Duplex, address: string, caps: number, tracked: boolean): Promise<SetupAnswer> {
-  const r: SetupAnswer = tracked ? trackingAnswer((await stream.next()).payload, address, caps) : { initialTrack: null, waitTimeout: null };
-  if (r.waitTimeout === null) r.waitTimeout = await readWaitTimeout(stream, socket, caps);
-  return r;
+/** After login: the answer to SESSION_TRACKING_SQL when it was sent (`tracked`), else a SELECT of the same values. */
+async function readSetup(stream: PacketStream, socket: Duplex, address: string, caps: number, tracked: boolean, loginVars: string[]): Promise<SetupAnswer> {
+  if (tracked) {
+    const r = trackingAnswer((await stream.next()).payload, address, caps, loginVars);
+    if (r.waitTimeout !== null && r.loginRestore !== null) return r;
+    return { ...(await selectSetup(stream, socket, caps, loginVars)), initialTrack: r.initialTrack };
+  }
+  return selectSetup(stream, socket, caps, loginVars);
 }
 
-/** SELECT @@wait_timeout, for sessions without tracking; null when the server refuses or answers oddly. */
-async function readWaitTimeout(stream: PacketStream, socket: Duplex, caps: number): Promise<number | null> {
-  socket.write(encodeCommand(COM_QUERY, WAIT_TIMEOUT_SQL));
+/** SELECT of wait_timeout and the login variables, for sessions without tracking; nulls when the server refuses or answers oddly. */
+async function selectSetup(stream: PacketStream, socket: Duplex, caps: number, loginVars: string[]): Promise<SetupAnswer> {
+  socket.write(encodeCommand(COM_QUERY, `SELECT @@wait_timeout${loginVars.map((v) => `, @@${v}`).join("")}`));
   const { rows } = await readQueryResult(stream, caps);
-  return waitTimeoutOf(rows.length ? rows[rows.length - 1][0] : null);
+  const row = rows.length === 1 && rows[0].length === 1 + loginVars.length ? rows[0] : null;
+  if (row === null) return { initialTrack: null, waitTimeout: null, loginRestore: null };
+  return {
+    initialTrack: null,
+    waitTimeout: waitTimeoutOf(row[0]),
+    loginRestore: restoreStatement(loginVars.map((v, i) => [v, row[i + 1] === null ? null : row[i + 1]!.toString("utf8")])),
+  };
 }
 
 /** A wait_timeout value as a result row holds it; null when missing or not a number. */

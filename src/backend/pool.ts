@@ -1,8 +1,10 @@
 // Idle backend connections kept for reuse (proxy.pool_size per server). A session that ends
 // between commands gives its connections back instead of closing them. Ferry resets each
 // (COM_RESET_CONNECTION: the transaction rolled back, temporary tables dropped, locks released,
-// user variables, prepared statements and session variables back to their defaults), switches
-// session tracking on again, all in one round trip, and keeps it. A later login that would be
+// user variables, prepared statements and session variables back to their defaults), gives it
+// back what its login set and the reset does not (login-state.ts), switches session tracking on
+// again, all in one round trip, and keeps it. A server with an init_connect gets no connection
+// kept: a login runs it, a reset does not. A later login that would be
 // identical (same server, backend user and credentials, collation, capabilities and database:
 // BackendConnection.identity) takes it instead: no TCP handshake, no authentication, no setup
 // round trip.
@@ -91,7 +93,7 @@ export class BackendPool {
    * place it gave back): reset it and keep it, or close it.
    */
   give(conn: BackendConnection): void {
-    if (!this.accepts(conn.server) || this.tooOld(conn, performance.now()) || conn.leftover.length > 0 || conn.socket.destroyed) {
+    if (!this.accepts(conn.server) || this.tooOld(conn, performance.now()) || conn.leftover.length > 0 || conn.socket.destroyed || conn.loginRestore === null) {
       this.discard(conn);
       return;
     }
@@ -126,26 +128,34 @@ export class BackendPool {
     const timeoutMs = this.config().proxy.backend_connect_timeout_ms;
     const timer = setTimeout(() => conn.socket.destroy(new FerryError(2013, "HY000", `no answer to COM_RESET_CONNECTION within ${timeoutMs} ms`, "backend")), timeoutMs);
     try {
-      // One round trip: the reset; for an interactive client's connection its wait_timeout (a
-      // login gives it interactive_timeout, the reset the global wait_timeout); tracking on again
-      // (the reset turns it off); and what the connection holds now: the database the session
-      // last chose (the key does not rest on Ferry's tracking of it) and its wait_timeout.
+      // One round trip: the reset; what the login set that the reset does not give back: for an
+      // interactive client's connection its wait_timeout (a login gives it interactive_timeout,
+      // the reset the global wait_timeout), and the character set and per-user limits
+      // (login-state.ts); tracking on again (the reset turns it off); and what the connection
+      // holds now: the database the session last chose (the key does not rest on Ferry's
+      // tracking of it), its wait_timeout, and the server's init_connect.
       const tracked = conn.initialTrack !== null;
-      const interactive = (conn.capabilities & CLIENT_INTERACTIVE) !== 0;
+      const restore = [
+        ...((conn.capabilities & CLIENT_INTERACTIVE) !== 0 ? ["SET SESSION wait_timeout = @@interactive_timeout"] : []),
+        conn.loginRestore!,
+      ];
       conn.socket.write(Buffer.concat([
         encodeCommand(COM_RESET_CONNECTION),
-        ...(interactive ? [encodeCommand(COM_QUERY, "SET SESSION wait_timeout = @@interactive_timeout")] : []),
+        ...restore.map((sql) => encodeCommand(COM_QUERY, sql)),
         ...(tracked ? [encodeCommand(COM_QUERY, SESSION_TRACKING_SQL)] : []),
-        encodeCommand(COM_QUERY, "SELECT DATABASE(), @@wait_timeout"),
+        encodeCommand(COM_QUERY, "SELECT DATABASE(), @@wait_timeout, @@global.init_connect"),
       ]));
-      for (let i = interactive ? 2 : 1; i > 0; i--) {
+      for (let i = 1 + restore.length; i > 0; i--) {
         const p = await stream.next();
         if (p.payload[0] !== OK_HEADER) throw new FerryError(1105, "HY000", `resetting the connection failed: ${decodeErr(p.payload).message}`, "backend");
       }
       if (tracked) conn.initialTrack = trackingAnswer((await stream.next()).payload, conn.server.address, conn.capabilities).initialTrack;
       const { rows, error } = await readQueryResult(stream, conn.capabilities);
       if (error || rows.length !== 1) throw new FerryError(1105, "HY000", "SELECT DATABASE() failed after COM_RESET_CONNECTION", "backend");
-      const [db, wait] = rows[0];
+      const [db, wait, initConnect] = rows[0];
+      // A login runs init_connect (for users without SUPER), a reset does not: such a connection
+      // would not hold what a new login would.
+      if (initConnect !== null && initConnect.length > 0) throw new FerryError(1105, "HY000", "the server has an init_connect, which a reset does not run again", "backend");
       conn.waitTimeout = waitTimeoutOf(wait);
       return db === null ? null : db.toString("utf8");
     } finally {

@@ -10,7 +10,8 @@ import type { FerryServer } from "../../src/server.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, proxyConfig, startProxy, waitFor } from "./harness.js";
 
 const EXTRA = "pool_size = 2\npool_idle_ms = 1500";
-const USERS = `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n[[users]]\nname = "other"\npassword = "other"\n`;
+const USERS = `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n[[users]]\nname = "other"\npassword = "other"\n` +
+  `[[users]]\nname = "capped"\npassword = "capped"\n[[users]]\nname = "plain"\npassword = "plain"\n`;
 
 describe("backend connection pool (proxy.pool_size)", () => {
   let cluster: Cluster;
@@ -19,7 +20,10 @@ describe("backend connection pool (proxy.pool_size)", () => {
 
   before(async () => {
     cluster = await Cluster.start(1);
-    await cluster.servers[0].sql(`CREATE USER IF NOT EXISTS 'other'@'%' IDENTIFIED BY 'other'; GRANT ALL ON *.* TO 'other'@'%'; CREATE USER 'watcher'@'%' IDENTIFIED BY 'watcher'; GRANT ALL ON *.* TO 'watcher'@'%'; CREATE DATABASE IF NOT EXISTS pool_a; CREATE DATABASE IF NOT EXISTS pool_b; CREATE TABLE pool_a.t (id INT PRIMARY KEY); CREATE ROLE pool_role; GRANT pool_role TO '${APP_USER}'@'%';`);
+    await cluster.servers[0].sql(`CREATE USER IF NOT EXISTS 'other'@'%' IDENTIFIED BY 'other'; GRANT ALL ON *.* TO 'other'@'%'; CREATE USER 'watcher'@'%' IDENTIFIED BY 'watcher'; GRANT ALL ON *.* TO 'watcher'@'%'; CREATE DATABASE IF NOT EXISTS pool_a; CREATE DATABASE IF NOT EXISTS pool_b; CREATE TABLE pool_a.t (id INT PRIMARY KEY); CREATE ROLE pool_role; GRANT pool_role TO '${APP_USER}'@'%';` +
+      // without SUPER: init_connect runs for them; 'capped' with a per-user statement time limit
+      "CREATE USER 'plain'@'%' IDENTIFIED BY 'plain'; GRANT ALL ON pool_a.* TO 'plain'@'%'; " +
+      "CREATE USER 'capped'@'%' IDENTIFIED BY 'capped' WITH MAX_STATEMENT_TIME 0.5; GRANT ALL ON pool_a.* TO 'capped'@'%';");
     ({ ferry } = await startProxy(cluster, EXTRA, USERS));
     direct = await mysql.createConnection({ host: "127.0.0.1", port: cluster.servers[0].port, user: "watcher", password: "watcher" });
   });
@@ -198,6 +202,40 @@ describe("backend connection pool (proxy.pool_size)", () => {
       await c.end();
     } finally {
       await direct.query("SET GLOBAL interactive_timeout = 28800, GLOBAL wait_timeout = 28800");
+    }
+  });
+
+  it("gives a reused connection what the login gave it: the user's MAX_STATEMENT_TIME and the handshake's character set", async () => {
+    const login = () => connectVia(ferry.port, { database: "pool_a", user: "capped", password: "capped", charset: "UTF8MB4_UNICODE_CI" });
+    const state = "SELECT @@max_statement_time AS t, @@character_set_client AS cs, @@character_set_results AS rs, @@collation_connection AS co";
+    const a = await login();
+    const id = await backendId(a);
+    const fresh = await one(a, state);
+    assert.deepEqual(fresh, { t: 0.5, cs: "utf8mb4", rs: "utf8mb4", co: "utf8mb4_unicode_ci" });
+    await a.query("SET SESSION max_statement_time = 0, NAMES latin1");
+    await quit(a);
+    const b = await login();
+    assert.equal(await backendId(b), id);
+    assert.deepEqual(await one(b, state), fresh, "as after a login (the reset sets the global max_statement_time)");
+    await assert.rejects(b.query("SELECT SLEEP(3)"), (e: mysql.QueryError) => e.errno === 1969, "the limit holds");
+    await b.end();
+  });
+
+  it("keeps no connection of a server with an init_connect (a login runs it, a reset does not)", async () => {
+    await direct.query("SET GLOBAL init_connect = 'SET @ic = CONNECTION_ID()'");
+    try {
+      const login = () => connectVia(ferry.port, { database: "pool_a", user: "plain", password: "plain" });
+      const a = await login();
+      const id = await backendId(a);
+      assert.equal(Number((await one(a, "SELECT @ic AS ic")).ic), id, "init_connect ran at login");
+      await quit(a);
+      const b = await login();
+      const r = await one(b, "SELECT CONNECTION_ID() AS id, @ic AS ic");
+      assert.notEqual(Number(r.id), id, "a new connection");
+      assert.equal(Number(r.ic), Number(r.id), "with init_connect run by its login");
+      await b.end();
+    } finally {
+      await direct.query("SET GLOBAL init_connect = ''");
     }
   });
 
