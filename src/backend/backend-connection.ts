@@ -203,14 +203,22 @@ export interface SetupAnswer {
 
 /**
  * The answer to SESSION_TRACKING_SQL (followed by `loginVars` assigned to themselves): the
- * session's initial state as the server reports it, and its wait_timeout and login variables,
- * taken out of that state (Ferry's own reading, not a change the client made); null when the
- * server did not report them all.
+ * session's initial state as the server reports it, and its wait_timeout and login variables
+ * taken out of it (takeOwnReadings).
  */
 export function trackingAnswer(payload: Buffer, address: string, caps: number, loginVars: string[] = []): SetupAnswer {
   if (payload[0] !== OK_HEADER) throw new FerryError(1105, "HY000", `backend ${address} refused session tracking: ${decodeErr(payload).message}`, "backend");
   const initialTrack = decodeOk(payload, caps).track;
-  const vars = initialTrack ? initialTrack.systemVariables : [];
+  return { initialTrack, ...takeOwnReadings(initialTrack, loginVars) };
+}
+
+/**
+ * Takes wait_timeout and the login variables out of the state a SESSION_TRACKING_SQL reported
+ * (they are Ferry's own readings, not changes the client made): their values, null when the
+ * server did not report them all.
+ */
+export function takeOwnReadings(track: SessionTrackInfo | null, loginVars: string[] = []): { waitTimeout: number | null; loginRestore: string | null } {
+  const vars = track ? track.systemVariables : [];
   const take = (name: string): string | undefined => {
     const at = vars.findIndex(([k]) => k.toLowerCase() === name);
     return at < 0 ? undefined : vars.splice(at, 1)[0][1];
@@ -218,11 +226,7 @@ export function trackingAnswer(payload: Buffer, address: string, caps: number, l
   const wait = take("wait_timeout");
   const login = loginVars.map((v): [string, string | undefined] => [v, take(v)]);
   const known = login.every(([, value]) => value !== undefined);
-  return {
-    initialTrack,
-    waitTimeout: wait === undefined ? null : Number(wait),
-    loginRestore: known ? restoreStatement(login as [string, string][]) : null,
-  };
+  return { waitTimeout: wait === undefined ? null : Number(wait), loginRestore: known ? restoreStatement(login as [string, string][]) : null };
 }
 
 /** After login: the answer to SESSION_TRACKING_SQL when it was sent (`tracked`), else a SELECT of the same values. */

@@ -238,9 +238,9 @@ export class CommandLoop implements CommandSink {
   private atBoundary(fx: StatementEffects | null): void {
     const s = this.s;
     if (this.closedOnRequest()) return;
-    const needsRefresh = fx !== null && (fx.userVars.length > 0 || systemVariablesToReadBack(fx, s.backendTracksState).length > 0);
+    const needsRefresh = s.trackingReset || (fx !== null && (fx.userVars.length > 0 || systemVariablesToReadBack(fx, s.backendTracksState).length > 0));
     if (needsRefresh && s.backend) {
-      s.tracker.userVariablesStale = fx.userVars.length > 0;
+      s.tracker.userVariablesStale = fx !== null && fx.userVars.length > 0;
       this.cstate = C.Busy;
       this.input.pause();
       refreshState(s, fx).catch((e: Error) => {

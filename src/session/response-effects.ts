@@ -89,7 +89,7 @@ export class ResponseEffects implements ScanListener {
       switch (c.code) {
         case COM_INIT_DB: if (c.text !== null) t.onInitDb(c.text); break;
         case COM_STMT_RESET: t.onStmtReset(c.stmtId); break;
-        case COM_RESET_CONNECTION: t.reset(); s.parked.dropAll(); break;
+        case COM_RESET_CONNECTION: t.reset(); s.parked.dropAll(); s.trackingReset = s.backendTracksState; break;
       }
     }
     return ok;

@@ -96,6 +96,11 @@ export class Session {
   activeSinceSweep = true;
   /** performance.now() from which the sweep counts the session idle */
   idleSince = 0;
+  /**
+   * The client's COM_RESET_CONNECTION switched off the tracking Ferry set up on the active
+   * connection: Ferry switches it on again before the next command (state-refresh.ts).
+   */
+  trackingReset = false;
   /** wait_timeout (s) the server gave the session at login; a SET the tracker saw overrides it */
   loginWaitTimeout: number | null = null;
   /** failed tries to find this session's first server so far (backend-login.ts openBackendWaiting) */
@@ -199,6 +204,7 @@ export class Session {
     this.backend = b;
     this.hostgroup = b.server.hostgroup;
     this.serverStats = this.deps.router.statsOf(b.server.address);
+    this.trackingReset = false;
     if (b.initialTrack) this.tracker.applyTrack(b.initialTrack);
     this.response.listen(b);
     b.out.onDrain = this.loop.onBackendDrain;

@@ -2,7 +2,10 @@
 // variable values (with their types, from information_schema.USER_VARIABLES), and, when the
 // backend cannot track session variables for this client, the variables a SET named. Reading at
 // once, not just before a move, is what lets a session survive its backend's crash intact.
+// After the client's COM_RESET_CONNECTION, which switches off the session tracking Ferry set up
+// at login, it switches tracking on again first: without it, the next SET would go unseen.
 
+import { SESSION_TRACKING_SQL, takeOwnReadings } from "../backend/backend-connection.js";
 import { runOwnStatements, type OwnStatement } from "../backend/own-statements.js";
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";
@@ -26,20 +29,35 @@ export function systemVariablesToReadBack(fx: StatementEffects, tracked: boolean
   return tracked ? names.filter((n) => n === "collation_connection") : names;
 }
 
-export async function refreshState(s: Session, fx: StatementEffects): Promise<void> {
+export async function refreshState(s: Session, fx: StatementEffects | null): Promise<void> {
   const b = s.suspendBackendReads();
   if (!b) return;
   try {
     const statements: OwnStatement[] = [];
-    const wantUser = fx.userVars.length > 0;
+    const retrack = s.trackingReset;
+    if (retrack) statements.push({ kind: "query", sql: SESSION_TRACKING_SQL });
+    const wantUser = fx !== null && fx.userVars.length > 0;
     // Types and character sets from USER_VARIABLES; string values as HEX(), since that table shows
     // them converted to text (lossy for binary data). Both in one round trip.
     const known = [...s.tracker.userVariables];
     if (wantUser) statements.push({ kind: "query", sql: USER_VARIABLES_SQL }, { kind: "query", sql: hexSelect(known) });
-    const sysNames = systemVariablesToReadBack(fx, s.backendTracksState);
+    const sysNames = fx === null ? [] : systemVariablesToReadBack(fx, s.backendTracksState);
     if (sysNames.length) statements.push({ kind: "query", sql: "SELECT " + sysNames.map((n) => `@@session.${n}`).join(", ") });
     const results = await runOwnStatements(b, statements);
     let i = 0;
+    if (retrack) {
+      const r = results[i++];
+      s.trackingReset = false;
+      if (r.ok === null) {
+        // The backend no longer reports changes: variables a SET names are read back from now on.
+        b.initialTrack = null;
+        throw new FerryError(r.error?.errno ?? 1105, r.error?.sqlState ?? "HY000", `switching session tracking on again failed: ${r.error?.message ?? "no OK"}`, "backend");
+      }
+      const track = r.ok.track;
+      const { waitTimeout } = takeOwnReadings(track);
+      if (waitTimeout !== null) s.loginWaitTimeout = waitTimeout;
+      if (track) s.tracker.applyTrack(track);
+    }
     if (wantUser) {
       const meta = results[i++];
       const hex = results[i++];

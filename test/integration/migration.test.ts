@@ -3,9 +3,10 @@
 
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
+import * as mariadb from "mariadb";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
-import { Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
 
 
 describe("session migration", () => {
@@ -82,6 +83,29 @@ describe("session migration", () => {
     assert.notEqual(Number(r.p), port);
     assert.ok(Number((await one(c, "SELECT COUNT(*) AS n FROM app.t")).n) >= 3);
     await c.end();
+  });
+
+  it("what a session sets after its client's COM_RESET_CONNECTION (which switches tracking off) survives a move", async () => {
+    // The mariadb connector's pools reset every connection they take back.
+    const c = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD });
+    try {
+      await c.query("SET @gone = 1, SESSION time_zone = '+02:00'");
+      await c.reset();
+      await c.query("SET SESSION sql_mode = 'ANSI_QUOTES', SESSION div_precision_increment = 9");
+      const state = "SELECT @@port AS p, @@sql_mode AS m, @@div_precision_increment AS d, @@time_zone AS tz, @gone AS g";
+      const [before] = await c.query(state);
+      assert.equal(before.g, null, "the reset cleared the user variable");
+      const moved = ferry.moveCounts().moved;
+      await drainServerOf(Number(before.p));
+      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "the session moved");
+      const [after] = await c.query(state);
+      assert.notEqual(after.p, before.p);
+      assert.deepEqual({ ...after, p: 0 }, { ...before, p: 0 });
+      assert.equal(after.m, "ANSI_QUOTES");
+      assert.equal(after.tz, "SYSTEM", "the reset's default, not the time zone set before it");
+    } finally {
+      await c.end();
+    }
   });
 
   it("autocommit=0 and a read-only transaction mode survive a move", async () => {
