@@ -85,6 +85,9 @@ export class ResponseEffects implements ScanListener {
     t.inCommand = false;
     const ok = !c.failed;
     if (c.effects) t.applyEffects(c.effects, ok);
+    // A client that sets the tracking variables itself turns off what Ferry tracks by (the
+    // boundary switches it on again, state-refresh.ts).
+    if (ok && c.effects !== null && s.backendTracksState && c.effects.sysVars.some((n) => n.startsWith("session_track_"))) s.trackingReset = true;
     if (ok) {
       switch (c.code) {
         case COM_INIT_DB: if (c.text !== null) t.onInitDb(c.text); break;
