@@ -190,6 +190,11 @@ export const configSchema = z.object({
     max_allowed_packet: z.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024 * 1024),
     max_concurrent_moves: z.number().int().min(1).max(10_000).default(64),
     reconnect_timeout_ms: z.number().int().min(0).default(10_000),
+    /**
+     * a session that ran a stored routine (CALL, a stored function) stays on its server: the routine
+     * may have left temporary tables or named locks Ferry cannot see (session/response-effects.ts)
+     */
+    pin_after_routines: z.boolean().default(true),
     /** times a read whose server was lost before answering runs again elsewhere (session/read-retry.ts; 0: never) */
     read_retries: z.number().int().min(0).max(5).default(1),
     drain_grace_ms: z.number().int().min(0).default(30_000),

@@ -76,6 +76,7 @@ export function dispatchCommand(s: Session, buf: Buffer, pos: number, end: numbe
     case COM_STMT_PREPARE:
       // A statement Ferry saw only a prefix of cannot be re-prepared elsewhere: kept as null (pins).
       s.command.text = len === avail ? buf.toString("utf8", p + 1, p + avail) : null;
+      if (s.command.text !== null && mayHaveEffects(buf, p + 1, p + avail)) s.command.preparedEffects = analyzeStatements(s.command.text);
       return s.loop.forwardCommand(buf, pos, end, len, Shape.Prepare);
     case COM_INIT_DB:
       s.command.text = buf.toString("utf8", p + 1, p + avail);

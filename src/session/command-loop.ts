@@ -238,9 +238,10 @@ export class CommandLoop implements CommandSink {
   private atBoundary(fx: StatementEffects | null): void {
     const s = this.s;
     if (this.closedOnRequest()) return;
-    const needsRefresh = s.trackingReset || (fx !== null && (fx.userVars.length > 0 || systemVariablesToReadBack(fx, s.backendTracksState).length > 0));
+    const userVars = s.tracker.userVariablesUnseen || (fx !== null && fx.userVars.length > 0);
+    const needsRefresh = s.trackingReset || userVars || (fx !== null && systemVariablesToReadBack(fx, s.backendTracksState).length > 0);
     if (needsRefresh && s.backend) {
-      s.tracker.userVariablesStale = fx !== null && fx.userVars.length > 0;
+      s.tracker.userVariablesStale = userVars;
       this.cstate = C.Busy;
       this.input.pause();
       refreshState(s, fx).catch((e: Error) => {

@@ -58,6 +58,7 @@ export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, p
   switch (cmd) {
     case COM_STMT_EXECUTE:
       s.command.cursor = avail >= 6 && (buf[p + 5] & 0x07) !== 0;
+      if (stmt) s.command.effects = stmt.effects;
       if (stmt && here) {
         t.onExecuteSent(stmt, buf, p, p + avail);
         if (!here.typesBound && stmt.numParams > 0) return executeWithTypes(s, stmt, here, buf, pos, end, len, avail);
@@ -70,6 +71,7 @@ export function dispatchStatementCommand(s: Session, cmd: number, buf: Buffer, p
         return refuse(s, cmd, p, len, avail, ER_UNKNOWN_COM_ERROR, "08S01", why);
       }
       s.command.cursor = false;
+      if (stmt) s.command.effects = stmt.effects;
       if (stmt && here) return bulkExecute(s, stmt, here, buf, pos, end, len, avail);
       return s.loop.forwardCommand(buf, pos, end, len, Shape.Result);
     case COM_STMT_FETCH:

@@ -12,6 +12,7 @@ import { decodeOk } from "../protocol/packets.js";
 import type { ScanListener } from "../protocol/response-scanner.js";
 import type { Session } from "./session.js";
 import { capStatementsOn } from "./statement-cap.js";
+import { explainsStateChange } from "./statement-effects.js";
 import { PreparedStatement } from "./state-tracker.js";
 
 export class ResponseEffects implements ScanListener {
@@ -29,6 +30,7 @@ export class ResponseEffects implements ScanListener {
       try {
         const ok = decodeOk(buf, s.backend ? s.backend.capabilities : s.auth.capabilities, start, end);
         s.tracker.applyOk(status, ok.lastInsertId, ok.track);
+        if (ok.track?.stateChanged) s.command.stateChanged = true;
       } catch (e) {
         s.log.warn({ err: (e as Error).message }, "could not decode OK packet");
         s.tracker.applyStatus(status);
@@ -65,6 +67,7 @@ export class ResponseEffects implements ScanListener {
     this.nextStmtId = this.nextStmtId >= 0xfffffffe ? 1 : this.nextStmtId + 1;
     buf.writeUInt32LE(clientId, start + 1);
     const stmt = new PreparedStatement(clientId, s.command.text, numParams, numColumns, s.route.prepareHostgroup);
+    stmt.effects = s.command.preparedEffects;
     if (s.backend) stmt.on.set(s.backend, { id: stmtId, typesBound: true }); // the client sends types on its first execute
     s.tracker.onPrepared(stmt);
     this.preparing = stmt;
@@ -85,6 +88,13 @@ export class ResponseEffects implements ScanListener {
     t.inCommand = false;
     const ok = !c.failed;
     if (c.effects) t.applyEffects(c.effects, ok);
+    // A stored routine ran (CALL, or the server reports a change the statement itself does not
+    // account for: a stored function): what it assigned to user variables is read back; what
+    // else it may have left (temporary tables, named locks) Ferry cannot see.
+    if (c.effects?.call || (c.stateChanged && c.code !== COM_INIT_DB && !(c.effects !== null && explainsStateChange(c.effects)))) {
+      t.userVariablesUnseen = true;
+      if (s.deps.config().proxy.pin_after_routines) t.routineState = true;
+    }
     // A client that sets the tracking variables itself turns off what Ferry tracks by (the
     // boundary switches it on again, state-refresh.ts).
     if (ok && c.effects !== null && s.backendTracksState && c.effects.sysVars.some((n) => n.startsWith("session_track_"))) s.trackingReset = true;

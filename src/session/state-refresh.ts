@@ -36,7 +36,7 @@ export async function refreshState(s: Session, fx: StatementEffects | null): Pro
     const statements: OwnStatement[] = [];
     const retrack = s.trackingReset;
     if (retrack) statements.push({ kind: "query", sql: SESSION_TRACKING_SQL });
-    const wantUser = fx !== null && fx.userVars.length > 0;
+    const wantUser = s.tracker.userVariablesUnseen || (fx !== null && fx.userVars.length > 0);
     // Types and character sets from USER_VARIABLES; string values as HEX(), since that table shows
     // them converted to text (lossy for binary data). Both in one round trip.
     const known = [...s.tracker.userVariables];

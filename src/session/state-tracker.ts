@@ -36,6 +36,8 @@ export class PreparedStatement {
   lastOn: StatementOnConnection | null = null;
   /** the session's use clock when the statement was last prepared or run (statement-cap.ts) */
   lastUsed = 0;
+  /** what each execution changes of the session's state (its text analyzed once, at prepare; null: nothing) */
+  effects: StatementEffects | null = null;
 
   constructor(
     readonly clientId: number,
@@ -68,7 +70,7 @@ export interface UserVariable {
 
 export type PinReason =
   | "transaction" | "temporary-table" | "named-lock" | "lock-tables" | "cursor" | "xa" | "long-data" | "found-rows" | "command"
-  | "unknown-user-variables" | "unpreparable-statement";
+  | "unknown-user-variables" | "unpreparable-statement" | "stored-routine";
 
 /** a equals buf[from, to); a plain loop: the ranges are a few bytes, a native compare costs more */
 function sameBytes(a: Buffer, buf: Buffer, from: number, to: number): boolean {
@@ -88,6 +90,16 @@ export class StateTracker {
   readonly userVariableValues = new Map<string, UserVariable>();
   /** a statement assigned user variables and their values have not been read back yet */
   userVariablesStale = false;
+  /** user variables may have been assigned where Ferry could not see (a stored routine): read them all back */
+  userVariablesUnseen = false;
+  /**
+   * a stored routine ran (proxy.pin_after_routines): it may have left temporary tables or named
+   * locks Ferry cannot see, so the session stays on its connection until the server session
+   * starts afresh (COM_RESET_CONNECTION, COM_CHANGE_USER)
+   */
+  routineState = false;
+  /** GET_LOCK took a lock whose name Ferry could not read: held until RELEASE_ALL_LOCKS or a reset */
+  unknownLocks = false;
   readonly prepared = new Map<number, PreparedStatement>();
   /** counts uses of prepared statements, for least-recently-used order (statement-cap.ts) */
   private useClock = 0;
@@ -121,7 +133,8 @@ export class StateTracker {
     if (this.inCommand) r.push("command");
     if (this.inTransaction) r.push("transaction");
     if (this.tempTables.size) r.push("temporary-table");
-    if (this.namedLocks.size) r.push("named-lock");
+    if (this.namedLocks.size || this.unknownLocks) r.push("named-lock");
+    if (this.routineState) r.push("stored-routine");
     if (this.lockTables) r.push("lock-tables");
     if (this.xaActive) r.push("xa");
     if (this.foundRowsPending) r.push("found-rows");
@@ -142,7 +155,7 @@ export class StateTracker {
   /** Some state ties the session to its connection (pinReasons says which; this one does not allocate). */
   get pinned(): boolean {
     if (this.inCommand || this.inTransaction || this.tempTables.size || this.namedLocks.size || this.lockTables || this.xaActive ||
-      this.foundRowsPending || this.userVariablesStale) return true;
+      this.foundRowsPending || this.userVariablesStale || this.unknownLocks || this.routineState) return true;
     for (const s of this.prepared.values()) if (s.cursorOpen || s.longDataPending || s.sql === null) return true;
     return false;
   }
@@ -161,6 +174,7 @@ export class StateTracker {
     for (const n of fx.userVars) this.userVariables.add(n);
     for (const n of fx.tempTablesCreated) this.tempTables.add(n);
     for (const n of fx.locksAcquired) this.namedLocks.add(n);
+    if (fx.unknownLocks) this.unknownLocks = true;
     if (fx.lockTables === true) this.lockTables = true;
     if (fx.xa === "start") this.xaActive = true;
     if (fx.calcFoundRows) this.foundRowsPending = true;
@@ -172,7 +186,10 @@ export class StateTracker {
       if (this.schema) this.tempTables.delete(`${this.schema.toLowerCase()}.${n}`);
     }
     for (const n of fx.locksReleased) this.namedLocks.delete(n);
-    if (fx.releaseAllLocks) this.namedLocks.clear();
+    if (fx.releaseAllLocks) {
+      this.namedLocks.clear();
+      this.unknownLocks = false;
+    }
     if (fx.lockTables === false) this.lockTables = false;
     if (fx.xa === "end") this.xaActive = false;
     for (const n of fx.sqlDeallocated) this.sqlPrepared.delete(n);
@@ -184,6 +201,7 @@ export class StateTracker {
     this.userVariableValues.clear();
     for (const [k, v] of values) this.userVariableValues.set(k, v);
     this.userVariablesStale = false;
+    this.userVariablesUnseen = false;
   }
 
   /** Status flags, last insert id and session tracking from an OK packet. */
@@ -270,6 +288,9 @@ export class StateTracker {
     this.userVariables.clear();
     this.userVariableValues.clear();
     this.userVariablesStale = false;
+    this.userVariablesUnseen = false;
+    this.routineState = false;
+    this.unknownLocks = false;
     this.prepared.clear();
     this.sqlPrepared.clear();
     this.tempTables.clear();

@@ -25,6 +25,15 @@ export interface StatementEffects {
   kill: { query: boolean; id: number } | null;
   /** SET ROLE: what to replay, `NONE` or the quoted role name */
   role: string | null;
+  /** CALL: a stored procedure, whose effects Ferry does not see */
+  call: boolean;
+  /** GET_LOCK with a name Ferry cannot read (an expression, a parameter): which locks are held is unknown */
+  unknownLocks: boolean;
+  /**
+   * a change the server reports that leaves nothing to track: SET STATEMENT … FOR (its variables
+   * are back when it ends), ALTER TABLE (reported for a temporary table)
+   */
+  neutralChange: boolean;
 }
 
 /**
@@ -39,11 +48,22 @@ export function pinsToServer(fx: StatementEffects): boolean {
     fx.sqlDeallocated.length > 0 || fx.useSchema !== null || fx.readsLocks;
 }
 
+/**
+ * Whether a statement's own effects account for the server reporting that the session's state
+ * changed (session_track_state_change: MariaDB reports it for variables, the schema, SQL
+ * prepared statements, temporary tables, and every stored routine that ran). A CALL never does;
+ * a statement with none of these effects ran a stored function.
+ */
+export function explainsStateChange(fx: StatementEffects): boolean {
+  return !fx.call && (fx.neutralChange || fx.userVars.length > 0 || fx.sysVars.length > 0 || fx.tempTablesCreated.length > 0 ||
+    fx.tempTablesDropped.length > 0 || fx.sqlPrepared.length > 0 || fx.sqlDeallocated.length > 0 || fx.useSchema !== null || fx.role !== null);
+}
+
 function empty(): StatementEffects {
   return {
     userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],
     releaseAllLocks: false, lockTables: null, xa: null, sqlPrepared: [], sqlDeallocated: [], useSchema: null,
-    calcFoundRows: false, readsLocks: false, kill: null, role: null,
+    calcFoundRows: false, readsLocks: false, kill: null, role: null, call: false, unknownLocks: false, neutralChange: false,
   };
 }
 
@@ -97,14 +117,19 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
     }
     if (tok.type === Tok.Word && t[i + 1]?.type === Tok.Punct && t[i + 1].text === "(") {
       const arg = t[i + 2]?.type === Tok.String ? t[i + 2].text : null;
-      if (tok.text === "get_lock" && arg !== null) fx.locksAcquired.push(arg);
-      else if (tok.text === "release_lock" && arg !== null) fx.locksReleased.push(arg);
+      // GET_LOCK('name', …): a name Ferry reads; anything else (an expression, a parameter) it cannot
+      if (tok.text === "get_lock") {
+        if (arg !== null && t[i + 3]?.type === Tok.Punct && t[i + 3].text === ",") fx.locksAcquired.push(arg);
+        else fx.unknownLocks = true;
+      } else if (tok.text === "release_lock" && arg !== null) fx.locksReleased.push(arg);
       else if (tok.text === "release_all_locks") fx.releaseAllLocks = true;
       else if (tok.text === "is_free_lock" || tok.text === "is_used_lock") fx.readsLocks = true;
     }
     if (word(tok, "sql_calc_found_rows")) fx.calcFoundRows = true;
   }
   switch (first) {
+    case "call": fx.call = true; return;
+    case "alter": fx.neutralChange = true; return;
     case "set": return analyzeSet(t, fx, sql);
     case "create": {
       let i = 1;
@@ -178,8 +203,14 @@ function qualifiedName(t: Token[], i: number): string | null {
 }
 
 function analyzeSet(t: Token[], fx: StatementEffects, sql: string): void {
-  // SET STATEMENT ... FOR <stmt> (MariaDB) changes nothing for the session itself.
-  if (word(t[1], "statement")) return;
+  // SET STATEMENT … FOR <stmt> (MariaDB): the variables are the session's again when it ends; the
+  // statement after FOR has its own effects.
+  if (word(t[1], "statement")) {
+    fx.neutralChange = true;
+    const k = t.findIndex((x, j) => j > 1 && word(x, "for"));
+    if (k > 0) analyzeOne(t.slice(k + 1), fx, sql);
+    return;
+  }
   // SET DEFAULT ROLE and SET PASSWORD change accounts, not the session
   if (word(t[1], "default", "password")) return;
   // SET ROLE r | NONE: the session's current role (role names keep their case)

@@ -8,6 +8,7 @@ import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
 
+const BASE = "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0";
 
 describe("session migration", () => {
   let cluster: Cluster;
@@ -18,8 +19,10 @@ describe("session migration", () => {
     cluster = await Cluster.start(3);
     for (const s of cluster.servers) {
       await s.sql("CREATE DATABASE app2; CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO app.t (v) VALUES (1), (2), (3);");
+      await s.sql("CREATE PROCEDURE app.make_temp() CREATE TEMPORARY TABLE app.rt (a INT); CREATE PROCEDURE app.set_var() SET @inproc = 5; " +
+        "CREATE FUNCTION app.take_lock() RETURNS INT RETURN GET_LOCK('fn-lock', 1);");
     }
-    ({ ferry, logs } = await startProxy(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0"));
+    ({ ferry, logs } = await startProxy(cluster, BASE));
   });
 
   after(async () => {
@@ -27,11 +30,20 @@ describe("session migration", () => {
     await cluster?.stop();
   });
 
-  beforeEach(() => ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0")));
+  beforeEach(() => ferry.reload(proxyConfig(cluster, BASE)));
 
-  /** Drains the server the connection is on; resolves once Ferry reports one more completed move than before. */
-  async function drainServerOf(port: number): Promise<void> {
-    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0", undefined, { [port]: "OFFLINE_SOFT" }));
+  /** Drains the server on `port` (with settings `extra` and `users`). */
+  async function drainServerOf(port: number, extra = BASE, users?: string): Promise<void> {
+    ferry.reload(proxyConfig(cluster, extra, users, { [port]: "OFFLINE_SOFT" }));
+  }
+
+  /** Drains the server the session is on and waits for it to move; returns that server's port. */
+  async function moveAway(c: mysql.Connection, extra = BASE, users?: string): Promise<number> {
+    const port = await portOf(c);
+    const moved = ferry.moveCounts().moved;
+    await drainServerOf(port, extra, users);
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "the session moved");
+    return port;
   }
 
   it("drain moves an idle session with schema, variables, user variables, prepared statements and LAST_INSERT_ID intact", async () => {
@@ -69,15 +81,12 @@ describe("session migration", () => {
       await s.sql("CREATE USER 'roleuser'@'%' IDENTIFIED BY 'roleuser'; CREATE ROLE `Reader`; GRANT SELECT ON app.* TO `Reader`; GRANT `Reader` TO 'roleuser'@'%';");
     }
     const users = `[[users]]\nname = "roleuser"\npassword = "roleuser"\n`;
-    const extra = "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0";
+    const extra = BASE;
     ferry.reload(proxyConfig(cluster, extra, users));
     const c = await connectVia(ferry.port, { user: "roleuser", password: "roleuser", database: undefined });
     await assert.rejects(c.query("SELECT COUNT(*) FROM app.t"), (e: mysql.QueryError) => e.errno === 1142, "no privilege without the role");
     await c.query("SET ROLE Reader");
-    const port = await portOf(c);
-    const moved = ferry.moveCounts().moved;
-    ferry.reload(proxyConfig(cluster, extra, users, { [port]: "OFFLINE_SOFT" }));
-    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "the session moved");
+    const port = await moveAway(c, extra, users);
     const r = await one(c, "SELECT CURRENT_ROLE() AS r, @@port AS p");
     assert.equal(r.r, "Reader");
     assert.notEqual(Number(r.p), port);
@@ -139,6 +148,7 @@ describe("session migration", () => {
     ["a named lock", "SELECT GET_LOCK('pin-lock', 1)", "SELECT RELEASE_LOCK('pin-lock')"],
     ["LOCK TABLES", "LOCK TABLES app.t READ", "UNLOCK TABLES"],
     ["an XA transaction", "XA START 'x1'", "XA END 'x1'; XA ROLLBACK 'x1'"],
+    ["a named lock whose name Ferry cannot read", "SELECT GET_LOCK(CONCAT('pin-', 'lock'), 1)", "SELECT RELEASE_ALL_LOCKS()"],
   ];
   for (const [what, pin, unpin] of pins) {
     it(`a session pinned by ${what} stays until it ends, then moves`, async () => {
@@ -157,10 +167,68 @@ describe("session migration", () => {
     });
   }
 
+  // A stored routine may leave temporary tables or named locks Ferry cannot see (MariaDB reports
+  // a state change for every routine that runs): the session stays until its server session
+  // starts afresh.
+  for (const [what, sql, check] of [
+    ["a stored procedure", "CALL app.make_temp()", "SELECT COUNT(*) AS n FROM app.rt"],
+    ["a stored function", "SELECT app.take_lock()", "SELECT IS_USED_LOCK('fn-lock') = CONNECTION_ID() AS n"],
+  ]) {
+    it(`a session that ran ${what} stays on its server until its client resets the session, then moves`, async () => {
+      const c = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD });
+      try {
+        await c.query(sql);
+        const [{ p }] = await c.query("SELECT @@port AS p");
+        const moved = ferry.moveCounts().moved;
+        await drainServerOf(Number(p));
+        await new Promise((r) => setTimeout(r, 300));
+        const [r] = await c.query(`${check.replace(" AS n", " AS n, @@port AS p")}`);
+        assert.equal(r.p, p, "still on the drained server");
+        assert.equal(Number(r.n), ["a stored procedure"].includes(what) ? 0 : 1, "what the routine left is there");
+        assert.equal(ferry.moveCounts().moved, moved);
+        await c.reset();
+        assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "moved after the reset");
+        const [{ p: now }] = await c.query("SELECT @@port AS p");
+        assert.notEqual(now, p);
+      } finally {
+        await c.end();
+      }
+    });
+  }
+
+  it("with pin_after_routines = false a session moves after a stored procedure, with the user variables it set", async () => {
+    const extra = `${BASE}\npin_after_routines = false`;
+    ferry.reload(proxyConfig(cluster, extra));
+    const c = await connectVia(ferry.port);
+    await c.query("CALL app.set_var()");
+    const port = await moveAway(c, extra);
+    const r = await one(c, "SELECT @inproc AS v, @@port AS p");
+    assert.notEqual(Number(r.p), port);
+    assert.equal(Number(r.v), 5, "read back after the CALL, set again on the new server");
+    await c.end();
+  });
+
+  it("what a prepared statement does is tracked as the same text sent as a query: SET @x = ? moves, GET_LOCK(?) pins", async () => {
+    const c = await connectVia(ferry.port);
+    await c.execute("SET @prepared = ?", [42]);
+    await c.execute("SELECT GET_LOCK(?, 1) AS l", ["prepared-lock"]);
+    const port = await portOf(c);
+    const moved = ferry.moveCounts().moved;
+    await drainServerOf(port);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await portOf(c), port, "pinned by the lock");
+    await c.query("SELECT RELEASE_ALL_LOCKS()");
+    assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "moved once the locks were released");
+    const r = await one(c, "SELECT @prepared AS v, @@port AS p");
+    assert.notEqual(Number(r.p), port);
+    assert.equal(Number(r.v), 42);
+    await c.end();
+  });
+
   it("kill -9 of a backend while 50 idle sessions sit on it: all 50 answer their next query correctly", async () => {
     const victim = cluster.servers[0];
     const others = Object.fromEntries(cluster.servers.slice(1).map((s) => [s.port, "OFFLINE_SOFT"]));
-    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0", undefined, others));
+    ferry.reload(proxyConfig(cluster, BASE, undefined, others));
     const clients: mysql.Connection[] = [];
     for (let i = 0; i < 50; i++) {
       const c = await connectVia(ferry.port);
@@ -169,7 +237,7 @@ describe("session migration", () => {
       clients.push(c);
     }
     for (const c of clients.slice(0, 3)) assert.equal(await portOf(c), victim.port);
-    ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0"));
+    ferry.reload(proxyConfig(cluster, BASE));
     await victim.crash();
     const answers = await Promise.all(clients.map((c) => one(c, "SELECT @k AS k, DATABASE() AS db, @@port AS p")));
     answers.forEach((a, i) => {
@@ -200,11 +268,11 @@ describe("session migration", () => {
       }
     });
     for (const server of cluster.servers) {
-      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0", undefined, { [server.port]: "OFFLINE_SOFT" }));
+      ferry.reload(proxyConfig(cluster, BASE, undefined, { [server.port]: "OFFLINE_SOFT" }));
       assert.ok(await waitFor(() => !ferry.sessionsByServer().has(`127.0.0.1:${server.port}`), 10_000), `sessions left ${server.port}`);
       await server.stop();
       await server.start();
-      ferry.reload(proxyConfig(cluster, "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0"));
+      ferry.reload(proxyConfig(cluster, BASE));
     }
     stop = true;
     await Promise.all(loops);

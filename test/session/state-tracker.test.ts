@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { analyzeStatements, mayHaveEffects, pinsToServer } from "../../src/session/statement-effects.js";
+import { analyzeStatements, explainsStateChange, mayHaveEffects, pinsToServer } from "../../src/session/statement-effects.js";
 import { PreparedStatement, StateTracker } from "../../src/session/state-tracker.js";
 import { restorePlan } from "../../src/session/restore-plan.js";
 
@@ -67,6 +67,35 @@ describe("statement effects and state tracker", () => {
     assert.deepEqual(t.pinReasons(), ["lock-tables"]);
     t.applyEffects(fx("UNLOCK TABLES"), true);
     assert.equal(t.movable, true);
+  });
+
+  it("pins on a named lock whose name it cannot read until RELEASE_ALL_LOCKS or a reset", () => {
+    for (const sql of ["SELECT GET_LOCK(CONCAT('job-', 7), 10)", "SELECT GET_LOCK(?, 1)", "DO GET_LOCK(@name, 0)"]) {
+      const t = new StateTracker();
+      t.applyEffects(fx(sql), true);
+      assert.deepEqual(t.pinReasons(), ["named-lock"], sql);
+      t.applyEffects(fx("SELECT RELEASE_LOCK('job-7')"), true);
+      assert.equal(t.movable, false, "which lock it was is not known");
+      t.applyEffects(fx("SELECT RELEASE_ALL_LOCKS()"), true);
+      assert.equal(t.movable, true);
+    }
+    const t = new StateTracker();
+    t.applyEffects(fx("SELECT GET_LOCK(?, 1)"), true);
+    t.reset();
+    assert.equal(t.movable, true);
+  });
+
+  it("tells which reported state changes a statement accounts for: not a CALL or a stored function", () => {
+    for (const sql of ["SET @a = 1", "SET NAMES utf8mb4", "SET autocommit = 0", "SET ROLE NONE", "USE app", "CREATE TEMPORARY TABLE t (a INT)",
+      "ALTER TABLE t ADD b INT", "SET STATEMENT max_statement_time = 1 FOR SELECT 1", "PREPARE p FROM 'SELECT 1'", "DEALLOCATE PREPARE p"]) {
+      assert.equal(explainsStateChange(fx(sql)), true, sql);
+    }
+    for (const sql of ["CALL p()", "SET @a = 1; CALL p()", "SELECT f()", "EXECUTE IMMEDIATE 'SET @x = 1'"]) {
+      assert.equal(explainsStateChange(fx(sql)), false, sql);
+    }
+    // SET STATEMENT … FOR: the statement after FOR has its effects
+    assert.deepEqual(fx("SET STATEMENT max_statement_time = 5 FOR CREATE TEMPORARY TABLE tt (a INT)").tempTablesCreated, ["tt"]);
+    assert.equal(fx("CALL app.p(1)").call, true);
   });
 
   it("tells which statements must run where the session's locks and tables are", () => {
