@@ -70,7 +70,7 @@ export interface UserVariable {
 
 export type PinReason =
   | "transaction" | "temporary-table" | "named-lock" | "lock-tables" | "cursor" | "xa" | "long-data" | "found-rows" | "command"
-  | "unknown-user-variables" | "unpreparable-statement" | "stored-routine";
+  | "unknown-user-variables" | "unpreparable-statement" | "stored-routine" | "next-transaction";
 
 /** a equals buf[from, to); a plain loop: the ranges are a few bytes, a native compare costs more */
 function sameBytes(a: Buffer, buf: Buffer, from: number, to: number): boolean {
@@ -100,6 +100,12 @@ export class StateTracker {
   routineState = false;
   /** GET_LOCK took a lock whose name Ferry could not read: held until RELEASE_ALL_LOCKS or a reset */
   unknownLocks = false;
+  /**
+   * SET TRANSACTION (no SESSION or GLOBAL) set the next transaction's characteristics: held by the
+   * server session until a transaction starts (the status flags then say so). An autocommit
+   * statement that reads a table uses them up too, unseen: the pin may outlast them.
+   */
+  nextTransaction = false;
   readonly prepared = new Map<number, PreparedStatement>();
   /** counts uses of prepared statements, for least-recently-used order (statement-cap.ts) */
   private useClock = 0;
@@ -135,6 +141,7 @@ export class StateTracker {
     if (this.tempTables.size) r.push("temporary-table");
     if (this.namedLocks.size || this.unknownLocks) r.push("named-lock");
     if (this.routineState) r.push("stored-routine");
+    if (this.nextTransaction) r.push("next-transaction");
     if (this.lockTables) r.push("lock-tables");
     if (this.xaActive) r.push("xa");
     if (this.foundRowsPending) r.push("found-rows");
@@ -155,7 +162,7 @@ export class StateTracker {
   /** Some state ties the session to its connection (pinReasons says which; this one does not allocate). */
   get pinned(): boolean {
     if (this.inCommand || this.inTransaction || this.tempTables.size || this.namedLocks.size || this.lockTables || this.xaActive ||
-      this.foundRowsPending || this.userVariablesStale || this.unknownLocks || this.routineState) return true;
+      this.foundRowsPending || this.userVariablesStale || this.unknownLocks || this.routineState || this.nextTransaction) return true;
     for (const s of this.prepared.values()) if (s.cursorOpen || s.longDataPending || s.sql === null) return true;
     return false;
   }
@@ -195,6 +202,7 @@ export class StateTracker {
     for (const n of fx.sqlDeallocated) this.sqlPrepared.delete(n);
     if (fx.useSchema !== null) this.schema = fx.useSchema;
     if (fx.role !== null) this.role = fx.role;
+    if (fx.nextTransaction) this.nextTransaction = true;
   }
 
   setUserVariables(values: Map<string, UserVariable>): void {
@@ -207,6 +215,7 @@ export class StateTracker {
   /** Status flags, last insert id and session tracking from an OK packet. */
   applyOk(statusFlags: number, lastInsertId: bigint, track: SessionTrackInfo | null): void {
     this.statusFlags = statusFlags;
+    if (statusFlags & SERVER_STATUS_IN_TRANS) this.nextTransaction = false;
     if (lastInsertId > 0n) this.lastInsertId = lastInsertId;
     if (track) this.applyTrack(track);
   }
@@ -219,6 +228,7 @@ export class StateTracker {
 
   applyStatus(statusFlags: number): void {
     this.statusFlags = statusFlags;
+    if (statusFlags & SERVER_STATUS_IN_TRANS) this.nextTransaction = false;
   }
 
   onInitDb(schema: string): void {
@@ -291,6 +301,7 @@ export class StateTracker {
     this.userVariablesUnseen = false;
     this.routineState = false;
     this.unknownLocks = false;
+    this.nextTransaction = false;
     this.prepared.clear();
     this.sqlPrepared.clear();
     this.tempTables.clear();

@@ -34,6 +34,8 @@ export interface StatementEffects {
    * are back when it ends), ALTER TABLE (reported for a temporary table)
    */
   neutralChange: boolean;
+  /** SET TRANSACTION without SESSION or GLOBAL: characteristics of the next transaction only */
+  nextTransaction: boolean;
 }
 
 /**
@@ -64,6 +66,7 @@ function empty(): StatementEffects {
     userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],
     releaseAllLocks: false, lockTables: null, xa: null, sqlPrepared: [], sqlDeallocated: [], useSchema: null,
     calcFoundRows: false, readsLocks: false, kill: null, role: null, call: false, unknownLocks: false, neutralChange: false,
+    nextTransaction: false,
   };
 }
 
@@ -223,7 +226,7 @@ function analyzeSet(t: Token[], fx: StatementEffects, sql: string): void {
     return;
   }
   let i = 1;
-  let scope: "session" | "global" = "session";
+  let scope: "session" | "global" | "next" = "next";
   while (i < t.length) {
     if (word(t[i], "global", "persist", "persist_only")) { scope = "global"; i++; continue; }
     if (word(t[i], "session", "local")) { scope = "session"; i++; continue; }
@@ -240,7 +243,8 @@ function analyzeSet(t: Token[], fx: StatementEffects, sql: string): void {
       fx.sysVars.push("character_set_client", "character_set_results", "collation_connection");
     } else if (word(tok, "transaction")) {
       if (scope === "session") fx.sysVars.push("tx_isolation", "tx_read_only");
-    } else if (tok.type === Tok.Word && scope === "session") {
+      else if (scope === "next") fx.nextTransaction = true;
+    } else if (tok.type === Tok.Word && scope !== "global") {
       fx.sysVars.push(tok.text);
     }
     // skip to the next top-level comma
@@ -253,7 +257,7 @@ function analyzeSet(t: Token[], fx: StatementEffects, sql: string): void {
         else if (x.text === "," && depth === 0) { i++; break; }
       }
     }
-    scope = "session";
+    scope = "next";
   }
 }
 

@@ -149,6 +149,7 @@ describe("session migration", () => {
     ["LOCK TABLES", "LOCK TABLES app.t READ", "UNLOCK TABLES"],
     ["an XA transaction", "XA START 'x1'", "XA END 'x1'; XA ROLLBACK 'x1'"],
     ["a named lock whose name Ferry cannot read", "SELECT GET_LOCK(CONCAT('pin-', 'lock'), 1)", "SELECT RELEASE_ALL_LOCKS()"],
+    ["the next transaction's characteristics (SET TRANSACTION)", "SET TRANSACTION READ ONLY", "START TRANSACTION; COMMIT"],
   ];
   for (const [what, pin, unpin] of pins) {
     it(`a session pinned by ${what} stays until it ends, then moves`, async () => {

@@ -85,6 +85,22 @@ describe("statement effects and state tracker", () => {
     assert.equal(t.movable, true);
   });
 
+  it("pins on the next transaction's characteristics until a transaction starts", () => {
+    const t = new StateTracker();
+    t.applyEffects(fx("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), true);
+    assert.deepEqual(t.pinReasons(), ["next-transaction"]);
+    t.applyStatus(0x0002); // autocommit, no transaction: still pending
+    assert.equal(t.movable, false);
+    t.applyStatus(0x0003); // BEGIN: in a transaction, which takes them
+    t.applyStatus(0x0002); // COMMIT
+    assert.equal(t.movable, true);
+    for (const sql of ["SET SESSION TRANSACTION READ ONLY", "SET GLOBAL TRANSACTION ISOLATION LEVEL READ COMMITTED"]) {
+      t.applyEffects(fx(sql), true);
+      assert.equal(t.movable, true, sql);
+    }
+    assert.deepEqual(fx("SET SESSION TRANSACTION READ ONLY").sysVars, ["tx_isolation", "tx_read_only"]);
+  });
+
   it("tells which reported state changes a statement accounts for: not a CALL or a stored function", () => {
     for (const sql of ["SET @a = 1", "SET NAMES utf8mb4", "SET autocommit = 0", "SET ROLE NONE", "USE app", "CREATE TEMPORARY TABLE t (a INT)",
       "ALTER TABLE t ADD b INT", "SET STATEMENT max_statement_time = 1 FOR SELECT 1", "PREPARE p FROM 'SELECT 1'", "DEALLOCATE PREPARE p"]) {
