@@ -70,7 +70,7 @@ export interface UserVariable {
 
 export type PinReason =
   | "transaction" | "temporary-table" | "named-lock" | "lock-tables" | "cursor" | "xa" | "long-data" | "found-rows" | "command"
-  | "unknown-user-variables" | "unpreparable-statement" | "stored-routine" | "next-transaction";
+  | "unknown-user-variables" | "unpreparable-statement" | "stored-routine" | "next-transaction" | "handler";
 
 /** a equals buf[from, to); a plain loop: the ranges are a few bytes, a native compare costs more */
 function sameBytes(a: Buffer, buf: Buffer, from: number, to: number): boolean {
@@ -113,6 +113,8 @@ export class StateTracker {
   readonly sqlPrepared = new Map<string, string>();
   readonly tempTables = new Set<string>();
   readonly namedLocks = new Set<string>();
+  /** open HANDLERs (HANDLER t OPEN), by name */
+  readonly handlers = new Set<string>();
   lastInsertId = 0n;
   /** the role SET ROLE made current (`NONE` or a quoted name); null: the login's (COM_RESET_CONNECTION keeps it) */
   role: string | null = null;
@@ -142,6 +144,7 @@ export class StateTracker {
     if (this.namedLocks.size || this.unknownLocks) r.push("named-lock");
     if (this.routineState) r.push("stored-routine");
     if (this.nextTransaction) r.push("next-transaction");
+    if (this.handlers.size) r.push("handler");
     if (this.lockTables) r.push("lock-tables");
     if (this.xaActive) r.push("xa");
     if (this.foundRowsPending) r.push("found-rows");
@@ -162,7 +165,7 @@ export class StateTracker {
   /** Some state ties the session to its connection (pinReasons says which; this one does not allocate). */
   get pinned(): boolean {
     if (this.inCommand || this.inTransaction || this.tempTables.size || this.namedLocks.size || this.lockTables || this.xaActive ||
-      this.foundRowsPending || this.userVariablesStale || this.unknownLocks || this.routineState || this.nextTransaction) return true;
+      this.foundRowsPending || this.userVariablesStale || this.unknownLocks || this.routineState || this.nextTransaction || this.handlers.size) return true;
     for (const s of this.prepared.values()) if (s.cursorOpen || s.longDataPending || s.sql === null) return true;
     return false;
   }
@@ -203,6 +206,8 @@ export class StateTracker {
     if (fx.useSchema !== null) this.schema = fx.useSchema;
     if (fx.role !== null) this.role = fx.role;
     if (fx.nextTransaction) this.nextTransaction = true;
+    for (const n of fx.handlersOpened) this.handlers.add(n);
+    for (const n of fx.handlersClosed) this.handlers.delete(n);
   }
 
   setUserVariables(values: Map<string, UserVariable>): void {
@@ -302,6 +307,7 @@ export class StateTracker {
     this.routineState = false;
     this.unknownLocks = false;
     this.nextTransaction = false;
+    this.handlers.clear();
     this.prepared.clear();
     this.sqlPrepared.clear();
     this.tempTables.clear();

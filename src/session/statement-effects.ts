@@ -36,6 +36,9 @@ export interface StatementEffects {
   neutralChange: boolean;
   /** SET TRANSACTION without SESSION or GLOBAL: characteristics of the next transaction only */
   nextTransaction: boolean;
+  /** HANDLER … OPEN / CLOSE: the handler's name (its alias, else the table's) */
+  handlersOpened: string[];
+  handlersClosed: string[];
 }
 
 /**
@@ -47,7 +50,7 @@ export interface StatementEffects {
 export function pinsToServer(fx: StatementEffects): boolean {
   return fx.locksAcquired.length > 0 || fx.locksReleased.length > 0 || fx.releaseAllLocks || fx.lockTables !== null ||
     fx.tempTablesCreated.length > 0 || fx.tempTablesDropped.length > 0 || fx.xa !== null || fx.sqlPrepared.length > 0 ||
-    fx.sqlDeallocated.length > 0 || fx.useSchema !== null || fx.readsLocks;
+    fx.sqlDeallocated.length > 0 || fx.useSchema !== null || fx.readsLocks || fx.handlersOpened.length > 0 || fx.handlersClosed.length > 0;
 }
 
 /**
@@ -66,7 +69,7 @@ function empty(): StatementEffects {
     userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],
     releaseAllLocks: false, lockTables: null, xa: null, sqlPrepared: [], sqlDeallocated: [], useSchema: null,
     calcFoundRows: false, readsLocks: false, kill: null, role: null, call: false, unknownLocks: false, neutralChange: false,
-    nextTransaction: false,
+    nextTransaction: false, handlersOpened: [], handlersClosed: [],
   };
 }
 
@@ -137,7 +140,8 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
     case "create": {
       let i = 1;
       if (word(t[i], "or") && word(t[i + 1], "replace")) i += 2;
-      if (word(t[i], "temporary") && word(t[i + 1], "table")) {
+      // a temporary sequence is a temporary table too (DROP TEMPORARY TABLE drops it)
+      if (word(t[i], "temporary") && word(t[i + 1], "table", "sequence")) {
         i += 2;
         if (word(t[i], "if") && word(t[i + 1], "not") && word(t[i + 2], "exists")) i += 3;
         const name = qualifiedName(t, i);
@@ -153,7 +157,7 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
         return;
       }
       if (word(t[i], "temporary")) i++;
-      if (!word(t[i], "table", "tables")) return;
+      if (!word(t[i], "table", "tables", "sequence")) return;
       i++;
       if (word(t[i], "if") && word(t[i + 1], "exists")) i += 2;
       while (i < t.length) {
@@ -162,6 +166,16 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
         while (i < t.length && !(t[i].type === Tok.Punct && t[i].text === ",")) i++;
         i++;
       }
+      return;
+    }
+    case "handler": {
+      // HANDLER t OPEN [AS a] … HANDLER a CLOSE: an open handler keeps a position in its table
+      const table = qualifiedName(t, 1);
+      const k = t.findIndex((x, j) => j > 1 && word(x, "open", "close"));
+      if (table === null || k < 0) return;
+      const name = table.slice(table.lastIndexOf(".") + 1);
+      if (word(t[k], "close")) fx.handlersClosed.push(name);
+      else fx.handlersOpened.push((nameOf(word(t[k + 1], "as") ? t[k + 2] : t[k + 1]) ?? name).toLowerCase());
       return;
     }
     case "lock":

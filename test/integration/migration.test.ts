@@ -150,6 +150,8 @@ describe("session migration", () => {
     ["an XA transaction", "XA START 'x1'", "XA END 'x1'; XA ROLLBACK 'x1'"],
     ["a named lock whose name Ferry cannot read", "SELECT GET_LOCK(CONCAT('pin-', 'lock'), 1)", "SELECT RELEASE_ALL_LOCKS()"],
     ["the next transaction's characteristics (SET TRANSACTION)", "SET TRANSACTION READ ONLY", "START TRANSACTION; COMMIT"],
+    ["an open HANDLER", "HANDLER app.t OPEN AS h; HANDLER h READ FIRST", "HANDLER h CLOSE"],
+    ["a temporary sequence", "CREATE TEMPORARY SEQUENCE app.tseq", "DROP TEMPORARY SEQUENCE app.tseq"],
   ];
   for (const [what, pin, unpin] of pins) {
     it(`a session pinned by ${what} stays until it ends, then moves`, async () => {

@@ -85,6 +85,22 @@ describe("statement effects and state tracker", () => {
     assert.equal(t.movable, true);
   });
 
+  it("pins on an open HANDLER until it is closed, by its alias or table name, and on a temporary sequence", () => {
+    const t = new StateTracker();
+    t.applyEffects(fx("HANDLER app.t OPEN AS h"), true);
+    t.applyEffects(fx("HANDLER u OPEN"), true);
+    assert.deepEqual(t.pinReasons(), ["handler"]);
+    t.applyEffects(fx("HANDLER h CLOSE"), true);
+    assert.equal(t.movable, false);
+    t.applyEffects(fx("HANDLER u CLOSE"), true);
+    assert.equal(t.movable, true);
+    assert.equal(pinsToServer(fx("HANDLER t OPEN")), true);
+    t.applyEffects(fx("CREATE TEMPORARY SEQUENCE s"), true);
+    assert.deepEqual(t.pinReasons(), ["temporary-table"]);
+    t.applyEffects(fx("DROP TEMPORARY SEQUENCE s"), true);
+    assert.equal(t.movable, true);
+  });
+
   it("pins on the next transaction's characteristics until a transaction starts", () => {
     const t = new StateTracker();
     t.applyEffects(fx("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), true);
