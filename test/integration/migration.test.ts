@@ -20,7 +20,8 @@ describe("session migration", () => {
     for (const s of cluster.servers) {
       await s.sql("CREATE DATABASE app2; CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO app.t (v) VALUES (1), (2), (3);");
       await s.sql("CREATE PROCEDURE app.make_temp() CREATE TEMPORARY TABLE app.rt (a INT); CREATE PROCEDURE app.set_var() SET @inproc = 5; " +
-        "CREATE FUNCTION app.take_lock() RETURNS INT RETURN GET_LOCK('fn-lock', 1);");
+        "CREATE FUNCTION app.take_lock() RETURNS INT RETURN GET_LOCK('fn-lock', 1); " +
+        "CREATE TABLE app.audited (id INT); CREATE TRIGGER app.audit_temp AFTER INSERT ON app.audited FOR EACH ROW CREATE TEMPORARY TABLE IF NOT EXISTS app.trigger_tmp (a INT);");
     }
     ({ ferry, logs } = await startProxy(cluster, BASE));
   });
@@ -173,10 +174,11 @@ describe("session migration", () => {
   // A stored routine may leave temporary tables or named locks Ferry cannot see (MariaDB reports
   // a state change for every routine that runs): the session stays until its server session
   // starts afresh.
-  for (const [what, sql, check] of [
-    ["a stored procedure", "CALL app.make_temp()", "SELECT COUNT(*) AS n FROM app.rt"],
-    ["a stored function", "SELECT app.take_lock()", "SELECT IS_USED_LOCK('fn-lock') = CONNECTION_ID() AS n"],
-  ]) {
+  for (const [what, sql, check, expected] of [
+    ["a stored procedure", "CALL app.make_temp()", "SELECT COUNT(*) AS n FROM app.rt", 0],
+    ["a stored function", "SELECT app.take_lock()", "SELECT IS_USED_LOCK('fn-lock') = CONNECTION_ID() AS n", 1],
+    ["a trigger", "INSERT INTO app.audited VALUES (1)", "SELECT COUNT(*) AS n FROM app.trigger_tmp", 0],
+  ] as const) {
     it(`a session that ran ${what} stays on its server until its client resets the session, then moves`, async () => {
       const c = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD });
       try {
@@ -187,7 +189,7 @@ describe("session migration", () => {
         await new Promise((r) => setTimeout(r, 300));
         const [r] = await c.query(`${check.replace(" AS n", " AS n, @@port AS p")}`);
         assert.equal(r.p, p, "still on the drained server");
-        assert.equal(Number(r.n), ["a stored procedure"].includes(what) ? 0 : 1, "what the routine left is there");
+        assert.equal(Number(r.n), expected, "what the routine left is there");
         assert.equal(ferry.moveCounts().moved, moved);
         await c.reset();
         assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "moved after the reset");
