@@ -89,11 +89,12 @@ export class ResponseEffects implements ScanListener {
     const ok = !c.failed;
     if (c.effects) t.applyEffects(c.effects, ok);
     // A stored routine ran (CALL, or the server reports a change the statement itself does not
-    // account for: a stored function): what it assigned to user variables is read back; what
-    // else it may have left (temporary tables, named locks) Ferry cannot see.
+    // account for: a stored function, a trigger). What else it may have left (temporary tables,
+    // named locks) Ferry cannot see: the session stays (proxy.pin_after_routines), or it may move
+    // and what the routine assigned to user variables is read back.
     if (c.effects?.call || (c.stateChanged && c.code !== COM_INIT_DB && !(c.effects !== null && explainsStateChange(c.effects)))) {
-      t.userVariablesUnseen = true;
       if (s.deps.config().proxy.pin_after_routines) t.routineState = true;
+      else t.userVariablesUnseen = true;
     }
     // A client that sets the tracking variables itself turns off what Ferry tracks by (the
     // boundary switches it on again, state-refresh.ts).
