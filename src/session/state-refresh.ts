@@ -2,8 +2,9 @@
 // variable values (with their types, from information_schema.USER_VARIABLES), and, when the
 // backend cannot track session variables for this client, the variables a SET named. Reading at
 // once, not just before a move, is what lets a session survive its backend's crash intact.
-// After the client's COM_RESET_CONNECTION, which switches off the session tracking Ferry set up
-// at login, it switches tracking on again first: without it, the next SET would go unseen.
+// After the client's COM_RESET_CONNECTION or its own SET of the tracking variables, either of
+// which switches off the session tracking Ferry set up at login, it switches tracking on again
+// first: without it, the next SET would go unseen.
 
 import { SESSION_TRACKING_SQL, takeOwnReadings } from "../backend/backend-connection.js";
 import { runOwnStatements, type OwnStatement } from "../backend/own-statements.js";
