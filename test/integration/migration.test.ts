@@ -95,8 +95,8 @@ describe("session migration", () => {
     await c.end();
   });
 
-  // The mariadb connector's pools reset every connection they take back; a client may also set the
-  // tracking variables itself. Either way Ferry's tracking of the session's variables stops.
+  // Pools that reset what they take back (the mariadb connector's resetAfterUse) send
+  // COM_RESET_CONNECTION; a client may also set the tracking variables itself. Either way Ferry's tracking of the session's variables stops.
   const trackingOff: [string, (c: mariadb.Connection) => Promise<unknown>, string][] = [
     ["COM_RESET_CONNECTION", (c) => c.reset(), "SYSTEM"],
     ["SET session_track_system_variables = ''", (c) => c.query("SET SESSION session_track_system_variables = '', session_track_schema = OFF"), "+02:00"],
