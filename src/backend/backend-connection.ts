@@ -248,7 +248,7 @@ async function selectSetup(stream: PacketStream, socket: Duplex, caps: number, l
   return {
     initialTrack: null,
     waitTimeout: waitTimeoutOf(row[0]),
-    loginRestore: restoreStatement(loginVars.map((v, i) => [v, row[i + 1] === null ? null : row[i + 1]!.toString("utf8")])),
+    loginRestore: restoreStatement(loginVars.map((v, i) => [v, row[i + 1]?.toString("utf8") ?? null])),
   };
 }
 

@@ -65,11 +65,16 @@ export function setUserVariables(vars: [string, UserVariable | null][]): OwnStat
   return { kind: "query", sql: "SET " + vars.map(([k, v]) => `@${ident(k)} = ${v ? userVariableLiteral(v) : "NULL"}`).join(", ") };
 }
 
+/** SET ROLE to the role the session made current (`NONE` or a quoted name). */
+export function setRole(role: string): OwnStatement {
+  return { kind: "query", sql: `SET ROLE ${role}` };
+}
+
 /** Everything to replay on a fresh connection. */
 export function restorePlan(t: StateTracker, noBackslashEscapes: boolean): OwnStatement[] {
   const statements: OwnStatement[] = [];
   // The role first: what follows may need its privileges.
-  if (t.role !== null) statements.push({ kind: "query", sql: `SET ROLE ${t.role}` });
+  if (t.role !== null) statements.push(setRole(t.role));
   const sys = setSystemVariables([...t.systemVariables].filter(([k]) => isRestorable(k)), noBackslashEscapes);
   if (sys) statements.push(sys);
   const user = setUserVariables([...t.userVariableValues]);

@@ -97,8 +97,9 @@ export class Session {
   /** performance.now() from which the sweep counts the session idle */
   idleSince = 0;
   /**
-   * The client's COM_RESET_CONNECTION switched off the tracking Ferry set up on the active
-   * connection: Ferry switches it on again before the next command (state-refresh.ts).
+   * The client's COM_RESET_CONNECTION, or its own SET of session_track_*, switched off the
+   * tracking Ferry set up on the active connection: Ferry switches it on again before the next
+   * command (state-refresh.ts).
    */
   trackingReset = false;
   /** wait_timeout (s) the server gave the session at login; a SET the tracker saw overrides it */

@@ -5,7 +5,7 @@
 // last insert id) — usually nothing at all.
 
 import type { OwnStatement } from "../backend/own-statements.js";
-import { ident, isRestorable, setSystemVariables, setUserVariables } from "./restore-plan.js";
+import { ident, isRestorable, setRole, setSystemVariables, setUserVariables } from "./restore-plan.js";
 import type { StateTracker, UserVariable } from "./state-tracker.js";
 
 export interface StateSnapshot {
@@ -31,7 +31,7 @@ const sameUserVariable = (a: UserVariable, b: UserVariable): boolean =>
 /** The statements that take a connection from `snap` to the tracker's current state. */
 export function syncStatements(snap: StateSnapshot, t: StateTracker, noBackslashEscapes: boolean): OwnStatement[] {
   const out: OwnStatement[] = [];
-  if (t.role !== null && t.role !== snap.role) out.push({ kind: "query", sql: `SET ROLE ${t.role}` });
+  if (t.role !== null && t.role !== snap.role) out.push(setRole(t.role));
   if (t.schema !== null && t.schema !== snap.schema) out.push({ kind: "query", sql: `USE ${ident(t.schema)}` });
   const sys = setSystemVariables([...t.systemVariables].filter(([k, v]) => isRestorable(k) && snap.systemVariables.get(k) !== v), noBackslashEscapes);
   if (sys) out.push(sys);
