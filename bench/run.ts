@@ -177,10 +177,12 @@ async function main(): Promise<void> {
      * loop costs here before Ferry does any work of its own.
      */
     const extra16: Target[] = [{ name: "ferry, nice 0", port: ferry0Port, pid: ferry0.pid!, nice: 0 }];
-    // The same Ferry with proxy.workers = 2: two event loops, as HAProxy runs two threads here.
+    // The same Ferry with proxy.workers = 2: two event loops, as HAProxy runs two threads here. At
+    // nice 0, like HAProxy: two loops already have two threads' share, and at -6 they cost more CPU
+    // per query for no more QPS (bench/README.md, 2026-12-03).
     const ferry2Port = await freePort();
-    const ferry2 = await startFerry("ferry-2-workers", ferry2Port, plainFerry(ferry2Port, `nice = ${NICE}\nworkers = 2\n`));
-    extra16.push({ name: "ferry, 2 workers", port: ferry2Port, pid: ferry2.pid!, nice: NICE });
+    const ferry2 = await startFerry("ferry-2-workers", ferry2Port, plainFerry(ferry2Port, `workers = 2\n`));
+    extra16.push({ name: "ferry, 2 workers", port: ferry2Port, pid: ferry2.pid!, nice: 0 });
     const pipePort = await freePort();
     const pipe = spawn(process.execPath, [join(root, "dist/bench/node-pipe.js"), String(pipePort), String(db.port), String(NICE)], { stdio: ["ignore", "ignore", "inherit"] });
     procs.push(pipe);
@@ -224,12 +226,12 @@ async function main(): Promise<void> {
     // The 16-thread tests over the rounds the host took (almost) nothing from: the machine the floor is set for.
     const cleanRows = [`| rounds with < ${STEAL_LIMIT * 100}% steal in every run | threads | rounds | QPS ferry | QPS haproxy | ferry vs HAProxy | CPU vs HAProxy | node pipe vs HAProxy | ferry, 2 workers, vs HAProxy |`, "|---|---|---|---|---|---|---|---|---|"];
     // Ferry with two processes (proxy.workers = 2); CPU and RSS summed over them.
-    const workerRows = [`| Ferry, proxy.workers = 2, nice ${NICE} | threads | QPS | vs HAProxy | vs one-process Ferry | CPU µs/q (all processes) | CPU vs HAProxy |`, "|---|---|---|---|---|---|---|"];
+    const workerRows = [`| Ferry, proxy.workers = 2, nice 0 | threads | QPS | vs HAProxy | vs one-process Ferry | CPU µs/q (all processes) | CPU vs HAProxy |`, "|---|---|---|---|---|---|---|"];
     const prioRows = [`| other priorities | threads | QPS ferry at nice 0 | vs HAProxy | CPU µs/q | QPS haproxy at nice ${NICE} | ferry vs it | CPU µs/q |`, "|---|---|---|---|---|---|---|---|"];
     for (const test of FOCUS ? ["oltp_point_select"] : ["oltp_point_select", "oltp_read_only"]) {
       for (const threads of FOCUS ? [16] : [1, 16]) {
         const all = threads === 16 ? [...targets, ...extra16] : targets;
-        const rounds = await interleavedRounds(all, (t) => sysbench(test, t.port, threads), FOCUS);
+        const rounds = await interleavedRounds(all, (t) => sysbench(test, t.port, threads), FOCUS || threads === 16);
         const res = rounds.all;
         const d = res.get("direct")!, h = res.get("haproxy");
         for (const t of targets) {
