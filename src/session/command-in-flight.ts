@@ -22,6 +22,8 @@ export class CommandInFlight {
   stateChanged = false;
   /** performance.now() when the command went to the backend */
   startedAt = 0;
+  /** names the statement called that may be stored functions, to look up at the boundary (stored-functions.ts) */
+  unresolvedCalls: string[] | null = null;
 
   begin(code: number): void {
     this.code = code;
@@ -30,5 +32,6 @@ export class CommandInFlight {
     this.text = null;
     this.failed = false;
     this.stateChanged = false;
+    this.unresolvedCalls = null;
   }
 }

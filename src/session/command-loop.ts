@@ -239,7 +239,8 @@ export class CommandLoop implements CommandSink {
     const s = this.s;
     if (this.closedOnRequest()) return;
     const userVars = s.tracker.userVariablesUnseen || (fx !== null && fx.userVars.length > 0);
-    const needsRefresh = s.trackingReset || userVars || (fx !== null && systemVariablesToReadBack(fx, s.backendTracksState).length > 0);
+    const needsRefresh = s.trackingReset || userVars || s.command.unresolvedCalls !== null ||
+      (fx !== null && systemVariablesToReadBack(fx, s.backendTracksState).length > 0);
     if (needsRefresh && s.backend) {
       s.tracker.userVariablesStale = userVars;
       this.cstate = C.Busy;
@@ -338,7 +339,8 @@ export class CommandLoop implements CommandSink {
       if (s.isClosed) return;
       s.client.write(reply);
       this.cstate = C.Idle;
-      guarded(s, this.resumeClient);
+      // a boundary like any other: COM_CHANGE_USER ends every pin, and a waiting move may run now
+      guarded(s, this.afterRefresh);
     }, (e: Error) => {
       if (e instanceof HandshakeFailure) return s.fatal(e.error, e.seq);
       const err = e instanceof FerryError ? e : new FerryError(1105, "HY000", e.message);

@@ -13,6 +13,7 @@ import type { ScanListener } from "../protocol/response-scanner.js";
 import type { Session } from "./session.js";
 import { capStatementsOn } from "./statement-cap.js";
 import { explainsStateChange } from "./statement-effects.js";
+import { callKeys } from "./stored-functions.js";
 import { PreparedStatement } from "./state-tracker.js";
 
 export class ResponseEffects implements ScanListener {
@@ -88,14 +89,18 @@ export class ResponseEffects implements ScanListener {
     t.inCommand = false;
     const ok = !c.failed;
     if (c.effects) t.applyEffects(c.effects, ok);
-    // A stored routine ran (CALL, or the server reports a change the statement itself does not
-    // account for: a stored function, a trigger). What else it may have left (temporary tables,
-    // named locks) Ferry cannot see: the session stays (proxy.pin_after_routines), or it may move
-    // and what the routine assigned to user variables is read back.
+    // A stored routine ran: a CALL, or the server reports a change the statement itself does not
+    // account for (a stored function, a trigger). Where the report cannot tell, the names the
+    // statement called are looked up (stored-functions.ts).
     if (c.effects?.call || (c.stateChanged && c.code !== COM_INIT_DB && !(c.effects !== null && explainsStateChange(c.effects)))) {
-      if (s.deps.config().proxy.pin_after_routines) t.routineState = true;
-      else t.userVariablesUnseen = true;
+      this.routineRan();
+    } else if (c.effects !== null && c.effects.functionCalls.length > 0) {
+      const keys = callKeys(c.effects.functionCalls, t.schema);
+      const known = keys.length > 0 ? s.deps.storedFunctions.verdict(keys, Date.now()) : false;
+      if (known === true) this.routineRan();
+      else if (known === null) c.unresolvedCalls = keys;
     }
+    if (ok && c.effects?.routinesChanged) s.deps.storedFunctions.forget();
     // A client that sets the tracking variables itself turns off what Ferry tracks by (the
     // boundary switches it on again, state-refresh.ts).
     if (ok && c.effects !== null && s.backendTracksState && c.effects.sysVars.some((n) => n.startsWith("session_track_"))) s.trackingReset = true;
@@ -107,5 +112,16 @@ export class ResponseEffects implements ScanListener {
       }
     }
     return ok;
+  }
+
+  /**
+   * A stored routine ran. What else it may have left (temporary tables, named locks) Ferry cannot
+   * see: the session stays (proxy.pin_after_routines), or it may move and what the routine
+   * assigned to user variables is read back.
+   */
+  routineRan(): void {
+    const t = this.s.tracker;
+    if (this.s.deps.config().proxy.pin_after_routines) t.routineState = true;
+    else t.userVariablesUnseen = true;
   }
 }

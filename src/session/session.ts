@@ -34,6 +34,7 @@ import { userLimitError, userSlot } from "./user-limit.js";
 import { ResponseEffects } from "./response-effects.js";
 import { ResponseForwarder } from "./response-forwarder.js";
 import { StateTracker } from "./state-tracker.js";
+import type { StoredFunctionNames } from "./stored-functions.js";
 import type { RouteExtras } from "./statement-routing.js";
 
 export interface SessionDeps {
@@ -50,6 +51,8 @@ export interface SessionDeps {
   slots: Slots;
   /** idle backend connections for reuse */
   pool: BackendPool;
+  /** which names are stored functions, as far as this process knows */
+  storedFunctions: StoredFunctionNames;
 }
 
 export class Session {

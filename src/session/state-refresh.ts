@@ -4,21 +4,45 @@
 // once, not just before a move, is what lets a session survive its backend's crash intact.
 // After the client's COM_RESET_CONNECTION or its own SET of the tracking variables, either of
 // which switches off the session tracking Ferry set up at login, it switches tracking on again
-// first: without it, the next SET would go unseen.
+// first: without it, the next SET would go unseen. Names a statement called that may be stored
+// functions are looked up before anything else (stored-functions.ts): a routine that ran may have
+// assigned user variables.
 
 import { SESSION_TRACKING_SQL, takeOwnReadings } from "../backend/backend-connection.js";
+import type { BackendConnection } from "../backend/backend-connection.js";
 import { runOwnStatements, type OwnStatement } from "../backend/own-statements.js";
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";
 import { ident } from "./restore-plan.js";
 import type { UserVariable } from "./state-tracker.js";
 import type { StatementEffects } from "./statement-effects.js";
+import { storedFunctionsQuery } from "./stored-functions.js";
 
 const USER_VARIABLES_SQL = "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME FROM information_schema.USER_VARIABLES";
 const SAFE_NAME = /^[a-z0-9_]+$/;
 
 function hexSelect(names: string[]): string {
   return names.length ? "SELECT " + names.map((n) => `HEX(@${ident(n)})`).join(", ") : "SELECT 1";
+}
+
+/**
+ * Whether a statement called a stored function, from the server: a routine ran if one of the
+ * names is one, or if the server cannot say. What it answers is kept for the process; that a
+ * name is no function only when the statement succeeded (a failed one may have called a function
+ * that did not exist yet).
+ */
+async function lookUpCalls(s: Session, b: BackendConnection, keys: string[]): Promise<void> {
+  const [r] = await runOwnStatements(b, [{ kind: "query", sql: storedFunctionsQuery(keys) }]);
+  if (r.error) {
+    s.log.info({ err: r.error.message }, "could not look up stored functions; taking the statement for one that ran a routine");
+    s.effects.routineRan();
+  } else {
+    const found = new Set(r.rows.map((row) => row[0]?.toString("utf8") ?? ""));
+    const now = Date.now();
+    for (const k of keys) if (found.has(k) || !s.command.failed) s.deps.storedFunctions.learn(k, found.has(k), now);
+    if (keys.some((k) => found.has(k))) s.effects.routineRan();
+  }
+  if (s.tracker.userVariablesUnseen) s.tracker.userVariablesStale = true;
 }
 
 /**
@@ -34,6 +58,11 @@ export async function refreshState(s: Session, fx: StatementEffects | null): Pro
   const b = s.suspendBackendReads();
   if (!b) return;
   try {
+    const calls = s.command.unresolvedCalls;
+    if (calls !== null) {
+      s.command.unresolvedCalls = null;
+      await lookUpCalls(s, b, calls);
+    }
     const statements: OwnStatement[] = [];
     const retrack = s.trackingReset;
     if (retrack) statements.push({ kind: "query", sql: SESSION_TRACKING_SQL });

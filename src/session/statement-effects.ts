@@ -4,6 +4,7 @@
 
 import { Tok, splitStatements, tokenize, type Token } from "../protocol/tokenizer.js";
 import { isKeyword, keywords } from "../protocol/keywords.js";
+import { BUILTIN_FUNCTIONS, NOT_CALLS, mayCallAt } from "../protocol/sql-functions.js";
 
 export interface StatementEffects {
   userVars: string[];
@@ -39,6 +40,15 @@ export interface StatementEffects {
   /** HANDLER … OPEN / CLOSE: the handler's name (its alias, else the table's) */
   handlersOpened: string[];
   handlersClosed: string[];
+  /**
+   * names a query (SELECT, WITH, VALUES) or a SET calls that may be stored functions, lower-cased,
+   * `name` or `schema.name`: the server's state-change report cannot tell Ferry about these (a
+   * result set ends in EOF for most clients; a SET accounts for a change itself), so
+   * stored-functions.ts asks the server which they are
+   */
+  functionCalls: string[];
+  /** CREATE or DROP FUNCTION: what Ferry knows of stored functions' names no longer holds */
+  routinesChanged: boolean;
 }
 
 /**
@@ -69,16 +79,20 @@ function empty(): StatementEffects {
     userVars: [], sysVars: [], tempTablesCreated: [], tempTablesDropped: [], locksAcquired: [], locksReleased: [],
     releaseAllLocks: false, lockTables: null, xa: null, sqlPrepared: [], sqlDeallocated: [], useSchema: null,
     calcFoundRows: false, readsLocks: false, kill: null, role: null, call: false, unknownLocks: false, neutralChange: false,
-    nextTransaction: false, handlersOpened: [], handlersClosed: [],
+    nextTransaction: false, handlersOpened: [], handlersClosed: [], functionCalls: [], routinesChanged: false,
   };
 }
 
 const PLAIN_DML = keywords("select", "insert", "update", "delete", "replace", "with", "values", "table", "show", "explain", "describe", "desc", "commit", "rollback", "begin", "start");
+/** statements whose calls of stored functions the server's state-change report may not show */
+const QUERIES = keywords("select", "with", "values");
+const CALLS_UNREPORTED = new Set(["select", "with", "values", "set"]);
 
 /**
  * Cheap byte-level pre-check on a COM_QUERY payload: false when the statement cannot have a
  * tracked effect, so the hot path skips tokenizing. Plain DML qualifies when it has no ';', '@',
- * and no "_lock" / "_calc" (GET_LOCK, RELEASE_LOCK, SQL_CALC_FOUND_ROWS) in any case.
+ * no "_lock" / "_calc" (GET_LOCK, RELEASE_LOCK, SQL_CALC_FOUND_ROWS) in any case, and, for a
+ * query, no parenthesis after a name that may be a stored function's.
  */
 export function mayHaveEffects(buf: Buffer, start: number, end: number): boolean {
   let p = start;
@@ -86,9 +100,11 @@ export function mayHaveEffects(buf: Buffer, start: number, end: number): boolean
   let w = p;
   while (w < end && ((buf[w] | 0x20) >= 97 && (buf[w] | 0x20) <= 122)) w++;
   if (w - p < 2 || w - p > 8 || !isKeyword(buf, p, w, PLAIN_DML)) return true;
+  const query = isKeyword(buf, p, w, QUERIES);
   for (let i = w; i < end; i++) {
     const c = buf[i];
     if (c === 64 || c === 59) return true; // @ ;
+    if (c === 40 && query && mayCallAt(buf, w, i)) return true; // (
     if (c === 95 && i + 4 < end) { // _
       const a = buf[i + 1] | 0x20, b = buf[i + 2] | 0x20, d = buf[i + 3] | 0x20, e = buf[i + 4] | 0x20;
       if ((a === 108 && b === 111 && d === 99 && e === 107) || (a === 99 && b === 97 && d === 108 && e === 99)) return true;
@@ -111,7 +127,10 @@ export function analyzeStatements(sql: string): StatementEffects {
 }
 
 function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
-  const first = t[0]?.type === Tok.Word ? t[0].text : "";
+  let f = 0;
+  while (t[f]?.type === Tok.Punct && t[f].text === "(") f++;
+  const first = t[f]?.type === Tok.Word ? t[f].text : "";
+  if (CALLS_UNREPORTED.has(first)) functionCalls(t, fx);
   // user variables assigned anywhere: @a := ..., INTO @a, @b
   for (let i = 0; i < t.length; i++) {
     const tok = t[i];
@@ -138,6 +157,7 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
     case "alter": fx.neutralChange = true; return;
     case "set": return analyzeSet(t, fx, sql);
     case "create": {
+      if (namesFunction(t)) fx.routinesChanged = true;
       let i = 1;
       if (word(t[i], "or") && word(t[i + 1], "replace")) i += 2;
       // a temporary sequence is a temporary table too (DROP TEMPORARY TABLE drops it)
@@ -150,6 +170,7 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
       return;
     }
     case "drop": {
+      if (namesFunction(t)) fx.routinesChanged = true;
       let i = 1;
       if (word(t[1], "prepare")) {
         const name = nameOf(t[2]);
@@ -206,6 +227,20 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
       if (name) fx.useSchema = name;
       return;
     }
+  }
+}
+
+/** CREATE [OR REPLACE] [DEFINER = …] [AGGREGATE] FUNCTION, DROP FUNCTION: the word comes early. */
+const namesFunction = (t: Token[]): boolean => t.slice(1, 12).some((x) => word(x, "function"));
+
+/** Calls of names that are not built-ins: `f(`, `` `f`( ``, `schema.f(`. */
+function functionCalls(t: Token[], fx: StatementEffects): void {
+  for (let i = 1; i < t.length; i++) {
+    const tok = t[i];
+    if ((tok.type !== Tok.Word && tok.type !== Tok.Ident) || t[i + 1]?.type !== Tok.Punct || t[i + 1].text !== "(") continue;
+    const qualified = t[i - 1].type === Tok.Punct && t[i - 1].text === "." ? nameOf(t[i - 2]) : null;
+    if (qualified !== null) fx.functionCalls.push(`${qualified}.${tok.text}`.toLowerCase());
+    else if (tok.type === Tok.Ident || (!NOT_CALLS.has(tok.text) && !BUILTIN_FUNCTIONS.has(tok.text))) fx.functionCalls.push(tok.text.toLowerCase());
   }
 }
 

@@ -21,6 +21,7 @@ import { MoveSlots } from "../session/migrator.js";
 import { Rebalancer } from "../session/rebalancer.js";
 import { SessionRegistry, type KillOutcome, type KillRequest, type RemoteSessions } from "../session/registry.js";
 import { Session } from "../session/session.js";
+import { StoredFunctionNames } from "../session/stored-functions.js";
 
 export interface DataPlaneOptions {
   /** this process's place among the `instances` processes that serve clients */
@@ -78,7 +79,7 @@ export class DataPlane {
     this.moves = new MoveSlots(movesShare(o.runtime.proxy.max_concurrent_moves, o.index, o.instances));
     this.pool = new BackendPool(config, o.log);
     const deps = { config, router: this.router, registry: this.registry, log: o.log, tls: o.tls, sha2Cache: o.sha2Cache, moves: this.moves, remote: o.remote,
-      slots: o.slots ?? new LocalSlots(), pool: this.pool };
+      slots: o.slots ?? new LocalSlots(), pool: this.pool, storedFunctions: new StoredFunctionNames() };
     this.listener = new ClientListener({
       config, tls: o.tls, log: o.log, sha2Cache: o.sha2Cache,
       serverVersion: () => o.serverVersion,

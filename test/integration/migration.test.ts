@@ -23,6 +23,12 @@ describe("session migration", () => {
         "CREATE FUNCTION app.take_lock() RETURNS INT RETURN GET_LOCK('fn-lock', 1); " +
         "CREATE TABLE app.audited (id INT); CREATE TRIGGER app.audit_temp AFTER INSERT ON app.audited FOR EACH ROW CREATE TEMPORARY TABLE IF NOT EXISTS app.trigger_tmp (a INT);");
     }
+    for (const s of cluster.servers) {
+      const d = await connectVia(s.port);
+      await d.query("CREATE FUNCTION app.temp_fn() RETURNS INT BEGIN CREATE TEMPORARY TABLE IF NOT EXISTS app.ft (a INT); RETURN 1; END");
+      await d.query("CREATE FUNCTION app.var_fn() RETURNS INT BEGIN SET @infn = 7; RETURN 1; END");
+      await d.end();
+    }
     ({ ferry, logs } = await startProxy(cluster, BASE));
   });
 
@@ -201,17 +207,62 @@ describe("session migration", () => {
     });
   }
 
-  it("with pin_after_routines = false a session moves after a stored procedure, with the user variables it set", async () => {
-    const extra = `${BASE}\npin_after_routines = false`;
-    ferry.reload(proxyConfig(cluster, extra));
+  // Where the server's state-change report cannot tell (a result set ending in an EOF packet, as
+  // for mysql2; a SET, which reports a change of its own), Ferry asks the server which of the
+  // names a statement called are stored functions.
+  for (const [what, run, check, expected] of [
+    ["a stored function in a query (mysql2: no CLIENT_DEPRECATE_EOF)", (c: mysql.Connection) => c.query("SELECT app.take_lock() AS l"),
+      "SELECT IS_USED_LOCK('fn-lock') = CONNECTION_ID() AS n", 1],
+    ["an unqualified stored function in a prepared query (mysql2)", (c: mysql.Connection) => c.execute("SELECT take_lock() AS l"),
+      "SELECT IS_USED_LOCK('fn-lock') = CONNECTION_ID() AS n", 1],
+    ["a stored function in a SET", (c: mysql.Connection) => c.query("SET @v = app.temp_fn()"), "SELECT COUNT(*) AS n FROM app.ft", 0],
+  ] as const) {
+    it(`a session that ran ${what} stays on its server until its client resets the session, then moves`, async () => {
+      const c = await connectVia(ferry.port);
+      try {
+        await run(c);
+        const port = await portOf(c);
+        const moved = ferry.moveCounts().moved;
+        await drainServerOf(port);
+        await new Promise((r) => setTimeout(r, 300));
+        const r = await one(c, check.replace(" AS n", " AS n, @@port AS p"));
+        assert.equal(Number(r.p), port, "still on the drained server");
+        assert.equal(Number(r.n), expected, "what the function left is there");
+        assert.equal(ferry.moveCounts().moved, moved);
+        await c.changeUser({ user: APP_USER, password: APP_PASSWORD, database: "app" });
+        assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), "moved after COM_CHANGE_USER");
+        assert.notEqual(await portOf(c), port);
+      } finally {
+        await c.end();
+      }
+    });
+  }
+
+  it("a query calling names that are not stored functions does not hold the session", async () => {
     const c = await connectVia(ferry.port);
-    await c.query("CALL app.set_var()");
-    const port = await moveAway(c, extra);
-    const r = await one(c, "SELECT @inproc AS v, @@port AS p");
-    assert.notEqual(Number(r.p), port);
-    assert.equal(Number(r.v), 5, "read back after the CALL, set again on the new server");
+    await c.query("WITH c (v) AS (SELECT 1) SELECT v FROM c");
+    await c.execute("WITH d (v) AS (SELECT ?) SELECT v FROM d", [2]);
+    const port = await moveAway(c);
+    assert.notEqual(await portOf(c), port);
     await c.end();
   });
+
+  for (const [what, sql, variable, value] of [
+    ["a stored procedure", "CALL app.set_var()", "@inproc", 5],
+    ["a stored function in a query (mysql2: found by its name)", "SELECT app.var_fn() AS f", "@infn", 7],
+  ] as const) {
+    it(`with pin_after_routines = false a session moves after ${what}, with the user variables it set`, async () => {
+      const extra = `${BASE}\npin_after_routines = false`;
+      ferry.reload(proxyConfig(cluster, extra));
+      const c = await connectVia(ferry.port);
+      await c.query(sql);
+      const port = await moveAway(c, extra);
+      const r = await one(c, `SELECT ${variable} AS v, @@port AS p`);
+      assert.notEqual(Number(r.p), port);
+      assert.equal(Number(r.v), value, "read back after the routine, set again on the new server");
+      await c.end();
+    });
+  }
 
   it("what a prepared statement does is tracked as the same text sent as a query: SET @x = ? moves, GET_LOCK(?) pins", async () => {
     const c = await connectVia(ferry.port);
