@@ -3,6 +3,8 @@
 // those may change session state where Ferry cannot see (session/stored-functions.ts asks the
 // server which names are stored functions).
 
+import { isWordChar } from "./tokenizer.js";
+
 /** Words that may stand before a parenthesis without calling anything. */
 export const NOT_CALLS = new Set([
   "and", "or", "not", "xor", "in", "exists", "any", "some", "all", "from", "join", "on", "using", "where", "when", "then",
@@ -78,9 +80,6 @@ const OTHER_BUILTINS = [
 /** Every built-in function name Ferry knows. */
 export const BUILTIN_FUNCTIONS = new Set([...PURE_FUNCTIONS, ...OTHER_BUILTINS]);
 
-const isWordByte = (c: number): boolean =>
-  (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 36 || c >= 128;
-
 /**
  * Byte check at a parenthesis, buf[paren] = '(' in statement text starting at `start`: whether
  * what stands before it may call a stored function — a name that is neither a keyword nor a
@@ -93,7 +92,7 @@ export function mayCallAt(buf: Buffer, start: number, paren: number): boolean {
   if (j < start) return false;
   if (buf[j] === 96) return true; // `quoted`(
   let k = j;
-  while (k >= start && isWordByte(buf[k])) k--;
+  while (k >= start && isWordChar(buf[k])) k--;
   if (k === j || (buf[k + 1] >= 48 && buf[k + 1] <= 57)) return false; // no word, or a number
   if (k >= start && buf[k] === 46) return true; // schema.f(
   const w = buf.toString("latin1", k + 1, j + 1).toLowerCase();

@@ -19,7 +19,8 @@ export interface Token {
   end: number;
 }
 
-const isWordChar = (c: number): boolean =>
+/** A byte of an unquoted identifier or keyword. */
+export const isWordChar = (c: number): boolean =>
   (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 36 || c >= 128;
 const isDigit = (c: number): boolean => c >= 48 && c <= 57;
 const isSpace = (c: number): boolean => c === 32 || c === 9 || c === 10 || c === 13 || c === 12 || c === 11;

@@ -8,8 +8,7 @@
 // functions are looked up before anything else (stored-functions.ts): a routine that ran may have
 // assigned user variables.
 
-import { SESSION_TRACKING_SQL, takeOwnReadings } from "../backend/backend-connection.js";
-import type { BackendConnection } from "../backend/backend-connection.js";
+import { SESSION_TRACKING_SQL, takeOwnReadings, type BackendConnection } from "../backend/backend-connection.js";
 import { runOwnStatements, type OwnStatement } from "../backend/own-statements.js";
 import { FerryError } from "../protocol/errors.js";
 import type { Session } from "./session.js";

@@ -130,7 +130,7 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
   let f = 0;
   while (t[f]?.type === Tok.Punct && t[f].text === "(") f++;
   const first = t[f]?.type === Tok.Word ? t[f].text : "";
-  if (CALLS_UNREPORTED.has(first)) functionCalls(t, fx);
+  const callsUnreported = CALLS_UNREPORTED.has(first);
   // user variables assigned anywhere: @a := ..., INTO @a, @b
   for (let i = 0; i < t.length; i++) {
     const tok = t[i];
@@ -140,7 +140,9 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
         if (t[j].type === Tok.UserVar) fx.userVars.push(t[j].text);
       }
     }
-    if (tok.type === Tok.Word && t[i + 1]?.type === Tok.Punct && t[i + 1].text === "(") {
+    const call = (tok.type === Tok.Word || tok.type === Tok.Ident) && t[i + 1]?.type === Tok.Punct && t[i + 1].text === "(";
+    if (call && callsUnreported && i > 0) noteCall(t, i, fx);
+    if (call && tok.type === Tok.Word) {
       const arg = t[i + 2]?.type === Tok.String ? t[i + 2].text : null;
       // GET_LOCK('name', …): a name Ferry reads; anything else (an expression, a parameter) it cannot
       if (tok.text === "get_lock") {
@@ -233,15 +235,12 @@ function analyzeOne(t: Token[], fx: StatementEffects, sql: string): void {
 /** CREATE [OR REPLACE] [DEFINER = …] [AGGREGATE] FUNCTION, DROP FUNCTION: the word comes early. */
 const namesFunction = (t: Token[]): boolean => t.slice(1, 12).some((x) => word(x, "function"));
 
-/** Calls of names that are not built-ins: `f(`, `` `f`( ``, `schema.f(`. */
-function functionCalls(t: Token[], fx: StatementEffects): void {
-  for (let i = 1; i < t.length; i++) {
-    const tok = t[i];
-    if ((tok.type !== Tok.Word && tok.type !== Tok.Ident) || t[i + 1]?.type !== Tok.Punct || t[i + 1].text !== "(") continue;
-    const qualified = t[i - 1].type === Tok.Punct && t[i - 1].text === "." ? nameOf(t[i - 2]) : null;
-    if (qualified !== null) fx.functionCalls.push(`${qualified}.${tok.text}`.toLowerCase());
-    else if (tok.type === Tok.Ident || (!NOT_CALLS.has(tok.text) && !BUILTIN_FUNCTIONS.has(tok.text))) fx.functionCalls.push(tok.text.toLowerCase());
-  }
+/** t[i], a name before a parenthesis, when it may call a stored function: `f(`, `` `f`( ``, `schema.f(`. */
+function noteCall(t: Token[], i: number, fx: StatementEffects): void {
+  const tok = t[i];
+  const qualified = t[i - 1]?.type === Tok.Punct && t[i - 1].text === "." ? nameOf(t[i - 2]) : null;
+  if (qualified !== null) fx.functionCalls.push(`${qualified}.${tok.text}`.toLowerCase());
+  else if (tok.type === Tok.Ident || (!NOT_CALLS.has(tok.text) && !BUILTIN_FUNCTIONS.has(tok.text))) fx.functionCalls.push(tok.text.toLowerCase());
 }
 
 function qualifiedName(t: Token[], i: number): string | null {
