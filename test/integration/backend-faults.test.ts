@@ -8,8 +8,11 @@ import * as mariadb from "mariadb";
 import mysql from "mysql2/promise";
 import { parseConfig } from "../../src/config/load.js";
 import { startFerry, type FerryServer } from "../../src/server.js";
+import { CLIENT_MULTI_RESULTS, CLIENT_SESSION_TRACK, ERR_HEADER } from "../../src/protocol/constants.js";
 import { FaultServer } from "./fault-server.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, LogSink, one, waitFor } from "./harness.js";
+import { prng } from "./prng.js";
+import { RawClient } from "./raw-client.js";
 
 describe("backend faults", () => {
   let cluster: Cluster;
@@ -163,5 +166,58 @@ describe("backend faults", () => {
       await m.end();
     }
     await controlStillServes();
+  });
+  it("random responses, damaged or not, cost at most the session concerned: Ferry stays up and logs no error of its own", async () => {
+    const seed = Number(process.env.FERRY_FUZZ_SEED ?? 20261203);
+    const runMs = Number(process.env.FERRY_FUZZ_MS ?? 10_000);
+    const rnd = prng(seed);
+    const pause = (ms: number): Promise<null> => new Promise((r) => setTimeout(() => r(null), ms));
+    fault.sessionTrack = true;
+    const logBefore = logs.lines.length;
+    const outcomes = new Map<string, number>();
+    const count = (k: string): void => void outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
+    const deadline = Date.now() + runMs;
+    let clients = 0, lastQuery = "";
+    try {
+      while (Date.now() < deadline && clients < runMs / 10) {
+        clients++;
+        const c = await RawClient.connect(ferry.port, "faulty", "faulty", rnd(2) ? CLIENT_SESSION_TRACK | CLIENT_MULTI_RESULTS : 0);
+        let silent = false;
+        for (let i = 1 + rnd(3); i > 0 && !silent; i--) {
+          lastQuery = `fault: random ${rnd(2 ** 31)}`;
+          c.sendQuery(lastQuery);
+          // Whatever comes within 150 ms: what Ferry made of the response.
+          const first = await Promise.race([c.packet().catch(() => "closed" as const), pause(150)]);
+          if (first === "closed") { count("closed"); break; }
+          if (first === null) { count("silent"); silent = true; break; }
+          if (first[0] === ERR_HEADER && first.readUInt16LE(1) === 2013 && first.toString("utf8", 9).startsWith("ferry: ")) count("ferry 2013");
+          else count("answered");
+          while ((await Promise.race([c.packet().catch(() => null), pause(50)])) !== null);
+        }
+        if (!silent && rnd(2)) c.close();
+        else c.destroy();
+      }
+    } finally {
+      fault.sessionTrack = false;
+    }
+    const context = `seed ${seed}, ${clients} clients: ${[...outcomes].map(([k, n]) => `${k} ${n}`).join(", ")}; last: ${lastQuery}`;
+    assert.ok(clients > 40 && (outcomes.get("answered") ?? 0) > 20 && (outcomes.get("ferry 2013") ?? 0) + (outcomes.get("closed") ?? 0) > 2,
+      `responses of every kind came back (${context})`);
+    await controlStillServes();
+    // A client that sent more (COM_QUIT too) while a response was still owed has it held, as a
+    // server holds what a client pipelined, and its session lasts until the response ends, as the
+    // server's would. A response the fault server never finishes leaves such sessions waiting
+    // (a lost connection's statement is even run again on a new one: read-retry.ts). They must end
+    // once the server is gone for good.
+    fault.greeting = "garbage";
+    try {
+      fault.dropConnections();
+      assert.ok(await waitFor(() => ferry.sessions() === 1, 10_000), `every session but the control one ended (${ferry.sessions()} left; ${context})`);
+    } finally {
+      fault.greeting = "mysql";
+    }
+    // Errors logged: only the server's faults, none of Ferry's own.
+    const errors = logs.lines.slice(logBefore).filter((l) => /"level":(50|60)/.test(l) && !/"level":50.*"msg":"backend sent a malformed response"/.test(l));
+    assert.deepEqual(errors, [], `no error of Ferry's own logged (${context})`);
   });
 });

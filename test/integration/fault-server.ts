@@ -1,15 +1,18 @@
 // A fake backend for the faults a real server does not produce on demand: malformed responses,
 // data nobody asked for, a connection dropped at a chosen point, a greeting from another
 // protocol. It speaks just enough of the protocol for Ferry to log in (any credentials), then
-// answers each COM_QUERY by the fault its text names; any other text gets an OK.
+// answers each COM_QUERY by the fault its text names; any other text gets an OK. "fault: random N"
+// gets a response built and damaged at random from seed N (see randomAnswer).
 
 import net from "node:net";
 import { CLIENT_CONNECT_WITH_DB, CLIENT_DEPRECATE_EOF, CLIENT_MULTI_RESULTS, CLIENT_MULTI_STATEMENTS, CLIENT_PLUGIN_AUTH,
-  CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_TRANSACTIONS, COM_QUERY, COM_QUIT,
-  SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../../src/protocol/constants.js";
+  CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_PROTOCOL_41, CLIENT_SECURE_CONNECTION, CLIENT_SESSION_TRACK, CLIENT_TRANSACTIONS, COM_QUERY,
+  COM_QUIT, SERVER_MORE_RESULTS_EXISTS, SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from "../../src/protocol/constants.js";
 import { ed25519Sign } from "../../src/protocol/auth/ed25519.js";
 import { PacketStream } from "../../src/protocol/packet-stream.js";
 import { encodeErr, encodeHandshakeV10, encodeOk, encodePacket } from "../../src/protocol/packets.js";
+import { PacketWriter } from "../../src/protocol/writer.js";
+import { prng } from "./prng.js";
 
 const CAPS = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
   CLIENT_CONNECT_WITH_DB | CLIENT_DEPRECATE_EOF | CLIENT_TRANSACTIONS | CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS;
@@ -24,6 +27,8 @@ export class FaultServer {
    * scramble ends with a NUL, this nonce does not): the signature must be over all 32 bytes.
    */
   ed25519Password: string | null = null;
+  /** offer CLIENT_SESSION_TRACK to new connections (random answers then carry session state changes) */
+  sessionTrack = false;
   /** connections accepted so far */
   accepted = 0;
   private readonly server: net.Server;
@@ -43,8 +48,13 @@ export class FaultServer {
     return (this.server.address() as net.AddressInfo).port;
   }
 
-  async stop(): Promise<void> {
+  /** Drops every open connection; new ones are still accepted. */
+  dropConnections(): void {
     for (const s of this.sockets) s.destroy();
+  }
+
+  async stop(): Promise<void> {
+    this.dropConnections();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
@@ -56,7 +66,7 @@ export class FaultServer {
     if (this.greeting === "garbage") return void s.end("HTTP/1.1 400 Bad Request\r\n\r\n");
     const hs = encodeHandshakeV10({
       protocolVersion: 10, serverVersion: "5.5.5-10.11.0-MariaDB-fault", connectionId: this.accepted, authPluginData: Buffer.alloc(20, 0x41),
-      capabilities: CAPS, mariadbCapabilities: 0, collation: 45, statusFlags: SERVER_STATUS_AUTOCOMMIT, authPluginName: "mysql_native_password",
+      capabilities: this.sessionTrack ? CAPS | CLIENT_SESSION_TRACK : CAPS, mariadbCapabilities: 0, collation: 45, statusFlags: SERVER_STATUS_AUTOCOMMIT, authPluginName: "mysql_native_password",
     });
     if (this.greeting === "protocol-9") hs[4] = 9;
     s.write(hs);
@@ -64,6 +74,7 @@ export class FaultServer {
     try {
       const login = await stream.next();
       const deprecateEof = (login.payload.readUInt32LE(0) & CAPS & CLIENT_DEPRECATE_EOF) !== 0;
+      const track = this.sessionTrack && (login.payload.readUInt32LE(0) & CLIENT_SESSION_TRACK) !== 0;
       let seq = login.seq + 1;
       if (this.ed25519Password !== null) {
         const nonce = Buffer.concat([Buffer.alloc(31, 0x5a), Buffer.from([0])]);
@@ -82,7 +93,9 @@ export class FaultServer {
           s.write(encodeErr(1, 1047, "08S01", "fault server: unknown command"));
           continue;
         }
-        this.answer(s, p.payload.toString("utf8", 1), deprecateEof);
+        const sql = p.payload.toString("utf8", 1);
+        if (sql.startsWith("fault: random ")) randomAnswer(s, Number(sql.slice(14)), deprecateEof, track);
+        else this.answer(s, sql, deprecateEof);
       }
     } catch {
       s.destroy();
@@ -137,4 +150,79 @@ function columnDefinition(name: string): Buffer {
 /** An EOF packet's payload: header, no warnings, status flags. */
 function eof(status: number): Buffer {
   return Buffer.from([0xfe, 0, 0, status & 0xff, status >> 8]);
+}
+
+const TRACKED_VARIABLES = ["autocommit", "sql_mode", "character_set_client", "time_zone", "wait_timeout", "transaction_isolation", "x"];
+
+/**
+ * A response built at random from `seed`, then, most of the time, damaged: an OK (perhaps with
+ * session state changes of every kind, values sane or not), a result set, two result sets, an
+ * OK announcing more results, an ERR, or a LOCAL INFILE request; then bytes changed, a packet cut
+ * short, dropped, doubled or made up, a sequence id out of order, or the connection cut inside
+ * the response or left silent.
+ */
+function randomAnswer(s: net.Socket, seed: number, deprecateEof: boolean, track: boolean): void {
+  const rnd = prng(seed);
+  const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
+  const text = (): string => ["", "1", "0", "ON", "OFF", "app", "x".repeat(rnd(300)), "-1", "99999999999999999999", "é\u0000\u00ff"][rnd(10)];
+  const lenenc = (b: Buffer): Buffer => new PacketWriter(8).lenencBytes(b).finish(0).subarray(4);
+  const ok = (status: number, header = 0x00): Buffer => {
+    const w = new PacketWriter(64).u8(header).lenenc(rnd(3)).lenenc(rnd(1000));
+    const changes: Buffer[] = [];
+    if (track && rnd(2)) {
+      for (let i = 1 + rnd(4); i > 0; i--) {
+        const type = rnd(8);
+        const body = type === 0 ? Buffer.concat([lenenc(Buffer.from(TRACKED_VARIABLES[rnd(TRACKED_VARIABLES.length)])), lenenc(Buffer.from(text()))])
+          : type === 5 ? lenenc(Buffer.from(["________", "T_______", "T___W___", "I_R_____", "bad"][rnd(5)])) : lenenc(Buffer.from(text()));
+        changes.push(Buffer.concat([Buffer.from([type]), lenenc(body)]));
+      }
+    }
+    w.u16(status | (changes.length ? SERVER_SESSION_STATE_CHANGED : 0)).u16(rnd(3));
+    if (track) {
+      w.lenencString(rnd(3) ? "" : "Rows matched: 1");
+      if (changes.length) w.lenencBytes(Buffer.concat(changes));
+    }
+    return w.finish(0).subarray(4);
+  };
+  const resultSet = (more: boolean): Buffer[] => {
+    const status = SERVER_STATUS_AUTOCOMMIT | (more ? SERVER_MORE_RESULTS_EXISTS : 0);
+    const cols = 1 + rnd(3);
+    const out: Buffer[] = [Buffer.from([cols])];
+    for (let i = 0; i < cols; i++) out.push(columnDefinition(`c${i}`));
+    if (!deprecateEof) out.push(eof(SERVER_STATUS_AUTOCOMMIT));
+    for (let r = rnd(4); r > 0; r--) out.push(Buffer.concat(Array.from({ length: cols }, () => rnd(6) === 0 ? Buffer.from([0xfb]) : lenenc(Buffer.from(text())))));
+    out.push(deprecateEof ? ok(status, 0xfe) : eof(status));
+    return out;
+  };
+  const status = SERVER_STATUS_AUTOCOMMIT | (rnd(6) === 0 ? SERVER_STATUS_IN_TRANS : 0);
+  const packets = [
+    () => [ok(status)],
+    () => resultSet(false),
+    () => [...resultSet(true), ...resultSet(false)],
+    () => [ok(status | SERVER_MORE_RESULTS_EXISTS), ...resultSet(false)],
+    () => [new PacketWriter(64).u8(0xff).u16(1000 + rnd(3000)).string("#HY000").string("fault server: random error").finish(0).subarray(4)],
+    () => [Buffer.concat([Buffer.from([0xfb]), Buffer.from("/tmp/fault.csv")])],
+  ][rnd(6)]();
+  const at = rnd(packets.length);
+  const seqs = packets.map((_, i) => i + 1);
+  switch (["none", "none", "change", "cut", "drop", "double", "invent", "sequence"][rnd(8)]) {
+    case "change": packets[at] = Buffer.from(packets[at]); for (let k = 1 + rnd(3); k > 0; k--) packets[at][rnd(packets[at].length)] = rnd(256); break;
+    case "cut": packets[at] = packets[at].subarray(0, rnd(packets[at].length)); break;
+    case "drop": packets.splice(at, 1); seqs.pop(); break;
+    case "double": packets.splice(at, 0, packets[at]); seqs.push(seqs.length + 1); break;
+    case "invent": packets.splice(at, 0, bytes(1 + rnd(30))); seqs.push(seqs.length + 1); break;
+    case "sequence": seqs[at] = rnd(256); break;
+  }
+  const wire = Buffer.concat(packets.map((p, i) => encodePacket(seqs[i], p)));
+  switch (rnd(10)) {
+    case 0: // the connection cut inside the response
+      s.write(wire.subarray(0, rnd(wire.length)));
+      setTimeout(() => s.destroy(), 20);
+      return;
+    case 1: // the rest never comes
+      s.write(wire.subarray(0, rnd(wire.length)));
+      return;
+    default:
+      s.write(wire);
+  }
 }

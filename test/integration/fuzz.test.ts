@@ -20,20 +20,9 @@ import {
 import { decodeHandshakeV10, encodeHandshakeResponse } from "../../src/protocol/packets.js";
 import { framePayload } from "../../src/protocol/writer.js";
 import type { FerryServer } from "../../src/server.js";
+import { prng } from "./prng.js";
 import { RawClient } from "./raw-client.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, startProxy, waitFor, type LogSink } from "./harness.js";
-
-/** mulberry32: a small seeded generator, so a failing sequence can be replayed. */
-function prng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 const SQL = [
   "SELECT 1", "SELECT ?", "SET @a = 1", "BEGIN", "COMMIT", "SELECT * FROM information_schema.TABLES LIMIT 3", "CREATE TEMPORARY TABLE t (a INT)",
