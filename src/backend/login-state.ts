@@ -5,6 +5,8 @@
 //   initializes the session's variables from the global ones); MariaDB keeps the handshake's.
 // - on MariaDB, the user's MAX_STATEMENT_TIME (CREATE or ALTER USER … WITH MAX_STATEMENT_TIME):
 //   the login makes it the session's max_statement_time, the reset sets the global value.
+// - IGNORE_SPACE in sql_mode, which the login adds for a client with CLIENT_IGNORE_SPACE (mysql2
+//   and most connectors of its family set it): the reset sets the global sql_mode.
 // Ferry reads these in the round trip that follows every login anyway (its setup statement, or
 // a SELECT without session tracking) and sets them again after each reset. The interactive
 // wait_timeout is given back by pool.ts; init_connect the reset does not repeat, so pool.ts keeps
@@ -15,7 +17,7 @@ const CHARACTER_SET = ["character_set_client", "character_set_results", "collati
 
 /** The variables a login sets on this server that the reset may not leave as the login set them. */
 export function loginVariables(serverVersion: string): string[] {
-  return serverVersion.includes("MariaDB") ? [...CHARACTER_SET, "max_statement_time"] : CHARACTER_SET;
+  return serverVersion.includes("MariaDB") ? [...CHARACTER_SET, "sql_mode", "max_statement_time"] : [...CHARACTER_SET, "sql_mode"];
 }
 
 /**
@@ -35,7 +37,8 @@ export function restoreStatement(values: [string, string | null][]): string | nu
   for (const [name, value] of values) {
     if (value === null) parts.push(`${name}=NULL`);
     else if (/^\d+(\.\d+)?$/.test(value)) parts.push(`${name}=${value}`);
-    else if (/^[A-Za-z0-9_]+$/.test(value)) parts.push(`${name}='${value}'`);
+    else if (value === "" && name !== "sql_mode") parts.push(`${name}=NULL`); // session tracking reports a NULL character set as ''
+    else if (/^[A-Za-z0-9_,]*$/.test(value)) parts.push(`${name}='${value}'`); // names; sql_mode's are comma-separated, maybe none
     else return null;
   }
   return `SET SESSION ${parts.join(", ")}`;

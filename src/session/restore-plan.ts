@@ -19,9 +19,12 @@ export function quoteString(s: string, noBackslashEscapes: boolean): string {
   return `'${q}'`;
 }
 
-function systemValue(v: string, nbe: boolean): string {
+function systemValue(name: string, v: string, nbe: boolean): string {
   if (/^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(v)) return v;
   if (v === "NULL") return "NULL";
+  // Session tracking reports a character set or collation set to NULL (character_set_results
+  // = NULL: results as stored) as '', which no SET accepts.
+  if (v === "" && (name.startsWith("character_set") || name.startsWith("collation"))) return "NULL";
   return quoteString(v, nbe);
 }
 
@@ -37,6 +40,10 @@ export function userVariableLiteral(v: UserVariable): string {
     case "INT":
     case "DECIMAL":
       if (/^-?\d+(\.\d+)?$/.test(text)) return text;
+      break;
+    case "INT UNSIGNED":
+      // A literal under 2^63 would be signed.
+      if (/^\d+$/.test(text)) return `CAST(${text} AS UNSIGNED)`;
       break;
     case "DOUBLE":
     case "REAL":
@@ -57,7 +64,7 @@ export const isRestorable = (name: string): boolean => !NOT_RESTORED.has(name) &
 export function setSystemVariables(vars: [string, string][], noBackslashEscapes: boolean): OwnStatement | null {
   if (vars.length === 0) return null;
   vars.sort((a, b) => order(a[0]) - order(b[0]));
-  return { kind: "query", sql: "SET SESSION " + vars.map(([k, v]) => `${k} = ${systemValue(v, noBackslashEscapes)}`).join(", ") };
+  return { kind: "query", sql: "SET SESSION " + vars.map(([k, v]) => `${k} = ${systemValue(k, v, noBackslashEscapes)}`).join(", ") };
 }
 
 export function setUserVariables(vars: [string, UserVariable | null][]): OwnStatement | null {

@@ -62,7 +62,7 @@ export function statementOn(stmt: PreparedStatement, conn: object | null): State
 }
 
 export interface UserVariable {
-  /** VARIABLE_TYPE of information_schema.USER_VARIABLES: INT, DECIMAL, DOUBLE, VARCHAR; null when unknown */
+  /** VARIABLE_TYPE of information_schema.USER_VARIABLES: INT, INT UNSIGNED, DECIMAL, DOUBLE, VARCHAR; null when unknown */
   type: string | null;
   charset: string | null;
   value: Buffer | null;

@@ -7,6 +7,7 @@ import * as mariadb from "mariadb";
 import type mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
 import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, portOf, proxyConfig, startProxy, waitFor, type LogSink } from "./harness.js";
+import { prng } from "./prng.js";
 
 const BASE = "drain_grace_ms = 60000\nreconnect_timeout_ms = 15000\nrebalance_ratio = 0";
 
@@ -336,5 +337,69 @@ describe("session migration", () => {
     assert.deepEqual(errors, []);
     assert.ok(queries > 100, `clients kept working (${queries} queries)`);
     assert.ok(logs.lines.some((l) => l.includes('"result":"moved"')));
+  });
+  it("random session state survives a move: user variables of every type, session variables, schema, prepared statements", async () => {
+    const seed = Number(process.env.FERRY_FUZZ_SEED ?? 20261203);
+    const rounds = Number(process.env.FERRY_FUZZ_ROUNDS ?? 12);
+    const rnd = prng(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)];
+    const VALUES = [
+      "0", "-1", "9223372036854775807", "-9223372036854775808", "18446744073709551615", "123.4500", "-0.000001", "99999999999999999999.99",
+      "1e308", "-2.5e-300", "0e0", "'plain'", "'it''s \\\\ a \"test\"'", "'\u00fc\u20ac\ud83d\ude00'", "''", "'a\\0b'", "X'00FF10'", "_binary'abc'",
+      "_latin1 X'E9'", "NULL", "b'101'", "JSON_OBJECT('a', 1, 'b', 'x\"y')", "'2026-01-01 10:00:00' + INTERVAL 1 DAY", "CAST(-5 AS UNSIGNED)", "REPEAT('z', 3000)",
+      "CONVERT('abc' USING ucs2)", "1 = 1",
+    ];
+    const MODES = ["ANSI_QUOTES", "NO_ENGINE_SUBSTITUTION", "STRICT_TRANS_TABLES", "PIPES_AS_CONCAT", "NO_BACKSLASH_ESCAPES", "ONLY_FULL_GROUP_BY",
+      "IGNORE_SPACE", "NO_ZERO_DATE", "ERROR_FOR_DIVISION_BY_ZERO", "HIGH_NOT_PRECEDENCE", "NO_AUTO_VALUE_ON_ZERO"];
+    const SETTINGS = [
+      () => `SET SESSION sql_mode = '${MODES.filter(() => rnd(3) === 0).join(",")}'`,
+      () => `SET SESSION time_zone = '${pick(["+05:30", "-08:00", "+00:00", "SYSTEM"])}'`,
+      () => `SET SESSION group_concat_max_len = ${4 + rnd(100000)}`,
+      () => `SET SESSION div_precision_increment = ${rnd(31)}`,
+      () => `SET SESSION lc_time_names = '${pick(["de_DE", "ja_JP", "en_US", "fr_FR"])}'`,
+      () => `SET SESSION sql_select_limit = ${pick(["DEFAULT", "1", "1000"])}`,
+      () => pick(["SET NAMES latin1", "SET NAMES utf8mb4 COLLATE utf8mb4_bin", "SET NAMES utf8mb4", "SET NAMES utf8mb3", "SET character_set_results = NULL"]),
+      () => `SET SESSION TRANSACTION ISOLATION LEVEL ${pick(["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE", "READ UNCOMMITTED"])}`,
+      () => `SET SESSION sql_safe_updates = ${rnd(2)}`,
+      () => `SET SESSION auto_increment_increment = ${1 + rnd(5)}`,
+      () => `SET SESSION max_statement_time = ${pick(["0", "12.5"])}`,
+      () => pick(["USE app", "USE app2"]),
+      () => pick(["SET SESSION sql_mode = 'ORACLE'", "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI')", "SET NAMES binary"]),
+      () => `SET SESSION optimizer_switch = '${pick(["index_merge=off", "mrr=on,mrr_sort_keys=on", "default"])}'`,
+      () => `SET @\`odd \`\` name\` = ${pick(VALUES)}`,
+    ];
+    const VARIABLES = "@@sql_mode AS sql_mode, @@time_zone AS tz, @@group_concat_max_len AS gcml, @@div_precision_increment AS dpi, " +
+      "@@lc_time_names AS ltn, @@sql_select_limit AS lim, @@character_set_client AS csc, @@character_set_connection AS cscn, " +
+      "@@character_set_results AS csr, @@collation_connection AS cc, @@tx_isolation AS iso, @@sql_safe_updates AS ssu, " +
+      "@@auto_increment_increment AS aii, @@max_statement_time AS mst, @@optimizer_switch AS os, DATABASE() AS db";
+    for (let round = 1; round <= rounds; round++) {
+      const c = await connectVia(ferry.port, { supportBigNumbers: true, bigNumberStrings: true, dateStrings: true });
+      const done: string[] = [];
+      const run = async (sql: string): Promise<void> => {
+        done.push(sql);
+        await c.query(sql);
+      };
+      const vars = 1 + rnd(6);
+      for (let i = 0; i < vars; i++) await run(`SET @v${i} = ${pick(VALUES)}`);
+      for (let i = rnd(5); i > 0; i--) await run(pick(SETTINGS)());
+      await run(`PREPARE ps${round} FROM 'SELECT ? AS a, @v0 AS b'`);
+      const snapshot = async (): Promise<unknown> => ({
+        session: await one(c, `SELECT ${VARIABLES}`),
+        user: (await c.query("SELECT VARIABLE_NAME AS n, HEX(VARIABLE_VALUE) AS v, VARIABLE_TYPE AS t, CHARACTER_SET_NAME AS cs " +
+          "FROM information_schema.USER_VARIABLES ORDER BY VARIABLE_NAME LIMIT 1000"))[0],
+        text: (await c.query(`EXECUTE ps${round} USING ${round}`))[0],
+        binary: (await c.execute("SELECT ? AS x, CONCAT(?, 'z') AS y, @v0 AS v", [round, `r${round}`]))[0],
+      });
+      const context = (): string => `round ${round}, seed ${seed}: ${done.join("; ")}`;
+      const before = await snapshot();
+      const from = await portOf(c);
+      const moved = ferry.moveCounts().moved;
+      await drainServerOf(from);
+      assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), `the session moved (${context()})`);
+      assert.notEqual(await portOf(c), from, `served by another server (${context()})`);
+      assert.deepEqual(await snapshot(), before, `the same state after the move (${context()})`);
+      await c.end();
+      ferry.reload(proxyConfig(cluster, BASE));
+    }
   });
 });
