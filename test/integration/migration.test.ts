@@ -338,7 +338,7 @@ describe("session migration", () => {
     assert.ok(queries > 100, `clients kept working (${queries} queries)`);
     assert.ok(logs.lines.some((l) => l.includes('"result":"moved"')));
   });
-  it("random session state survives a move: user variables of every type, session variables, schema, prepared statements", async () => {
+  it("random session state survives a move (mysql2 and the MariaDB connector): user variables of every type, session variables, schema, prepared statements", async () => {
     const seed = Number(process.env.FERRY_FUZZ_SEED ?? 20261203);
     const rounds = Number(process.env.FERRY_FUZZ_ROUNDS ?? 12);
     const rnd = prng(seed);
@@ -372,9 +372,20 @@ describe("session migration", () => {
       "@@lc_time_names AS ltn, @@sql_select_limit AS lim, @@character_set_client AS csc, @@character_set_connection AS cscn, " +
       "@@character_set_results AS csr, @@collation_connection AS cc, @@tx_isolation AS iso, @@sql_safe_updates AS ssu, " +
       "@@auto_increment_increment AS aii, @@max_statement_time AS mst, @@optimizer_switch AS os, DATABASE() AS db";
+    /** mysql2 (text results as strings) and the MariaDB connector (session tracking, metadata caching), taking turns. */
+    interface Client { query(sql: string): Promise<unknown[]>; execute(sql: string, params: unknown[]): Promise<unknown[]>; end(): Promise<void> }
+    const open = async (round: number): Promise<Client> => {
+      if (round % 2 === 1) {
+        const m = await connectVia(ferry.port, { supportBigNumbers: true, bigNumberStrings: true, dateStrings: true });
+        return { query: async (q) => (await m.query(q))[0] as unknown[], execute: async (q, p) => (await m.execute(q, p as never))[0] as unknown[], end: () => m.end() };
+      }
+      const m = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "app", dateStrings: true });
+      const plain = (rows: unknown): unknown[] => Array.isArray(rows) ? rows.map((r: Record<string, unknown>) => ({ ...r })) : [];
+      return { query: async (q) => plain(await m.query(q)), execute: async (q, p) => plain(await m.execute(q, p)), end: () => m.end() };
+    };
     for (let round = 1; round <= rounds; round++) {
-      const c = await connectVia(ferry.port, { supportBigNumbers: true, bigNumberStrings: true, dateStrings: true });
-      const done: string[] = [];
+      const c = await open(round);
+      const done: string[] = [round % 2 === 1 ? "mysql2" : "mariadb connector"];
       const run = async (sql: string): Promise<void> => {
         done.push(sql);
         await c.query(sql);
@@ -384,19 +395,20 @@ describe("session migration", () => {
       for (let i = rnd(5); i > 0; i--) await run(pick(SETTINGS)());
       await run(`PREPARE ps${round} FROM 'SELECT ? AS a, @v0 AS b'`);
       const snapshot = async (): Promise<unknown> => ({
-        session: await one(c, `SELECT ${VARIABLES}`),
-        user: (await c.query("SELECT VARIABLE_NAME AS n, HEX(VARIABLE_VALUE) AS v, VARIABLE_TYPE AS t, CHARACTER_SET_NAME AS cs " +
-          "FROM information_schema.USER_VARIABLES ORDER BY VARIABLE_NAME LIMIT 1000"))[0],
-        text: (await c.query(`EXECUTE ps${round} USING ${round}`))[0],
-        binary: (await c.execute("SELECT ? AS x, CONCAT(?, 'z') AS y, @v0 AS v", [round, `r${round}`]))[0],
+        session: await c.query(`SELECT ${VARIABLES}`),
+        user: await c.query("SELECT VARIABLE_NAME AS n, HEX(VARIABLE_VALUE) AS v, VARIABLE_TYPE AS t, CHARACTER_SET_NAME AS cs " +
+          "FROM information_schema.USER_VARIABLES ORDER BY VARIABLE_NAME LIMIT 1000"),
+        text: await c.query(`EXECUTE ps${round} USING ${round}`),
+        binary: await c.execute("SELECT ? AS x, CONCAT(?, 'z') AS y, @v0 AS v", [round, `r${round}`]),
       });
+      const portNow = async (): Promise<number> => Number(((await c.query("SELECT @@port AS p"))[0] as { p: unknown }).p);
       const context = (): string => `round ${round}, seed ${seed}: ${done.join("; ")}`;
       const before = await snapshot();
-      const from = await portOf(c);
+      const from = await portNow();
       const moved = ferry.moveCounts().moved;
       await drainServerOf(from);
       assert.ok(await waitFor(() => ferry.moveCounts().moved > moved, 5000), `the session moved (${context()})`);
-      assert.notEqual(await portOf(c), from, `served by another server (${context()})`);
+      assert.notEqual(await portNow(), from, `served by another server (${context()})`);
       assert.deepEqual(await snapshot(), before, `the same state after the move (${context()})`);
       await c.end();
       ferry.reload(proxyConfig(cluster, BASE));
