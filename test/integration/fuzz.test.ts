@@ -183,92 +183,99 @@ describe("random commands", () => {
     // A Ferry of its own: a short handshake timeout, and a caching_sha2_password user besides the native one.
     const own = await startProxy(cluster, "handshake_timeout_ms = 1000\n",
       `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n[[users]]\nname = "other"\npassword = "other"\nauth_plugin = "caching_sha2_password"\n`);
-    const logBefore = own.logs.lines.length;
-    const passwords: Record<string, string> = { [APP_USER]: APP_PASSWORD, other: "other" };
-    const OPTIONAL = [CLIENT_CONNECT_WITH_DB, CLIENT_CONNECT_ATTRS, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_SECURE_CONNECTION,
-      CLIENT_DEPRECATE_EOF, CLIENT_MULTI_STATEMENTS, CLIENT_SESSION_TRACK, CLIENT_TRANSACTIONS, CLIENT_COMPRESS, CLIENT_SSL];
-    // What a login may end with: Ferry's own refusals (bad handshake, access denied, an auth protocol the client lacks, no
-    // server with the tenant labels asked for) and the backend's (a database unknown or not allowed).
-    const EXPECTED_ERRORS = new Set([1043, 1044, 1045, 1049, 1251, 9001]);
-    const outcomes = new Map<string, number>();
-    const history: string[] = [];
-    const deadline = Date.now() + logins * 200;
-    let clients = 0;
-    while (Date.now() < deadline && clients < logins) {
-      clients++;
-      const probe = await HandshakeProbe.connect(own.ferry.port);
-      const greeting = await probe.packet(3000);
-      assert.ok(greeting !== null && greeting.payload[0] === 10, `client ${clients}: a greeting (seed ${seed})`);
-      const salt = decodeHandshakeV10(greeting.payload).authPluginData;
-      let nonce = salt;
-      const user = pick([APP_USER, APP_USER, "other", "other", "nobody", `${APP_USER}?tier=gold`, `${APP_USER}?tier`, ""]);
-      const password = rnd(5) !== 0 ? passwords[user.split("?")[0]] ?? "x" : "wrong";
-      const plugin = pick(["mysql_native_password", "mysql_native_password", "caching_sha2_password", "caching_sha2_password", "client_ed25519", "", "dialog"]);
-      // Half are what a modern client sends, with more besides; half any mix of capabilities.
-      let caps = rnd(2) ? CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA : CLIENT_PROTOCOL_41;
-      for (const bit of OPTIONAL) if (rnd(bit === CLIENT_SSL || bit === CLIENT_COMPRESS ? 8 : 2) === 0) caps |= bit;
-      const token = plugin === "caching_sha2_password" ? sha2Token(password, salt) : plugin === "mysql_native_password" ? nativeToken(password, salt) : bytes(rnd(40));
-      let payload = encodeHandshakeResponse({ capabilities: caps, maxPacketSize: 1 << 24, collation: pick([8, 33, 45, 63, 224, rnd(256)]),
-        username: user, authResponse: token, database: pick([null, "app", "nosuchdb", "x".repeat(rnd(300))]), authPluginName: plugin,
-        attributes: new Map(Array.from({ length: rnd(4) }, (_, i) => [`k${i}`, "v".repeat(rnd(300))])), mariadbCapabilities: rnd(2) ? 0 : rnd(1 << 30),
-        sslRequest: (caps & CLIENT_SSL) !== 0 && rnd(2) === 0 }, 1).subarray(4);
-      const mutation = pick(["none", "none", "none", "none", "truncate", "overwrite", "append", "capabilities"]);
-      switch (mutation) {
-        case "truncate": payload = payload.subarray(0, rnd(payload.length)); break;
-        case "overwrite": payload = Buffer.from(payload); for (let k = 1 + rnd(3); k > 0; k--) payload[rnd(payload.length)] = rnd(256); break;
-        case "append": payload = Buffer.concat([payload, bytes(1 + rnd(20))]); break;
-        case "capabilities": payload = Buffer.from(payload); payload.writeUInt32LE(rnd(2) ? rnd(2 ** 32) >>> 0 : (rnd(2 ** 32) | CLIENT_PROTOCOL_41) >>> 0, 0); break;
+    // Closed whatever happens: an open Ferry or socket would keep the test file running.
+    let probe: HandshakeProbe | null = null;
+    try {
+      const logBefore = own.logs.lines.length;
+      const passwords: Record<string, string> = { [APP_USER]: APP_PASSWORD, other: "other" };
+      const OPTIONAL = [CLIENT_CONNECT_WITH_DB, CLIENT_CONNECT_ATTRS, CLIENT_PLUGIN_AUTH, CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA, CLIENT_SECURE_CONNECTION,
+        CLIENT_DEPRECATE_EOF, CLIENT_MULTI_STATEMENTS, CLIENT_SESSION_TRACK, CLIENT_TRANSACTIONS, CLIENT_COMPRESS, CLIENT_SSL];
+      // What a login may end with: Ferry's own refusals (bad handshake, access denied, an auth protocol the client lacks, no
+      // server with the tenant labels asked for) and the backend's (a database unknown or not allowed).
+      const EXPECTED_ERRORS = new Set([1043, 1044, 1045, 1049, 1251, 9001]);
+      const outcomes = new Map<string, number>();
+      const history: string[] = [];
+      const deadline = Date.now() + logins * 200;
+      let clients = 0;
+      while (Date.now() < deadline && clients < logins) {
+        clients++;
+        const conn = await HandshakeProbe.connect(own.ferry.port);
+        probe = conn;
+        const greeting = await conn.packet(3000);
+        assert.ok(greeting !== null && greeting.payload[0] === 10, `client ${clients}: a greeting (seed ${seed})`);
+        const salt = decodeHandshakeV10(greeting.payload).authPluginData;
+        let nonce = salt;
+        const user = pick([APP_USER, APP_USER, "other", "other", "nobody", `${APP_USER}?tier=gold`, `${APP_USER}?tier`, ""]);
+        const password = rnd(5) !== 0 ? passwords[user.split("?")[0]] ?? "x" : "wrong";
+        const plugin = pick(["mysql_native_password", "mysql_native_password", "caching_sha2_password", "caching_sha2_password", "client_ed25519", "", "dialog"]);
+        // Half are what a modern client sends, with more besides; half any mix of capabilities.
+        let caps = rnd(2) ? CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA : CLIENT_PROTOCOL_41;
+        for (const bit of OPTIONAL) if (rnd(bit === CLIENT_SSL || bit === CLIENT_COMPRESS ? 8 : 2) === 0) caps |= bit;
+        const token = plugin === "caching_sha2_password" ? sha2Token(password, salt) : plugin === "mysql_native_password" ? nativeToken(password, salt) : bytes(rnd(40));
+        let payload = encodeHandshakeResponse({ capabilities: caps, maxPacketSize: 1 << 24, collation: pick([8, 33, 45, 63, 224, rnd(256)]),
+          username: user, authResponse: token, database: pick([null, "app", "nosuchdb", "x".repeat(rnd(300))]), authPluginName: plugin,
+          attributes: new Map(Array.from({ length: rnd(4) }, (_, i) => [`k${i}`, "v".repeat(rnd(300))])), mariadbCapabilities: rnd(2) ? 0 : rnd(1 << 30),
+          sslRequest: (caps & CLIENT_SSL) !== 0 && rnd(2) === 0 }, 1).subarray(4);
+        const mutation = pick(["none", "none", "none", "none", "truncate", "overwrite", "append", "capabilities"]);
+        switch (mutation) {
+          case "truncate": payload = payload.subarray(0, rnd(payload.length)); break;
+          case "overwrite": payload = Buffer.from(payload); for (let k = 1 + rnd(3); k > 0; k--) payload[rnd(payload.length)] = rnd(256); break;
+          case "append": payload = Buffer.concat([payload, bytes(1 + rnd(20))]); break;
+          case "capabilities": payload = Buffer.from(payload); payload.writeUInt32LE(rnd(2) ? rnd(2 ** 32) >>> 0 : (rnd(2 ** 32) | CLIENT_PROTOCOL_41) >>> 0, 0); break;
+        }
+        const seq = pick([1, 1, 1, 1, 0, 2, 255]);
+        history.push(`client ${clients}: ${mutation}, seq ${seq}, ${payload.toString("hex").slice(0, 80)}`);
+        conn.send(framePayload(payload, seq));
+        // An SSLRequest (a bare 32 bytes asking for TLS) is followed by bytes that are no TLS: Ferry can only close.
+        const sslRequest = payload.length === 32 && (payload.readUInt32LE(0) & (CLIENT_SSL | CLIENT_PROTOCOL_41)) === (CLIENT_SSL | CLIENT_PROTOCOL_41);
+        let outcome = "";
+        for (let step = 0; step < 5 && outcome === ""; step++) {
+          const p = await conn.packet(3000);
+          if (p === null) outcome = conn.closed ? "closed" : "stalled";
+          else if (p.payload[0] === 0x00) outcome = "ok";
+          else if (p.payload[0] === 0xff) {
+            const code = p.payload.readUInt16LE(1);
+            assert.equal(p.payload[3], 0x23, `client ${clients}: an ERR with a SQLSTATE (seed ${seed})`);
+            assert.ok(EXPECTED_ERRORS.has(code), `client ${clients}: ERR ${code} ${p.payload.subarray(9).toString()} (seed ${seed}; ${history.at(-1)})`);
+            outcome = `err ${code}`;
+          } else if (p.payload[0] === 0xfe) {
+            // An auth switch: the right answer two times in three, else random bytes.
+            const end = p.payload.indexOf(0, 1);
+            const switchTo = p.payload.subarray(1, end).toString();
+            nonce = p.payload.subarray(end + 1, p.payload.length - 1);
+            const answer = rnd(3) === 0 ? bytes(rnd(40)) : switchTo === "mysql_native_password" ? nativeToken(password, nonce)
+              : switchTo === "caching_sha2_password" ? sha2Token(password, nonce) : bytes(rnd(40));
+            conn.send(framePayload(answer, p.seq + 1));
+          } else if (p.payload[0] === 0x01) {
+            // caching_sha2_password: fast-path success (0x03, then the OK), or full authentication: a request for the public key
+            // (then the password encrypted with it two times in three), or random bytes.
+            if (p.payload[1] === 0x04) conn.send(framePayload(rnd(4) ? Buffer.from([0x02]) : bytes(1 + rnd(300)), p.seq + 1));
+            else if (p.payload.subarray(1, 11).toString() === "-----BEGIN") {
+              const pem = p.payload.subarray(1).toString("latin1");
+              conn.send(framePayload(rnd(3) ? sha2EncryptPassword(password, nonce, pem) : bytes(1 + rnd(300)), p.seq + 1));
+            } else if (p.payload.length > 2) conn.send(framePayload(bytes(1 + rnd(300)), p.seq + 1));
+          } else outcome = `unexpected 0x${p.payload[0].toString(16)}`;
+          if (outcome === "" && sslRequest) conn.send(bytes(1 + rnd(100))); // no TLS after all
+        }
+        if (outcome === "") outcome = "unfinished";
+        outcomes.set(outcome.startsWith("err") || outcome === "ok" || outcome === "closed" ? outcome : `${outcome} (${history.at(-1)})`, (outcomes.get(outcome) ?? 0) + 1);
+        assert.ok(outcome === "ok" || outcome.startsWith("err ") || (outcome === "closed" && sslRequest),
+          `client ${clients}: ended with ${outcome}${sslRequest ? " after an SSLRequest" : ""} (seed ${seed}; ${history.at(-1)})`);
+        conn.destroy();
       }
-      const seq = pick([1, 1, 1, 1, 0, 2, 255]);
-      history.push(`client ${clients}: ${mutation}, seq ${seq}, ${payload.toString("hex").slice(0, 80)}`);
-      probe.send(framePayload(payload, seq));
-      // An SSLRequest (a bare 32 bytes asking for TLS) is followed by bytes that are no TLS: Ferry can only close.
-      const sslRequest = payload.length === 32 && (payload.readUInt32LE(0) & (CLIENT_SSL | CLIENT_PROTOCOL_41)) === (CLIENT_SSL | CLIENT_PROTOCOL_41);
-      let outcome = "";
-      for (let step = 0; step < 5 && outcome === ""; step++) {
-        const p = await probe.packet(3000);
-        if (p === null) outcome = probe.closed ? "closed" : "stalled";
-        else if (p.payload[0] === 0x00) outcome = "ok";
-        else if (p.payload[0] === 0xff) {
-          const code = p.payload.readUInt16LE(1);
-          assert.equal(p.payload[3], 0x23, `client ${clients}: an ERR with a SQLSTATE (seed ${seed})`);
-          assert.ok(EXPECTED_ERRORS.has(code), `client ${clients}: ERR ${code} ${p.payload.subarray(9).toString()} (seed ${seed}; ${history.at(-1)})`);
-          outcome = `err ${code}`;
-        } else if (p.payload[0] === 0xfe) {
-          // An auth switch: the right answer two times in three, else random bytes.
-          const end = p.payload.indexOf(0, 1);
-          const switchTo = p.payload.subarray(1, end).toString();
-          nonce = p.payload.subarray(end + 1, p.payload.length - 1);
-          const answer = rnd(3) === 0 ? bytes(rnd(40)) : switchTo === "mysql_native_password" ? nativeToken(password, nonce)
-            : switchTo === "caching_sha2_password" ? sha2Token(password, nonce) : bytes(rnd(40));
-          probe.send(framePayload(answer, p.seq + 1));
-        } else if (p.payload[0] === 0x01) {
-          // caching_sha2_password: fast-path success (0x03, then the OK), or full authentication: a request for the public key
-          // (then the password encrypted with it two times in three), or random bytes.
-          if (p.payload[1] === 0x04) probe.send(framePayload(rnd(4) ? Buffer.from([0x02]) : bytes(1 + rnd(300)), p.seq + 1));
-          else if (p.payload.subarray(1, 11).toString() === "-----BEGIN") {
-            const pem = p.payload.subarray(1).toString("latin1");
-            probe.send(framePayload(rnd(3) ? sha2EncryptPassword(password, nonce, pem) : bytes(1 + rnd(300)), p.seq + 1));
-          } else if (p.payload.length > 2) probe.send(framePayload(bytes(1 + rnd(300)), p.seq + 1));
-        } else outcome = `unexpected 0x${p.payload[0].toString(16)}`;
-        if (outcome === "" && sslRequest) probe.send(bytes(1 + rnd(100))); // no TLS after all
-      }
-      if (outcome === "") outcome = "unfinished";
-      outcomes.set(outcome.startsWith("err") || outcome === "ok" || outcome === "closed" ? outcome : `${outcome} (${history.at(-1)})`, (outcomes.get(outcome) ?? 0) + 1);
-      assert.ok(outcome === "ok" || outcome.startsWith("err ") || (outcome === "closed" && sslRequest),
-        `client ${clients}: ended with ${outcome}${sslRequest ? " after an SSLRequest" : ""} (seed ${seed}; ${history.at(-1)})`);
-      probe.destroy();
+      const context = `seed ${seed}, ${clients} clients: ${[...outcomes].map(([k, n]) => `${k} ${n}`).join(", ")}`;
+      assert.equal(clients, logins, `every login ran in time (${context})`);
+      assert.ok((outcomes.get("ok") ?? 0) > 10 && (outcomes.get("err 1043") ?? 0) > 5 && (outcomes.get("err 1045") ?? 0) > 10, `logins of every kind ran (${context})`);
+      const c = await connectVia(own.ferry.port);
+      assert.equal(Number((await one(c, "SELECT 1 + 1 AS two")).two), 2, `Ferry still serves (${context})`);
+      await c.end();
+      assert.ok(await waitFor(() => own.ferry.sessions() === 0, 5000), `every session ended (${own.ferry.sessions()} left; ${context})`);
+      const errors = own.logs.lines.slice(logBefore).filter((l) => /"level":(50|60)/.test(l));
+      assert.deepEqual(errors, [], `no error logged by Ferry (${context})`);
+    } finally {
+      probe?.destroy();
+      await own.ferry.close();
     }
-    const context = `seed ${seed}, ${clients} clients: ${[...outcomes].map(([k, n]) => `${k} ${n}`).join(", ")}`;
-    assert.equal(clients, logins, `every login ran in time (${context})`);
-    assert.ok((outcomes.get("ok") ?? 0) > 10 && (outcomes.get("err 1043") ?? 0) > 5 && (outcomes.get("err 1045") ?? 0) > 10, `logins of every kind ran (${context})`);
-    const c = await connectVia(own.ferry.port);
-    assert.equal(Number((await one(c, "SELECT 1 + 1 AS two")).two), 2, `Ferry still serves (${context})`);
-    await c.end();
-    assert.ok(await waitFor(() => own.ferry.sessions() === 0, 5000), `every session ended (${own.ferry.sessions()} left; ${context})`);
-    const errors = own.logs.lines.slice(logBefore).filter((l) => /"level":(50|60)/.test(l));
-    assert.deepEqual(errors, [], `no error logged by Ferry (${context})`);
-    await own.ferry.close();
   });
 });
 
