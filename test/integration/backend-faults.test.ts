@@ -192,7 +192,7 @@ describe("backend faults", () => {
           const first = await Promise.race([c.packet().catch(() => "closed" as const), pause(150)]);
           if (first === "closed") { count("closed"); break; }
           if (first === null) { count("silent"); silent = true; break; }
-          if (first[0] === ERR_HEADER && first.readUInt16LE(1) === 2013 && first.toString("utf8", 9).startsWith("ferry: ")) count("ferry 2013");
+          if (first.length > 9 && first[0] === ERR_HEADER && first.readUInt16LE(1) === 2013 && first.toString("utf8", 9).startsWith("ferry: ")) count("ferry 2013");
           else count("answered");
           while ((await Promise.race([c.packet().catch(() => null), pause(50)])) !== null);
         }
