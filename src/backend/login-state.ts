@@ -29,6 +29,13 @@ export function selfAssignments(vars: string[]): string {
 }
 
 /**
+ * Session tracking reports a character set or collation set to NULL (character_set_results =
+ * NULL: results as stored) as '', which no SET accepts: such a value is written back as NULL.
+ */
+export const isNullReportedEmpty = (name: string, value: string): boolean =>
+  value === "" && (name.startsWith("character_set") || name.startsWith("collation"));
+
+/**
  * The SET statement that gives a reset session the values its login had (read in `vars` order);
  * null when one of them is not a plain name or number (Ferry does not write it into SQL).
  */
@@ -37,8 +44,8 @@ export function restoreStatement(values: [string, string | null][]): string | nu
   for (const [name, value] of values) {
     if (value === null) parts.push(`${name}=NULL`);
     else if (/^\d+(\.\d+)?$/.test(value)) parts.push(`${name}=${value}`);
-    else if (value === "" && name !== "sql_mode") parts.push(`${name}=NULL`); // session tracking reports a NULL character set as ''
-    else if (/^[A-Za-z0-9_,]*$/.test(value)) parts.push(`${name}='${value}'`); // names; sql_mode's are comma-separated, maybe none
+    else if (isNullReportedEmpty(name, value)) parts.push(`${name}=NULL`);
+    else if (/^[A-Za-z0-9_,]+$/.test(value) || (name === "sql_mode" && value === "")) parts.push(`${name}='${value}'`); // names; sql_mode's are comma-separated, maybe none
     else return null;
   }
   return `SET SESSION ${parts.join(", ")}`;

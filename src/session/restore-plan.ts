@@ -3,6 +3,7 @@
 // the role (SET ROLE), system variables, user variables, SQL prepared statements, LAST_INSERT_ID. Binary prepared
 // statements are prepared on a connection when they first run there (the session does that).
 
+import { isNullReportedEmpty } from "../backend/login-state.js";
 import type { OwnStatement } from "../backend/own-statements.js";
 import type { StateTracker, UserVariable } from "./state-tracker.js";
 
@@ -21,10 +22,7 @@ export function quoteString(s: string, noBackslashEscapes: boolean): string {
 
 function systemValue(name: string, v: string, nbe: boolean): string {
   if (/^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(v)) return v;
-  if (v === "NULL") return "NULL";
-  // Session tracking reports a character set or collation set to NULL (character_set_results
-  // = NULL: results as stored) as '', which no SET accepts.
-  if (v === "" && (name.startsWith("character_set") || name.startsWith("collation"))) return "NULL";
+  if (v === "NULL" || isNullReportedEmpty(name, v)) return "NULL";
   return quoteString(v, nbe);
 }
 
