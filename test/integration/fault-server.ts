@@ -12,7 +12,7 @@ import { ed25519Sign } from "../../src/protocol/auth/ed25519.js";
 import { PacketStream } from "../../src/protocol/packet-stream.js";
 import { encodeErr, encodeHandshakeV10, encodeOk, encodePacket } from "../../src/protocol/packets.js";
 import { PacketWriter } from "../../src/protocol/writer.js";
-import { prng } from "./prng.js";
+import { prng, seededBytes } from "./prng.js";
 
 const CAPS = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA |
   CLIENT_CONNECT_WITH_DB | CLIENT_DEPRECATE_EOF | CLIENT_TRANSACTIONS | CLIENT_MULTI_STATEMENTS | CLIENT_MULTI_RESULTS;
@@ -163,7 +163,7 @@ const TRACKED_VARIABLES = ["autocommit", "sql_mode", "character_set_client", "ti
  */
 function randomAnswer(s: net.Socket, seed: number, deprecateEof: boolean, track: boolean): void {
   const rnd = prng(seed);
-  const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
+  const bytes = (n: number): Buffer => seededBytes(rnd, n);
   const text = (): string => ["", "1", "0", "ON", "OFF", "app", "x".repeat(rnd(300)), "-1", "99999999999999999999", "é\u0000\u00ff"][rnd(10)];
   const lenenc = (b: Buffer): Buffer => new PacketWriter(8).lenencBytes(b).finish(0).subarray(4);
   const ok = (status: number, header = 0x00): Buffer => {

@@ -10,3 +10,8 @@ export function prng(seed: number): (n: number) => number {
     return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
   };
 }
+
+/** n bytes drawn from `rnd`. */
+export function seededBytes(rnd: (n: number) => number, n: number): Buffer {
+  return Buffer.from(Array.from({ length: n }, () => rnd(256)));
+}
