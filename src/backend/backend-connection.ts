@@ -120,6 +120,12 @@ export async function connectBackend(o: BackendConnectOptions): Promise<BackendC
     ...(reader ? { onread: reader.onread } : {}),
   });
   const raw = socket as net.Socket;
+  // Nothing keeps a view of a backend read buffer past its socket's close (a client socket that
+  // queued one has renewed the reader), so its buffers are free once the socket closes.
+  if (reader) {
+    reader.watchClose(raw);
+    reader.release();
+  }
   // The header leads everything, TLS included; net queues it until the connection is up.
   if (o.server.sendProxyProtocol) raw.write(encodeProxyV2(o.relay?.source ?? null, o.relay?.destination ?? null));
   const timer = setTimeout(() => raw.destroy(new FerryError(2013, "HY000", `backend ${o.server.address} did not complete login within ${o.timeoutMs} ms`, "backend")), o.timeoutMs);

@@ -20,13 +20,25 @@ export interface ChunkSink {
 
 const READ_BUFFER_SIZE = 64 * 1024;
 
+/**
+ * Read buffers of closed sockets, for the next sockets to read into. A connection's two 64 KB
+ * buffers would otherwise wait for a major garbage collection under connection churn (tens of MB
+ * of them at a time), and each new connection would take two fresh allocations from the native heap.
+ */
+const freeBuffers: Buffer[] = [];
+const FREE_BUFFERS_KEPT = 64;
+
+function readBuffer(): Buffer {
+  return freeBuffers.pop() ?? Buffer.allocUnsafe(READ_BUFFER_SIZE);
+}
+
 /** The writer holding a chunk of the read buffer: says when what it holds is written. */
 export interface ChunkKeeper {
   whenWritten(fn: () => void): void;
 }
 
 export class SocketReader {
-  private buf: Buffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  private buf: Buffer = readBuffer();
   /** a buffer given up by renew() and written since: the next renew() reads into it */
   private spare: Buffer | null = null;
   sink: ChunkSink | null = null;
@@ -89,12 +101,50 @@ export class SocketReader {
    */
   renew(keeper: ChunkKeeper | null = null): void {
     const old = this.buf;
-    this.buf = this.spare ?? Buffer.allocUnsafe(READ_BUFFER_SIZE);
+    this.buf = this.spare ?? readBuffer();
     this.spare = null;
     if (keeper !== null) keeper.whenWritten(() => {
-      if (this.spare === null && old !== this.buf) this.spare = old;
+      if (this.released) giveBack(old);
+      else if (this.spare === null && old !== this.buf) this.spare = old;
     });
   }
+
+  /** the buffers went to later sockets */
+  private released = false;
+  private socketClosed = false;
+  private releaseWanted = false;
+
+  /** Watches `socket` (the one this reads) for its close: its buffers may then go to later sockets. */
+  watchClose(socket: Duplex): void {
+    socket.once("close", () => {
+      this.socketClosed = true;
+      if (this.releaseWanted) this.giveBackBuffers();
+    });
+  }
+
+  /**
+   * The owner refers to no chunk any more (a command's bytes kept for a retry included): once the
+   * socket has closed, nothing reads into the buffers either, and they go to later sockets. Only the
+   * current buffer and the spare: a chunk still held (which made renew() give up its buffer) keeps
+   * its own, and one a writer still holds comes back when written.
+   */
+  release(): void {
+    this.releaseWanted = true;
+    if (this.socketClosed) this.giveBackBuffers();
+  }
+
+  private giveBackBuffers(): void {
+    if (this.released) return;
+    this.released = true;
+    this.sink = null;
+    giveBack(this.buf);
+    if (this.spare !== null) giveBack(this.spare);
+    this.spare = null;
+  }
+}
+
+function giveBack(buf: Buffer): void {
+  if (freeBuffers.length < FREE_BUFFERS_KEPT) freeBuffers.push(buf);
 }
 
 /** A sink that keeps what it reads (connection phase): copies, since the read buffer is reused. */

@@ -39,6 +39,7 @@ export class ClientInput {
     this.reader = reader;
     reader.sink = this.sink;
     reader.attach(rebound);
+    reader.watchClose(rebound);
     return rebound;
   }
 
@@ -125,9 +126,12 @@ export class ClientInput {
     if (leftover.length) this.held.push(leftover);
   }
 
-  /** The session is closing: nothing more is delivered. */
+  /** The session is closing: nothing more is delivered, and no chunk is used again. */
   stop(): void {
     if (this.socket !== null) this.socket.off("data", this.onData);
-    if (this.reader !== null) this.reader.sink = null;
+    if (this.reader !== null) {
+      this.reader.sink = null;
+      this.reader.release();
+    }
   }
 }

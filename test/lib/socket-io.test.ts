@@ -314,3 +314,66 @@ for (const kind of ["direct", "tls", "compressed"] as const) it(`whenWritten run
     dst.close();
   }
 });
+
+// Under connection churn each socket's 64 KB read buffer would wait for a major garbage collection;
+// closed sockets give theirs to the next ones, but only when nothing can still read or use them.
+it("a closed socket's read buffer goes to a later socket only once its owner released it, and a written spare comes back", async () => {
+  /** A reader on a re-bound accepted socket; `arrays` collects the ArrayBuffers its chunks lie in. */
+  const readerOn = async (): Promise<{ p: Awaited<ReturnType<typeof pair>>; reader: SocketReader; sock: net.Socket; arrays: ArrayBufferLike[] }> => {
+    const p = await pair("tcp");
+    const reader = new SocketReader();
+    const arrays: ArrayBufferLike[] = [];
+    reader.sink = { onChunk: (c) => { arrays.push(c.buffer); } };
+    const sock = rebindForForwarding(p.server, reader)!;
+    reader.attach(sock);
+    reader.watchClose(sock);
+    sock.resume();
+    return { p, reader, sock, arrays };
+  };
+  const firstChunk = async (r: { p: { client: net.Socket }; arrays: ArrayBufferLike[] }): Promise<ArrayBufferLike> => {
+    r.p.client.write("x");
+    for (let i = 0; i < 200 && r.arrays.length === 0; i++) await new Promise((res) => setTimeout(res, 5));
+    assert.ok(r.arrays.length > 0, "the reader delivered a chunk");
+    return r.arrays[0];
+  };
+  /** Destroys the socket; resolves after its close event. */
+  const closed = (s: net.Socket): Promise<void> => {
+    const done = new Promise<void>((res) => s.once("close", () => setImmediate(res)));
+    s.destroy();
+    return done;
+  };
+  const same = (x: ArrayBufferLike, y: ArrayBufferLike, what: string): void => assert.ok(x === y, what);
+  const other = (x: ArrayBufferLike, y: ArrayBufferLike, what: string): void => assert.ok(x !== y, what);
+
+  const a = await readerOn();
+  const aBuf = await firstChunk(a);
+  // Closed but not released (a session still keeps a command's bytes for a retry): not reused.
+  await closed(a.sock);
+  const b = await readerOn();
+  other(await firstChunk(b), aBuf, "a buffer its owner has not released is not read into by another socket");
+  // Released before the close (the session ended first): given back when the socket closes.
+  b.reader.release();
+  const bBuf = b.arrays[0];
+  const c = await readerOn();
+  other(await firstChunk(c), bBuf, "a released buffer of an open socket is not read into by another socket");
+  await closed(b.sock);
+  const d = await readerOn();
+  same(await firstChunk(d), bBuf, "once the socket closed, the next socket reads into its buffer");
+  a.reader.release(); // closed already: given back at once
+  const e = await readerOn();
+  same(await firstChunk(e), aBuf, "a buffer released after its socket closed is given back at once");
+
+  // A buffer a writer holds: renew(keeper) moves reads on; the old one comes back once written,
+  // even when the reader was released meanwhile.
+  let written: (() => void) | null = null;
+  c.reader.renew({ whenWritten: (fn) => { written = fn; } });
+  const cOld = c.arrays[0];
+  c.reader.release();
+  await closed(c.sock);
+  const f = await readerOn();
+  other(await firstChunk(f), cOld, "a buffer a writer still holds is not given out");
+  written!();
+  const g = await readerOn();
+  same(await firstChunk(g), cOld, "written, it goes to the next socket");
+  for (const r of [a, b, c, d, e, f, g]) { r.sock.destroy(); r.p.close(); }
+});
