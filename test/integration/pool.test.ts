@@ -5,9 +5,11 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import * as mariadb from "mariadb";
 import mysql from "mysql2/promise";
 import type { FerryServer } from "../../src/server.js";
-import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, proxyConfig, startProxy, waitFor } from "./harness.js";
+import { APP_PASSWORD, APP_USER, Cluster, connectVia, one, proxyConfig, startProxy, waitFor, withTimeout } from "./harness.js";
+import { RawClient } from "./raw-client.js";
 
 const EXTRA = "pool_size = 2\npool_idle_ms = 1500";
 const USERS = `[[users]]\nname = "${APP_USER}"\npassword = "${APP_PASSWORD}"\n[[users]]\nname = "other"\npassword = "other"\n` +
@@ -237,6 +239,76 @@ describe("backend connection pool (proxy.pool_size)", () => {
     } finally {
       await direct.query("SET GLOBAL init_connect = ''");
     }
+  });
+
+  // Connections that end hand their read buffers to the next ones (lib/socket-reader.ts). Sessions
+  // come and go at once here, some leaving in the middle of a response, some pipelining, some
+  // taking results far over a read buffer while others start: each must get exactly its own bytes.
+  it("sessions coming and going at once, pooled connections and reused read buffers among them, each get exactly their own results", async () => {
+    const WORKERS = 6;
+    const ROUNDS = 12;
+    let checked = 0;
+    const expectOwn = (got: unknown, tag: string, times: number, what: string): void => {
+      const v = String(got);
+      assert.ok(v.length === tag.length * times && v === tag.repeat(times), `${what}: a result of ${v.length} bytes that is not its own (${JSON.stringify(v.slice(0, 24))}…)`);
+      checked++;
+    };
+    const worker = async (w: number): Promise<void> => {
+      for (let i = 0; i < ROUNDS; i++) {
+        const tag = `<w${w}r${i}>`;
+        const mode = (w + i) % 4;
+        if (mode === 2) {
+          // the mariadb connector pipelines: three statements in flight at once
+          const c = await mariadb.createConnection({ host: "127.0.0.1", port: ferry.port, user: APP_USER, password: APP_PASSWORD, database: "pool_a" });
+          try {
+            const rs = await Promise.all([1000, 12000, 3].map((n) => c.query(`SELECT REPEAT('${tag}', ${n}) AS v`)));
+            [1000, 12000, 3].forEach((n, k) => expectOwn(rs[k][0].v, tag, n, `pipelined statement ${k} of ${tag}`));
+          } finally {
+            await c.end();
+          }
+          continue;
+        }
+        if (mode === 3) {
+          // A client that stops reading for a moment in a 9 MB result: Ferry's writes to it queue,
+          // holding the backend's read buffers, while other sessions start and end.
+          const raw = await RawClient.connect(ferry.port, APP_USER, APP_PASSWORD);
+          try {
+            raw.pause();
+            raw.sendQuery(`SELECT REPEAT('${tag}', 400) AS v FROM pool_a.seq_1_to_3000`);
+            await new Promise((r) => setTimeout(r, 300));
+            raw.resume();
+            const want = tag.repeat(400);
+            let bad = 0;
+            // each row: a 3-byte length prefix (0xfc, 2 bytes), then the value
+            const r = await raw.readTextResult((p) => { if (p.length !== want.length + 3 || p.toString("latin1", 3) !== want) bad++; });
+            assert.equal(r.rows, 3000);
+            assert.equal(bad, 0, `${tag}: ${bad} rows of 3000 not its own`);
+            checked++;
+          } finally {
+            raw.close();
+          }
+          continue;
+        }
+        const c = await session();
+        const times = 9_000;
+        const [rows] = await c.query(`SELECT REPEAT('${tag}', ${times}) AS v`);
+        expectOwn((rows as { v: string }[])[0].v, tag, times, tag);
+        if (mode === 1) {
+          // leaves while the next response is still owed
+          void c.query(`SELECT REPEAT('${tag}', 50000) AS v`).catch(() => undefined);
+          c.destroy();
+        } else {
+          await c.end();
+        }
+      }
+    };
+    // A client given bytes that are not its own may wait forever for the rest of a packet.
+    await withTimeout(Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w))), 60_000, "the sessions' statements");
+    assert.equal(checked, WORKERS * ROUNDS + (WORKERS * ROUNDS / 4) * 2, "every statement checked");
+    // Ferry still answers, and keeps serving sessions after the abrupt goodbyes.
+    const c = await session();
+    assert.equal(Number((await one(c, "SELECT 7 AS x")).x), 7);
+    await c.end();
   });
 
   it("pool_size = 0 keeps nothing", async () => {

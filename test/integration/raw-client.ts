@@ -111,7 +111,8 @@ export class RawClient {
   }
 
   /** Reads a text-protocol result set to its end: rows and the bytes of their payloads. */
-  async readTextResult(): Promise<{ rows: number; rowBytes: number }> {
+  /** Reads a text result set; `onRow` sees each row packet's payload. */
+  async readTextResult(onRow?: (payload: Buffer) => void): Promise<{ rows: number; rowBytes: number }> {
     const first = (await this.stream.next()).payload;
     if (first[0] === ERR_HEADER) throw new Error(decodeErr(first).message);
     const cols = first[0];
@@ -123,6 +124,7 @@ export class RawClient {
       if (p[0] === ERR_HEADER) throw new Error(decodeErr(p).message);
       rows++;
       rowBytes += p.length;
+      if (onRow) onRow(p);
     }
   }
 
