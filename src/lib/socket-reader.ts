@@ -100,6 +100,11 @@ export class SocketReader {
    * after which it is kept as the spare; without one the old buffer is left to whoever holds it.
    */
   renew(keeper: ChunkKeeper | null = null): void {
+    if (this.released) {
+      // Its buffers went to other sockets (no read comes after a close, so neither should this).
+      this.buf = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+      return;
+    }
     const old = this.buf;
     this.buf = this.spare ?? readBuffer();
     this.spare = null;
@@ -143,8 +148,9 @@ export class SocketReader {
   }
 }
 
+/** Keeps a buffer for later sockets; never twice (two sockets reading into one buffer would mix their bytes). */
 function giveBack(buf: Buffer): void {
-  if (freeBuffers.length < FREE_BUFFERS_KEPT) freeBuffers.push(buf);
+  if (freeBuffers.length < FREE_BUFFERS_KEPT && !freeBuffers.includes(buf)) freeBuffers.push(buf);
 }
 
 /** A sink that keeps what it reads (connection phase): copies, since the read buffer is reused. */

@@ -318,6 +318,7 @@ for (const kind of ["direct", "tls", "compressed"] as const) it(`whenWritten run
 // Under connection churn each socket's 64 KB read buffer would wait for a major garbage collection;
 // closed sockets give theirs to the next ones, but only when nothing can still read or use them.
 it("a closed socket's read buffer goes to a later socket only once its owner released it, and a written spare comes back", async () => {
+  const opened: { p: Awaited<ReturnType<typeof pair>>; sock: net.Socket }[] = [];
   /** A reader on a re-bound accepted socket; `arrays` collects the ArrayBuffers its chunks lie in. */
   const readerOn = async (): Promise<{ p: Awaited<ReturnType<typeof pair>>; reader: SocketReader; sock: net.Socket; arrays: ArrayBufferLike[] }> => {
     const p = await pair("tcp");
@@ -328,7 +329,9 @@ it("a closed socket's read buffer goes to a later socket only once its owner rel
     reader.attach(sock);
     reader.watchClose(sock);
     sock.resume();
-    return { p, reader, sock, arrays };
+    const r = { p, reader, sock, arrays };
+    opened.push(r);
+    return r;
   };
   const firstChunk = async (r: { p: { client: net.Socket }; arrays: ArrayBufferLike[] }): Promise<ArrayBufferLike> => {
     r.p.client.write("x");
@@ -345,35 +348,51 @@ it("a closed socket's read buffer goes to a later socket only once its owner rel
   const same = (x: ArrayBufferLike, y: ArrayBufferLike, what: string): void => assert.ok(x === y, what);
   const other = (x: ArrayBufferLike, y: ArrayBufferLike, what: string): void => assert.ok(x !== y, what);
 
-  const a = await readerOn();
-  const aBuf = await firstChunk(a);
-  // Closed but not released (a session still keeps a command's bytes for a retry): not reused.
-  await closed(a.sock);
-  const b = await readerOn();
-  other(await firstChunk(b), aBuf, "a buffer its owner has not released is not read into by another socket");
-  // Released before the close (the session ended first): given back when the socket closes.
-  b.reader.release();
-  const bBuf = b.arrays[0];
-  const c = await readerOn();
-  other(await firstChunk(c), bBuf, "a released buffer of an open socket is not read into by another socket");
-  await closed(b.sock);
-  const d = await readerOn();
-  same(await firstChunk(d), bBuf, "once the socket closed, the next socket reads into its buffer");
-  a.reader.release(); // closed already: given back at once
-  const e = await readerOn();
-  same(await firstChunk(e), aBuf, "a buffer released after its socket closed is given back at once");
+  try {
+    const a = await readerOn();
+    const aBuf = await firstChunk(a);
+    // Closed but not released (a session still keeps a command's bytes for a retry): not reused.
+    await closed(a.sock);
+    const b = await readerOn();
+    other(await firstChunk(b), aBuf, "a buffer its owner has not released is not read into by another socket");
+    // Released before the close (the session ended first): given back when the socket closes.
+    b.reader.release();
+    const bBuf = b.arrays[0];
+    const c = await readerOn();
+    other(await firstChunk(c), bBuf, "a released buffer of an open socket is not read into by another socket");
+    await closed(b.sock);
+    const d = await readerOn();
+    same(await firstChunk(d), bBuf, "once the socket closed, the next socket reads into its buffer");
+    a.reader.release(); // closed already: given back at once
+    const e = await readerOn();
+    same(await firstChunk(e), aBuf, "a buffer released after its socket closed is given back at once");
 
-  // A buffer a writer holds: renew(keeper) moves reads on; the old one comes back once written,
-  // even when the reader was released meanwhile.
-  let written: (() => void) | null = null;
-  c.reader.renew({ whenWritten: (fn) => { written = fn; } });
-  const cOld = c.arrays[0];
-  c.reader.release();
-  await closed(c.sock);
-  const f = await readerOn();
-  other(await firstChunk(f), cOld, "a buffer a writer still holds is not given out");
-  written!();
-  const g = await readerOn();
-  same(await firstChunk(g), cOld, "written, it goes to the next socket");
-  for (const r of [a, b, c, d, e, f, g]) { r.sock.destroy(); r.p.close(); }
+    // A buffer a writer holds: renew(keeper) moves reads on; the old one comes back once written,
+    // even when the reader was released meanwhile.
+    let written: (() => void) | null = null;
+    c.reader.renew({ whenWritten: (fn) => { written = fn; } });
+    const cOld = c.arrays[0];
+    c.reader.release();
+    await closed(c.sock);
+    const f = await readerOn();
+    other(await firstChunk(f), cOld, "a buffer a writer still holds is not given out");
+    written!();
+    const g = await readerOn();
+    same(await firstChunk(g), cOld, "written, it goes to the next socket");
+    // A renew() after the release (none should come: no read follows a close) gives nothing back twice.
+    const h = await readerOn();
+    const k = await readerOn();
+    await firstChunk(h);
+    await firstChunk(k);
+    for (const r of [h, k]) {
+      r.reader.release();
+      await closed(r.sock);
+    }
+    h.reader.renew({ whenWritten: (fn) => fn() });
+    const i = await readerOn();
+    const j = await readerOn();
+    other(await firstChunk(i), await firstChunk(j), "two open sockets never read into one buffer");
+  } finally {
+    for (const r of opened) { r.sock.destroy(); r.p.close(); }
+  }
 });
