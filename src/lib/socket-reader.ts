@@ -42,6 +42,12 @@ export class SocketReader {
   /** a buffer given up by renew() and written since: the next renew() reads into it */
   private spare: Buffer | null = null;
   sink: ChunkSink | null = null;
+  private socketClosed = false;
+  private releaseWanted = false;
+  /** the socket has closed and the owner released the buffers: they went to later sockets */
+  private get released(): boolean {
+    return this.socketClosed && this.releaseWanted;
+  }
   readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean };
 
   constructor() {
@@ -114,16 +120,11 @@ export class SocketReader {
     });
   }
 
-  /** the buffers went to later sockets */
-  private released = false;
-  private socketClosed = false;
-  private releaseWanted = false;
-
   /** Watches `socket` (the one this reads) for its close: its buffers may then go to later sockets. */
   watchClose(socket: Duplex): void {
     socket.once("close", () => {
       this.socketClosed = true;
-      if (this.releaseWanted) this.giveBackBuffers();
+      if (this.released) this.giveBackBuffers();
     });
   }
 
@@ -134,13 +135,13 @@ export class SocketReader {
    * its own, and one a writer still holds comes back when written.
    */
   release(): void {
+    if (this.releaseWanted) return;
     this.releaseWanted = true;
-    if (this.socketClosed) this.giveBackBuffers();
+    if (this.released) this.giveBackBuffers();
   }
 
+  /** Called once, when the second of the socket's close and the owner's release() comes. */
   private giveBackBuffers(): void {
-    if (this.released) return;
-    this.released = true;
     this.sink = null;
     giveBack(this.buf);
     if (this.spare !== null) giveBack(this.spare);

@@ -110,8 +110,7 @@ export class RawClient {
     this.socket.resume();
   }
 
-  /** Reads a text-protocol result set to its end: rows and the bytes of their payloads. */
-  /** Reads a text result set; `onRow` sees each row packet's payload. */
+  /** Reads a text-protocol result set to its end: rows and the bytes of their payloads; `onRow` sees each row's payload. */
   async readTextResult(onRow?: (payload: Buffer) => void): Promise<{ rows: number; rowBytes: number }> {
     const first = (await this.stream.next()).payload;
     if (first[0] === ERR_HEADER) throw new Error(decodeErr(first).message);
