@@ -305,6 +305,8 @@ async function main(): Promise<void> {
       const m = bulk.get(t.name)!, h = bulk.get("haproxy");
       rows.push(`| ${BULK_ROWS} x 1 KB | ${t.name} | ${m.toFixed(1)} | ${(m / bulk.get("direct")!).toFixed(2)} | ${h ? (m / h).toFixed(2) : "-"} |`);
     }
+    // The floor's measure: Ferry's peak through the bulk test (and every test before it); churn, last, raises it further.
+    const rssThroughBulk = peakRssMb(ferry.pid!);
     // Connection churn (connect-churn.ts): 8 clients connecting, querying once and leaving, back to back.
     rows.push("", "| connection churn, 8 clients | target | connects/s (median) | vs direct | vs HAProxy | CPU µs per connect (proxy) |", "|---|---|---|---|---|---|");
     // The same rounds as the sysbench tests, a connection counting as a query: "qps" is connects/s, "cpu" µs per connect.
@@ -317,7 +319,7 @@ async function main(): Promise<void> {
       const m = churn.get(t.name)!, h = churn.get("haproxy");
       rows.push(`| | ${t.name} | ${m.qps.toFixed(0)} | ${(m.qps / churn.get("direct")!.qps).toFixed(2)} | ${h ? (m.qps / h.qps).toFixed(2) : "-"} | ${t.pid ? m.cpu.toFixed(0) : "-"} |`);
     }
-    rows.push("", `Ferry peak RSS over the whole run: ${peakRssMb(ferry.pid!).toFixed(1)} MB; with proxy.workers = 2 (16-thread tests only), both processes together: ${peakRssMb(ferry2.pid!).toFixed(1)} MB`);
+    rows.push("", `Ferry peak RSS through the bulk test: ${rssThroughBulk.toFixed(1)} MB; over the whole run (connection churn last): ${peakRssMb(ferry.pid!).toFixed(1)} MB; with proxy.workers = 2 (16-thread tests only), both processes together: ${peakRssMb(ferry2.pid!).toFixed(1)} MB`);
     const version = (await run(process.execPath, ["--version"])).stdout.trim();
     console.log(`\n${new Date().toISOString()} · node ${version} · ${RUNS} runs of ${TIME}s each · sysbench 4 tables x 10000 rows · Ferry at proxy.nice ${NICE}, HAProxy at 0, unless marked\n`);
     console.log(rows.join("\n"));
